@@ -1,0 +1,126 @@
+//! [`ConfigError`]: a configuration that breaks a rule, found when the limiter is built.
+
+use std::fmt;
+
+/// The rule a configuration breaks. Each has a stable snake_case [`name`](Rule::name) that appears
+/// in the error text, so a log line or a CLI message says exactly what to fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A limit's amount is zero.
+    ZeroAmount,
+    /// A limit's period is zero.
+    ZeroPeriod,
+    /// The headroom fraction is not a number in `(0, 1]`.
+    HeadroomOutOfRange,
+    /// The amount times the headroom leaves less than one unit per period.
+    EffectiveLimitBelowOne,
+    /// The burst is smaller than one call (zero, or below the largest call declared for the scope).
+    BurstBelowOneCall,
+    /// A concurrency cap of zero.
+    ZeroConcurrency,
+    /// Two limits of one scope count the same dimension over the same period.
+    DuplicateLimit,
+    /// A name references a scope that is not configured.
+    UnknownScope,
+    /// A scope key is empty, or a pattern is malformed.
+    InvalidScopeKey,
+    /// A priority tier's reserved share is not a number in `[0, 1)`.
+    ShareOutOfRange,
+    /// The reserved shares of all tiers add up to more than 1.
+    SharesExceedOne,
+    /// A duration (maximum wait, period) is zero where it must be positive.
+    ZeroDuration,
+    /// A value could not be read (a configuration file that does not parse).
+    Invalid,
+}
+
+impl Rule {
+    /// The rule's stable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Rule::ZeroAmount => "zero_amount",
+            Rule::ZeroPeriod => "zero_period",
+            Rule::HeadroomOutOfRange => "headroom_out_of_range",
+            Rule::EffectiveLimitBelowOne => "effective_limit_below_one",
+            Rule::BurstBelowOneCall => "burst_below_one_call",
+            Rule::ZeroConcurrency => "zero_concurrency",
+            Rule::DuplicateLimit => "duplicate_limit",
+            Rule::UnknownScope => "unknown_scope",
+            Rule::InvalidScopeKey => "invalid_scope_key",
+            Rule::ShareOutOfRange => "share_out_of_range",
+            Rule::SharesExceedOne => "shares_exceed_one",
+            Rule::ZeroDuration => "zero_duration",
+            Rule::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A configuration that breaks a [`Rule`]. Returned by every `build()` and by file loading; nothing
+/// in tollgate panics on a bad configuration.
+///
+/// ```
+/// use tollgate_core::{Dimension, Limit, Rule};
+/// use std::time::Duration;
+///
+/// let err = Limit::new(Dimension::Requests, 0, Duration::from_secs(60)).compile().unwrap_err();
+/// assert_eq!(err.rule(), Rule::ZeroAmount);
+/// assert!(err.to_string().contains("zero_amount"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    rule: Rule,
+    scope: Option<String>,
+    detail: String,
+}
+
+impl ConfigError {
+    /// An error for `rule` with a human-readable detail.
+    pub fn new(rule: Rule, detail: impl Into<String>) -> Self {
+        ConfigError {
+            rule,
+            scope: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// The same error, naming the scope it was found in.
+    #[must_use]
+    pub fn in_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The rule that was broken.
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+
+    /// The scope the error was found in, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The detail text.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration (rule `{}`)", self.rule)?;
+        if let Some(scope) = &self.scope {
+            write!(f, " in scope `{scope}`")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+impl std::error::Error for ConfigError {}

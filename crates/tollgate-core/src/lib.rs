@@ -1,0 +1,45 @@
+//! The pure algorithms of tollgate: no tokio, no I/O, no clock. Time is passed in as [`Nanos`].
+//!
+//! * [`Limit`] → [`Gcra`]: a rate limit (requests, input, output or total tokens per period) as a
+//!   weighted GCRA bucket with a burst, a headroom, refunds and debt.
+//! * [`ScopeLimits`] → [`CompiledScope`] + [`ScopeState`]: everything one scope limits.
+//! * [`admit`] / [`settle`] / [`release`]: all-or-nothing admission of one call across all of its
+//!   scopes, then reconciliation against the real usage.
+//! * [`ConfigError`]: every rule a configuration must follow, checked when it is compiled.
+//!
+//! The tower layer (`tollgate`) wraps these in a store, a fair queue and a service; a Redis store
+//! evaluates the same rules inside Redis.
+//!
+//! ```
+//! use tollgate_core::{admit, settle, Admission, Cost, Dimension, Limit, Nanos, ScopeLimits};
+//!
+//! // 10,000 output tokens a minute.
+//! let scope = ScopeLimits::new().limit(Limit::per_minute(Dimension::OutputTokens, 10_000)).compile()?;
+//! let mut state = scope.new_state();
+//! let now = Nanos::ZERO;
+//!
+//! // Reserve max_tokens = 8,000 ...
+//! let estimate = Cost::request().with_output_tokens(8_000);
+//! assert_eq!(admit(now, estimate, &mut [(&scope, &mut state)]), Admission::Admitted);
+//! // ... the call used 1,000: 7,000 go back.
+//! settle(now, estimate, Cost::request().with_output_tokens(1_000), &mut [(&scope, &mut state)]);
+//! assert_eq!(scope.available(&state, now), vec![9_000.0]);
+//! # Ok::<(), tollgate_core::ConfigError>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod cost;
+mod error;
+mod limit;
+mod nanos;
+mod scope;
+
+pub use cost::{Cost, Dimension};
+pub use error::{ConfigError, Rule};
+pub use limit::{Gcra, Limit};
+pub use nanos::Nanos;
+pub use scope::{
+    admit, release, settle, Admission, CompiledScope, NeverFits, ScopeLimits, ScopeState,
+};
