@@ -1,0 +1,327 @@
+//! [`ThrottleBuilder`]: the layer's configuration in code, validated once by `build()`.
+
+use crate::hooks::{GlobalScope, Hooks, KeepEstimate, OneRequest, SamePriority};
+use crate::limiter::WaitSettings;
+use crate::registry::Registry;
+use crate::{
+    ConfigError, Limiter, MemoryStore, OnFailure, Priority, ScopeKey, ScopeLimits, Store,
+    ThrottleLayer, UnknownScopes,
+};
+use std::time::Duration;
+use tollgate_core::Rule;
+
+/// Builds a [`ThrottleLayer`]. Every setter has a default; `build()` checks every rule at once.
+///
+/// | setting | default |
+/// |---|---|
+/// | scopes | none (nothing is limited) |
+/// | [`always`](Self::always) | none |
+/// | [`headroom`](Self::headroom) | `1.0` |
+/// | [`tier`](Self::tier) | every priority strict, no reserved share |
+/// | [`max_wait`](Self::max_wait) | none: wait as long as it takes |
+/// | [`refuse_over_max_wait`](Self::refuse_over_max_wait) | `false` |
+/// | [`on_failure`](Self::on_failure) | [`OnFailure::RefundOutput`] |
+/// | [`unknown_scopes`](Self::unknown_scopes) | [`UnknownScopes::Unlimited`] |
+/// | [`extract_scopes`](Self::extract_scopes) | [`GlobalScope`]: every call is in `"global"` |
+/// | [`estimate`](Self::estimate) | [`OneRequest`]: one request, no tokens |
+/// | [`read_usage`](Self::read_usage) | [`KeepEstimate`] |
+/// | [`assign_priority`](Self::assign_priority) | [`SamePriority`] |
+///
+/// ```
+/// use tollgate::{Cost, Dimension, Limit, ScopeLimits, ThrottleLayer};
+///
+/// let layer = ThrottleLayer::builder()
+///     .scope("global", ScopeLimits::new()
+///         .limit(Limit::per_minute(Dimension::Requests, 50))
+///         .limit(Limit::per_minute(Dimension::InputTokens, 40_000)))
+///     .headroom(0.95)
+///     .estimate(|prompt: &String| Cost::request().with_input_tokens(prompt.len() as u64 / 4))
+///     .build()?;
+/// # let _ = layer;
+/// # Ok::<(), tollgate::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ThrottleBuilder<K = GlobalScope, E = OneRequest, U = KeepEstimate, P = SamePriority> {
+    pub(crate) scopes: Vec<(ScopeKey, ScopeLimits)>,
+    pub(crate) always: Vec<ScopeKey>,
+    pub(crate) tiers: Vec<(Priority, f64)>,
+    pub(crate) headroom: f64,
+    pub(crate) max_wait: Option<Duration>,
+    pub(crate) refuse_over_max_wait: bool,
+    pub(crate) on_failure: OnFailure,
+    pub(crate) unknown: UnknownScopes,
+    hooks: Hooks<K, E, U, P>,
+}
+
+impl Default for ThrottleBuilder {
+    fn default() -> Self {
+        ThrottleBuilder::new()
+    }
+}
+
+impl ThrottleBuilder {
+    /// A builder with every default.
+    pub fn new() -> Self {
+        ThrottleBuilder {
+            scopes: Vec::new(),
+            always: Vec::new(),
+            tiers: Vec::new(),
+            headroom: 1.0,
+            max_wait: None,
+            refuse_over_max_wait: false,
+            on_failure: OnFailure::default(),
+            unknown: UnknownScopes::default(),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
+    /// Limits a scope. `key` is an exact key (`"global"`, `"team:marketing"`), a pattern `kind:*`
+    /// that gives every key of that kind its own bucket with these limits (`"agent:*"`), or `*` for
+    /// any key no exact key or kind pattern matches. Setting a key twice keeps the last.
+    ///
+    /// ```
+    /// use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+    ///
+    /// let rpm = |n| ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, n));
+    /// let layer = ThrottleLayer::builder()
+    ///     .scope("global", rpm(800))
+    ///     .scope("team:marketing", rpm(100))
+    ///     .scope("team:engineering", rpm(300))
+    ///     .scope("agent:*", rpm(20)) // each agent its own 20 RPM
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tollgate::ConfigError>(())
+    /// ```
+    pub fn scope(mut self, key: impl Into<ScopeKey>, limits: ScopeLimits) -> Self {
+        let key = key.into();
+        self.scopes.retain(|(k, _)| *k != key);
+        self.scopes.push((key, limits));
+        self
+    }
+
+    /// Scopes charged on every call, whatever the key extractor says (each must be configured).
+    ///
+    /// ```
+    /// use tollgate::{Dimension, Limit, ScopeKey, ScopeLimits, Scopes, ThrottleLayer};
+    /// use smallvec::smallvec;
+    ///
+    /// let layer = ThrottleLayer::builder()
+    ///     .scope("global", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 800)))
+    ///     .scope("agent:*", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 20)))
+    ///     .always(["global"])
+    ///     .extract_scopes(|agent: &u32| -> Scopes { smallvec![ScopeKey::from(format!("agent:{agent}"))] })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), tollgate::ConfigError>(())
+    /// ```
+    pub fn always<I, T>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<ScopeKey>,
+    {
+        self.always = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The fraction of every stated limit that is admitted, unless a limit sets its own.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// assert!(ThrottleLayer::builder().headroom(0.9).build().is_ok()); // admit 90 % of each limit
+    /// assert!(ThrottleLayer::builder().headroom(1.5).build().is_err());
+    /// ```
+    pub fn headroom(mut self, fraction: f64) -> Self {
+        self.headroom = fraction;
+        self
+    }
+
+    /// Gives a priority tier a reserved share of the calls admitted from the queue while several
+    /// tiers wait (see the [`queue policy`](crate#priority-tiers)).
+    ///
+    /// ```
+    /// # use tollgate::{Priority, ThrottleLayer};
+    /// // Background work keeps at least one admission in five while the critical path waits too.
+    /// assert!(ThrottleLayer::builder().tier(Priority::BACKGROUND, 0.2).build().is_ok());
+    /// // Shares are in [0, 1) and add up to at most 1.
+    /// assert!(ThrottleLayer::builder().tier(Priority(0), 0.6).tier(Priority(1), 0.6).build().is_err());
+    /// ```
+    pub fn tier(mut self, priority: Priority, reserved_share: f64) -> Self {
+        self.tiers.retain(|(p, _)| *p != priority);
+        self.tiers.push((priority, reserved_share));
+        self
+    }
+
+    /// The longest a call may wait for admission; past it the call fails with a
+    /// [`ThrottleError`](crate::ThrottleError) for which `is_max_wait()` holds.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// # use std::time::Duration;
+    /// assert!(ThrottleLayer::builder().max_wait(Duration::from_secs(30)).build().is_ok());
+    /// assert!(ThrottleLayer::builder().max_wait(Duration::ZERO).build().is_err());
+    /// ```
+    pub fn max_wait(mut self, max: Duration) -> Self {
+        self.max_wait = Some(max);
+        self
+    }
+
+    /// With a [`max_wait`](Self::max_wait): refuse a call at once when its predicted wait already
+    /// exceeds the maximum, instead of waiting the maximum out first.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// # use std::time::Duration;
+    /// let layer = ThrottleLayer::builder().max_wait(Duration::from_secs(5)).refuse_over_max_wait(true).build();
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn refuse_over_max_wait(mut self, refuse: bool) -> Self {
+        self.refuse_over_max_wait = refuse;
+        self
+    }
+
+    /// What a failed call is charged.
+    ///
+    /// ```
+    /// # use tollgate::{OnFailure, ThrottleLayer};
+    /// assert!(ThrottleLayer::builder().on_failure(OnFailure::Keep).build().is_ok());
+    /// ```
+    pub fn on_failure(mut self, rule: OnFailure) -> Self {
+        self.on_failure = rule;
+        self
+    }
+
+    /// What happens to a scope key that is neither configured nor matched by a pattern.
+    ///
+    /// ```
+    /// # use tollgate::{UnknownScopes, ThrottleLayer};
+    /// assert!(ThrottleLayer::builder().unknown_scopes(UnknownScopes::Reject).build().is_ok());
+    /// ```
+    pub fn unknown_scopes(mut self, rule: UnknownScopes) -> Self {
+        self.unknown = rule;
+        self
+    }
+
+    /// The key extractor: which scopes a request belongs to.
+    pub fn extract_scopes<K2>(self, scopes: K2) -> ThrottleBuilder<K2, E, U, P> {
+        self.map_hooks(|h| Hooks {
+            scopes,
+            estimate: h.estimate,
+            usage: h.usage,
+            priority: h.priority,
+        })
+    }
+
+    /// The cost estimator: what a request will cost before it is sent.
+    pub fn estimate<E2>(self, estimate: E2) -> ThrottleBuilder<K, E2, U, P> {
+        self.map_hooks(|h| Hooks {
+            scopes: h.scopes,
+            estimate,
+            usage: h.usage,
+            priority: h.priority,
+        })
+    }
+
+    /// The usage reader: what a call really cost, from its response.
+    pub fn read_usage<U2>(self, usage: U2) -> ThrottleBuilder<K, E, U2, P> {
+        self.map_hooks(|h| Hooks {
+            scopes: h.scopes,
+            estimate: h.estimate,
+            usage,
+            priority: h.priority,
+        })
+    }
+
+    /// The priority of a request.
+    pub fn assign_priority<P2>(self, priority: P2) -> ThrottleBuilder<K, E, U, P2> {
+        self.map_hooks(|h| Hooks {
+            scopes: h.scopes,
+            estimate: h.estimate,
+            usage: h.usage,
+            priority,
+        })
+    }
+
+    fn map_hooks<K2, E2, U2, P2>(
+        self,
+        f: impl FnOnce(Hooks<K, E, U, P>) -> Hooks<K2, E2, U2, P2>,
+    ) -> ThrottleBuilder<K2, E2, U2, P2> {
+        ThrottleBuilder {
+            scopes: self.scopes,
+            always: self.always,
+            tiers: self.tiers,
+            headroom: self.headroom,
+            max_wait: self.max_wait,
+            refuse_over_max_wait: self.refuse_over_max_wait,
+            on_failure: self.on_failure,
+            unknown: self.unknown,
+            hooks: f(self.hooks),
+        }
+    }
+
+    /// Builds the layer on the in-memory store.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first broken rule:
+    /// * every limit: [`Rule::ZeroAmount`], [`Rule::ZeroPeriod`], [`Rule::HeadroomOutOfRange`],
+    ///   [`Rule::EffectiveLimitBelowOne`], [`Rule::BurstBelowOneCall`];
+    /// * every scope: [`Rule::ZeroConcurrency`], [`Rule::DuplicateLimit`], [`Rule::InvalidScopeKey`];
+    /// * [`Rule::HeadroomOutOfRange`] for the default headroom;
+    /// * [`Rule::UnknownScope`] for an [`always`](Self::always) key that is not configured;
+    /// * [`Rule::ShareOutOfRange`], [`Rule::SharesExceedOne`] for the tiers;
+    /// * [`Rule::ZeroDuration`] for a maximum wait of zero.
+    pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P>>, ConfigError> {
+        self.build_with_store(MemoryStore::new())
+    }
+
+    /// Builds the layer on `store`.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build).
+    pub fn build_with_store<St: Store>(
+        self,
+        store: St,
+    ) -> Result<ThrottleLayer<Hooks<K, E, U, P>, St>, ConfigError> {
+        let h = self.headroom;
+        if !(h.is_finite() && h > 0.0 && h <= 1.0) {
+            return Err(ConfigError::new(
+                Rule::HeadroomOutOfRange,
+                format!("the default headroom must be in (0, 1], got {h}"),
+            ));
+        }
+        let mut total = 0.0;
+        for &(p, share) in &self.tiers {
+            if !(share.is_finite() && (0.0..1.0).contains(&share)) {
+                return Err(ConfigError::new(
+                    Rule::ShareOutOfRange,
+                    format!("tier {p}: a reserved share must be in [0, 1), got {share}"),
+                ));
+            }
+            total += share;
+        }
+        if total > 1.0 + 1e-9 {
+            return Err(ConfigError::new(
+                Rule::SharesExceedOne,
+                format!("the tiers reserve {total} of the admissions, more than all of them"),
+            ));
+        }
+        if self.max_wait.is_some_and(|m| m.is_zero()) {
+            return Err(ConfigError::new(
+                Rule::ZeroDuration,
+                "a maximum wait of zero refuses every call that would wait; set at least 1 ms",
+            ));
+        }
+        let registry = Registry::new(&self.scopes, self.always, self.unknown, h)?;
+        let settings = WaitSettings {
+            max_wait: self.max_wait,
+            refuse_over_max_wait: self.refuse_over_max_wait,
+            on_failure: self.on_failure,
+        };
+        Ok(ThrottleLayer {
+            limiter: Limiter::new(store, registry, &self.tiers, settings),
+            hooks: self.hooks,
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! The layer's configuration from a TOML file ([`ThrottleConfig`]), the same settings as
+//! [`ThrottleBuilder`] in code.
+
+use crate::{
+    ConfigError, Dimension, Limit, OnFailure, Priority, ScopeKey, ScopeLimits, ThrottleBuilder,
+    UnknownScopes,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tollgate_core::Rule;
+
+/// A layer configuration as read from TOML. Hooks (key extractor, estimator, ...) are code and are
+/// set on the builder afterwards.
+///
+/// ```
+/// use tollgate::ThrottleConfig;
+///
+/// let config = ThrottleConfig::from_toml(r#"
+///     headroom = 0.9            # admit 90 % of each stated limit
+///     max_wait = "30s"
+///     on_failure = "refund_output"
+///     always = ["global"]
+///
+///     [scopes.global]           # the seed's APP_LIMITS
+///     requests_per_minute = 800
+///     input_tokens_per_minute = { limit = 80000, burst = 20000 }
+///     output_tokens_per_minute = 16000
+///     tokens_per_day = 2500000
+///     concurrency = 32
+///
+///     [scopes."team:marketing"]
+///     requests_per_minute = 100
+///
+///     [scopes."team:engineering"]
+///     requests_per_minute = 300
+///
+///     [scopes."workflow:nightly-batch"]
+///     requests_per_minute = 50
+///
+///     [scopes."agent:*"]        # every agent its own bucket
+///     requests_per_minute = 20
+///
+///     [[tiers]]
+///     priority = 0
+///     reserved_share = 0.2
+/// "#)?;
+/// let layer = config.builder()?.build()?;
+/// # let _ = layer;
+/// # Ok::<(), tollgate::ConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Default headroom for every limit (`1.0` when absent).
+    #[serde(default)]
+    pub headroom: Option<f64>,
+    /// Longest wait for admission, e.g. `"30s"`, `"1500ms"`.
+    #[serde(default, with = "humantime_serde")]
+    pub max_wait: Option<Duration>,
+    /// Refuse at once when the predicted wait exceeds `max_wait`.
+    #[serde(default)]
+    pub refuse_over_max_wait: bool,
+    /// `keep`, `refund_output` (default), `refund_tokens` or `refund_all`.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// `unlimited` (default) or `reject`.
+    #[serde(default)]
+    pub unknown_scopes: UnknownScopes,
+    /// Scope keys charged on every call.
+    #[serde(default)]
+    pub always: Vec<String>,
+    /// Limits per scope key or pattern (`kind:*`, `*`).
+    #[serde(default)]
+    pub scopes: BTreeMap<String, ScopeConfig>,
+    /// Priority tiers with a reserved share.
+    #[serde(default)]
+    pub tiers: Vec<TierConfig>,
+}
+
+/// The limits of one scope in a [`ThrottleConfig`]. Each limit is a number, or a table
+/// `{ limit = N, burst = B, headroom = H }`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// Requests per minute.
+    pub requests_per_minute: Option<LimitValue>,
+    /// Input tokens per minute.
+    pub input_tokens_per_minute: Option<LimitValue>,
+    /// Output tokens per minute.
+    pub output_tokens_per_minute: Option<LimitValue>,
+    /// Input plus output tokens per minute.
+    pub tokens_per_minute: Option<LimitValue>,
+    /// Requests per day.
+    pub requests_per_day: Option<LimitValue>,
+    /// Input plus output tokens per day.
+    pub tokens_per_day: Option<LimitValue>,
+    /// Calls in flight at once.
+    pub concurrency: Option<u32>,
+    /// Headroom for this scope's limits (overrides the file's default).
+    pub headroom: Option<f64>,
+}
+
+/// One limit in a [`ScopeConfig`]: `800` or `{ limit = 800, burst = 100, headroom = 0.9 }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LimitValue {
+    /// The amount alone.
+    Amount(u64),
+    /// The amount with a burst and/or a headroom.
+    Detailed(DetailedLimit),
+}
+
+/// The table form of a [`LimitValue`].
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedLimit {
+    /// The amount per period.
+    pub limit: u64,
+    /// The burst, in units.
+    pub burst: Option<u64>,
+    /// The headroom of this limit.
+    pub headroom: Option<f64>,
+}
+
+/// A priority tier in a [`ThrottleConfig`].
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// The priority (higher is more important).
+    pub priority: u8,
+    /// The reserved share of admissions while several tiers wait, in `[0, 1)`.
+    #[serde(default)]
+    pub reserved_share: f64,
+}
+
+impl ThrottleConfig {
+    /// Parses a configuration.
+    ///
+    /// # Errors
+    /// [`Rule::Invalid`] with the parser's message (line and column) for TOML that does not
+    /// parse, an unknown key, or a value of the wrong type (a negative count, say).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::new(Rule::Invalid, e.to_string()))
+    }
+
+    /// Reads and parses a configuration file.
+    ///
+    /// # Errors
+    /// [`Rule::Invalid`] when the file cannot be read or does not parse.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(Rule::Invalid, format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::from_toml(&text).map_err(|e| {
+            ConfigError::new(e.rule(), format!("{}: {}", path.display(), e.detail()))
+        })
+    }
+
+    /// A builder with these settings and the default hooks; validation happens in `build()`.
+    ///
+    /// # Errors
+    /// [`Rule::InvalidScopeKey`] for an empty scope key.
+    pub fn builder(&self) -> Result<ThrottleBuilder, ConfigError> {
+        let mut b = ThrottleBuilder::new()
+            .refuse_over_max_wait(self.refuse_over_max_wait)
+            .on_failure(self.on_failure)
+            .unknown_scopes(self.unknown_scopes)
+            .always(self.always.iter().cloned().map(ScopeKey::from));
+        if let Some(h) = self.headroom {
+            b = b.headroom(h);
+        }
+        if let Some(m) = self.max_wait {
+            b = b.max_wait(m);
+        }
+        for (key, scope) in &self.scopes {
+            b = b.scope(ScopeKey::from(key.clone()), scope.limits());
+        }
+        for t in &self.tiers {
+            b = b.tier(Priority(t.priority), t.reserved_share);
+        }
+        Ok(b)
+    }
+}
+
+impl ScopeConfig {
+    /// The scope's limits.
+    pub fn limits(&self) -> ScopeLimits {
+        let minute = Duration::from_secs(60);
+        let day = Duration::from_secs(86_400);
+        let fields = [
+            (self.requests_per_minute, Dimension::Requests, minute),
+            (self.input_tokens_per_minute, Dimension::InputTokens, minute),
+            (self.output_tokens_per_minute, Dimension::OutputTokens, minute),
+            (self.tokens_per_minute, Dimension::TotalTokens, minute),
+            (self.requests_per_day, Dimension::Requests, day),
+            (self.tokens_per_day, Dimension::TotalTokens, day),
+        ];
+        let mut limits = ScopeLimits::new();
+        for (value, dimension, period) in fields {
+            let Some(value) = value else { continue };
+            let (amount, burst, headroom) = match value {
+                LimitValue::Amount(n) => (n, None, None),
+                LimitValue::Detailed(d) => (d.limit, d.burst, d.headroom),
+            };
+            let mut limit = Limit::new(dimension, amount, period);
+            limit.burst = burst;
+            if let Some(h) = headroom.or(self.headroom) {
+                limit.headroom = h;
+            }
+            limits = limits.limit(limit);
+        }
+        limits.concurrency = self.concurrency;
+        limits
+    }
+}

@@ -1,0 +1,289 @@
+//! The fair queue of calls that cannot go yet.
+//!
+//! # Policy
+//! * **Service order.** Tiers are served by precedence (below); within a tier, first come first
+//!   served.
+//! * **Per scope, in order.** A waiting call may try the store only when no call ahead of it in
+//!   service order holds one of its scopes. A call ahead *holds* all its scopes while it is waiting
+//!   for its turn or trying, and only the scopes that refused it while it sleeps until its capacity
+//!   is due. So a large call at the head of a scope is never passed by small calls on that scope,
+//!   while calls on other scopes (another agent) go on.
+//! * **Tier precedence** is strict priority unless tiers reserve a share: a smooth weighted round
+//!   robin over calls admitted from the queue. Each tier with waiting calls has weight equal to its
+//!   reserved share; the highest-priority waiting tier also gets whatever the waiting tiers leave
+//!   unreserved. At each admission from the queue, every waiting tier's credit grows by its weight
+//!   and the admitted call's tier pays 1; tiers go in order of credit + weight (higher priority
+//!   first on ties). With no reserved shares this is strict priority; with a background share of
+//!   0.2, background calls get at least one in five admissions while both tiers wait. A tier's
+//!   credit resets when its queue empties.
+
+use crate::registry::ScopeId;
+use crate::Priority;
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::task::Waker;
+use tokio::time::Instant;
+
+/// Where a waiting call stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WaitState {
+    /// Not its turn: a call ahead holds one of its scopes.
+    Gated,
+    /// Its turn: it may try the store.
+    Ready,
+    /// The store refused it on `scopes`; capacity is due at `until` (`None`: after a release).
+    Blocked {
+        scopes: SmallVec<[ScopeId; 4]>,
+        until: Option<Instant>,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    scopes: SmallVec<[ScopeId; 4]>,
+    state: WaitState,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug)]
+struct Tier {
+    priority: Priority,
+    share: f64,
+    credit: f64,
+    entries: VecDeque<Entry>,
+}
+
+/// The queue: one FIFO per priority tier.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    /// Sorted by priority, highest first.
+    tiers: Vec<Tier>,
+    len: usize,
+}
+
+impl Queue {
+    /// A queue with the reserved shares of configured tiers (validated by the builder).
+    pub(crate) fn new(shares: &[(Priority, f64)]) -> Self {
+        let mut q = Queue {
+            tiers: Vec::new(),
+            len: 0,
+        };
+        for &(p, share) in shares {
+            let i = q.tier_index(p);
+            q.tiers[i].share = share;
+        }
+        q
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn tier_index(&mut self, priority: Priority) -> usize {
+        match self
+            .tiers
+            .binary_search_by(|t| priority.cmp(&t.priority))
+        {
+            Ok(i) => i,
+            Err(i) => {
+                self.tiers.insert(
+                    i,
+                    Tier {
+                        priority,
+                        share: 0.0,
+                        credit: 0.0,
+                        entries: VecDeque::new(),
+                    },
+                );
+                i
+            }
+        }
+    }
+
+    /// Ids grow with arrival, so each tier's FIFO is sorted by id.
+    fn find(&self, priority: Priority, id: u64) -> Option<(usize, usize)> {
+        let t = self
+            .tiers
+            .binary_search_by(|t| priority.cmp(&t.priority))
+            .ok()?;
+        let e = self.tiers[t].entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        Some((t, e))
+    }
+
+    fn entry_mut(&mut self, priority: Priority, id: u64) -> Option<&mut Entry> {
+        let (t, e) = self.find(priority, id)?;
+        Some(&mut self.tiers[t].entries[e])
+    }
+
+    /// Adds a call at the back of its tier, gated until [`Queue::eligible`] says otherwise.
+    pub(crate) fn push(&mut self, priority: Priority, id: u64, scopes: SmallVec<[ScopeId; 4]>) {
+        let t = self.tier_index(priority);
+        self.tiers[t].entries.push_back(Entry {
+            id,
+            scopes,
+            state: WaitState::Gated,
+            waker: None,
+        });
+        self.len += 1;
+    }
+
+    /// Removes a call; `admitted` counts it for the tier shares. Returns whether it was queued.
+    pub(crate) fn remove(&mut self, priority: Priority, id: u64, admitted: bool) -> bool {
+        let Some((t, e)) = self.find(priority, id) else {
+            return false;
+        };
+        if admitted {
+            self.pay_credit(t);
+        }
+        self.tiers[t].entries.remove(e);
+        if self.tiers[t].entries.is_empty() {
+            self.tiers[t].credit = 0.0;
+        }
+        self.len -= 1;
+        true
+    }
+
+    /// The weight of each tier with waiting calls (see the module docs).
+    fn weights(&self) -> SmallVec<[(usize, f64); 8]> {
+        let waiting = || self.tiers.iter().enumerate().filter(|(_, t)| !t.entries.is_empty());
+        let reserved: f64 = waiting().map(|(_, t)| t.share).sum::<f64>().min(1.0);
+        let mut first = true;
+        waiting()
+            .map(|(i, t)| {
+                let w = t.share + if first { 1.0 - reserved } else { 0.0 };
+                first = false;
+                (i, w)
+            })
+            .collect()
+    }
+
+    fn pay_credit(&mut self, admitted_tier: usize) {
+        for (i, w) in self.weights() {
+            self.tiers[i].credit += w;
+        }
+        self.tiers[admitted_tier].credit -= 1.0;
+    }
+
+    /// Tier indices with waiting calls, in precedence order.
+    fn precedence(&self) -> SmallVec<[usize; 8]> {
+        let mut w = self.weights();
+        // Stable sort: equal keys keep priority order.
+        w.sort_by(|(a, wa), (b, wb)| {
+            let (ka, kb) = (self.tiers[*a].credit + wa, self.tiers[*b].credit + wb);
+            kb.total_cmp(&ka)
+        });
+        w.into_iter().map(|(i, _)| i).collect()
+    }
+
+    /// Walks the queue in service order, telling `visit` for each call whether it may go now.
+    fn walk(&mut self, mut visit: impl FnMut(&mut Entry, bool) -> bool) {
+        let mut held: SmallVec<[ScopeId; 16]> = SmallVec::new();
+        for t in self.precedence() {
+            for e in self.tiers[t].entries.iter_mut() {
+                let free = !e.scopes.iter().any(|s| held.contains(s));
+                if visit(e, free) {
+                    return;
+                }
+                let holds: &[ScopeId] = match &e.state {
+                    WaitState::Blocked { scopes, .. } => scopes,
+                    _ => &e.scopes,
+                };
+                for s in holds {
+                    if !held.contains(s) {
+                        held.push(*s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the call may try the store now (no call ahead holds one of its scopes).
+    pub(crate) fn eligible(&mut self, id: u64) -> bool {
+        let mut answer = false;
+        self.walk(|e, free| {
+            if e.id == id {
+                answer = free;
+                true
+            } else {
+                false
+            }
+        });
+        answer
+    }
+
+    /// The latest time at which a call ahead that holds one of this call's scopes is due; a lower
+    /// bound on when this call can go.
+    pub(crate) fn due_ahead(&mut self, id: u64) -> Option<Instant> {
+        let mut mine: SmallVec<[ScopeId; 4]> = SmallVec::new();
+        for t in &self.tiers {
+            if let Some(e) = t.entries.iter().find(|e| e.id == id) {
+                mine = e.scopes.clone();
+            }
+        }
+        let mut due: Option<Instant> = None;
+        self.walk(|e, _| {
+            if e.id == id {
+                return true;
+            }
+            if let WaitState::Blocked {
+                scopes,
+                until: Some(u),
+            } = &e.state
+            {
+                if scopes.iter().any(|s| mine.contains(s)) {
+                    due = Some(due.map_or(*u, |d| d.max(*u)));
+                }
+            }
+            false
+        });
+        due
+    }
+
+    pub(crate) fn state(&self, priority: Priority, id: u64) -> Option<&WaitState> {
+        let (t, e) = self.find(priority, id)?;
+        Some(&self.tiers[t].entries[e].state)
+    }
+
+    pub(crate) fn set_state(&mut self, priority: Priority, id: u64, state: WaitState) {
+        if let Some(e) = self.entry_mut(priority, id) {
+            e.state = state;
+        }
+    }
+
+    /// Remembers the waker of a waiting call.
+    pub(crate) fn set_waker(&mut self, priority: Priority, id: u64, waker: &Waker) {
+        if let Some(e) = self.entry_mut(priority, id) {
+            match &e.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => e.waker = Some(waker.clone()),
+            }
+        }
+    }
+
+    /// Wakes every gated call whose turn has come, marking it ready.
+    pub(crate) fn wake_eligible(&mut self) {
+        self.walk(|e, free| {
+            if free && e.state == WaitState::Gated {
+                e.state = WaitState::Ready;
+                if let Some(w) = e.waker.take() {
+                    w.wake();
+                }
+            }
+            false
+        });
+    }
+
+    /// Wakes every call that sleeps until capacity is due (capacity came back early).
+    pub(crate) fn wake_blocked(&mut self) {
+        for t in &mut self.tiers {
+            for e in &mut t.entries {
+                if matches!(e.state, WaitState::Blocked { .. }) {
+                    if let Some(w) = e.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+        }
+    }
+}

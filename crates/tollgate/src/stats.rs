@@ -1,0 +1,134 @@
+//! Statistics per scope: counters kept as the layer works, and the [`ScopeStats`] snapshot.
+
+use crate::ScopeKey;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tollgate_core::Dimension;
+
+/// How many recent queue waits each scope keeps for its percentiles.
+const WAIT_SAMPLES: usize = 1024;
+
+/// Counters of one scope, updated without a lock except when a call had to wait.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeCounters {
+    admitted: AtomicU64,
+    refused: AtomicU64,
+    queued: AtomicU64,
+    waits: Mutex<VecDeque<Duration>>,
+}
+
+impl ScopeCounters {
+    pub(crate) fn admitted(&self, waited: Option<Duration>) {
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        if let Some(w) = waited {
+            let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            if waits.len() == WAIT_SAMPLES {
+                waits.pop_front();
+            }
+            waits.push_back(w);
+        }
+    }
+
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn enqueued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> (u64, u64, u64, Vec<Duration>) {
+        let waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            self.admitted.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed),
+            waits.iter().copied().collect(),
+        )
+    }
+}
+
+/// How close a scope is to its limits, from the fullness of its emptiest bucket: `High` below 30 %,
+/// `Medium` below 60 %, `Low` otherwise (or `High` while calls are queued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pressure {
+    /// Every bucket is at least 60 % full and nothing waits.
+    Low,
+    /// The emptiest bucket is 30–60 % full.
+    Medium,
+    /// The emptiest bucket is below 30 %, or calls are waiting.
+    High,
+}
+
+/// One bucket of a scope in a [`ScopeStats`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketStats {
+    /// What the bucket counts.
+    pub dimension: Dimension,
+    /// Its period.
+    pub period: Duration,
+    /// Units available now (negative while in debt).
+    pub available: f64,
+    /// Its burst (capacity).
+    pub capacity: u64,
+}
+
+/// A snapshot of one scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeStats {
+    /// The scope key.
+    pub key: ScopeKey,
+    /// Each bucket's capacity and what is available in it now.
+    pub buckets: Vec<BucketStats>,
+    /// Calls in flight.
+    pub in_flight: u64,
+    /// The concurrency cap, if any.
+    pub concurrency: Option<u64>,
+    /// Low, medium or high.
+    pub pressure: Pressure,
+    /// Calls of this scope waiting in the queue now.
+    pub queue_depth: u64,
+    /// Calls admitted so far.
+    pub admitted: u64,
+    /// Calls refused so far (can never fit, waited too long, or unknown scope).
+    pub refused: u64,
+    /// Median queue wait of recent calls that waited (zero when none waited).
+    pub wait_p50: Duration,
+    /// 99th percentile queue wait of recent calls that waited.
+    pub wait_p99: Duration,
+    /// Longest recent queue wait.
+    pub wait_max: Duration,
+}
+
+/// The `q`-quantile (nearest rank) of `sorted`, zero when empty.
+pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Pressure from the fullness of the emptiest bucket and the queue depth.
+pub(crate) fn pressure(buckets: &[BucketStats], queue_depth: u64) -> Pressure {
+    if queue_depth > 0 {
+        return Pressure::High;
+    }
+    let fullest_needed = buckets
+        .iter()
+        .map(|b| b.available / b.capacity.max(1) as f64)
+        .fold(1.0f64, f64::min);
+    if fullest_needed < 0.3 {
+        Pressure::High
+    } else if fullest_needed < 0.6 {
+        Pressure::Medium
+    } else {
+        Pressure::Low
+    }
+}

@@ -1,0 +1,116 @@
+//! Where limiter state lives: the [`Store`] trait and the in-memory [`MemoryStore`].
+//!
+//! The layer keeps the queue of waiting calls; the store keeps the buckets and concurrency counts
+//! and makes each admission decision atomically across every scope of a call. A store that lives
+//! elsewhere (Redis) computes the decision there in one round trip; nothing holds a lock across an
+//! `.await`.
+
+mod memory;
+
+pub use memory::{MemoryReservation, MemoryStore};
+
+use crate::ScopeRef;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+use tollgate_core::{Cost, Nanos, NeverFits};
+
+/// One call asking a store for admission.
+#[derive(Clone, Copy, Debug)]
+pub struct Acquire<'a> {
+    /// The layer's time (nanoseconds since the layer was built). A shared store may use its own
+    /// clock instead, so that processes with skewed clocks agree.
+    pub now: Nanos,
+    /// The call's limited scopes (at most 64).
+    pub scopes: &'a [ScopeRef],
+    /// The estimated cost to charge.
+    pub cost: Cost,
+}
+
+/// A store's answer to [`Acquire`].
+#[derive(Debug)]
+pub enum Decision<R> {
+    /// Every scope admitted the call and was charged; settle the reservation when the call ends.
+    Admitted(R),
+    /// Some scope refused; nothing was charged.
+    Wait {
+        /// When every rate limit would admit the call if nothing else were admitted meanwhile;
+        /// `None` when a concurrency cap refused (a release will tell).
+        wait: Option<Duration>,
+        /// Bit `i` is set when `scopes[i]` refused.
+        blocked: u64,
+    },
+    /// The call can never be admitted (its cost is above a bucket's burst); nothing was charged.
+    Never(NeverFits),
+}
+
+/// The end of an admitted call, given to [`Store::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// The layer's time.
+    pub now: Nanos,
+    /// What the call really cost. The difference to the estimate is refunded or charged as debt.
+    pub actual: Cost,
+}
+
+/// What a store knows about one scope, for [`stats`](crate::ThrottleLayer::stats).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeState {
+    /// Units available in each bucket, in the order of the scope's limits (negative in debt).
+    pub available: Vec<f64>,
+    /// Calls in flight.
+    pub in_flight: u64,
+}
+
+/// An error of a store that lives outside the process (the in-memory store never fails).
+#[derive(Debug)]
+pub struct StoreError {
+    inner: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError { inner: err.into() }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "limiter store failed: {}", self.inner)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.inner)
+    }
+}
+
+/// Where the buckets live.
+///
+/// # Contract
+/// * [`acquire`](Store::acquire) decides for every scope at once: either every bucket and
+///   concurrency count of every scope is charged, or none is.
+/// * [`settle`](Store::settle) is called exactly once per admitted call (also when the call failed or
+///   its future was dropped). It must not block: a remote store sends it in the background.
+/// * Limits come with every call ([`ScopeRef::limits`]); a store keeps those of the highest
+///   [`generation`](ScopeRef::generation) and carries its state over when they change.
+pub trait Store: Send + Sync + 'static {
+    /// What an admission holds until it is settled.
+    type Reservation: Send + Sync + 'static;
+    /// The future of [`acquire`](Store::acquire).
+    type AcquireFuture: Future<Output = Result<Decision<Self::Reservation>, StoreError>>
+        + Send
+        + Unpin
+        + 'static;
+
+    /// Admits `call` in all of its scopes, or in none.
+    fn acquire(&self, call: &Acquire<'_>) -> Self::AcquireFuture;
+
+    /// Ends an admitted call: reconciles its charge and gives back its concurrency count.
+    fn settle(&self, reservation: Self::Reservation, settlement: Settlement);
+
+    /// The state of one scope, if the store has seen it.
+    fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState>;
+}

@@ -1,0 +1,138 @@
+use crate::hooks::ReadUsage;
+use crate::limiter::{Permit, Ticket};
+use crate::{BoxError, Store, ThrottleError};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tower_service::Service;
+
+pin_project! {
+    /// The future of [`Throttle`](super::Throttle): waits for admission, calls the inner service,
+    /// settles the charge.
+    ///
+    /// Dropping it at any point gives back what it holds: while waiting, its place in the queue;
+    /// while the call is in flight, its concurrency slot, and its charge is settled by the layer's
+    /// [`OnFailure`](crate::OnFailure) rule.
+    pub struct ResponseFuture<S, Req, U, St>
+    where
+        S: Service<Req>,
+        St: Store,
+    {
+        #[pin]
+        state: State<S, Req, St>,
+        usage: U,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, Req, St>
+    where
+        S: Service<Req>,
+        St: Store,
+    {
+        Failed { error: Option<ThrottleError> },
+        Waiting { ticket: Ticket<St>, svc: Option<S>, req: Option<Req> },
+        Calling { #[pin] fut: S::Future, permit: Option<Permit<St>> },
+        Done,
+    }
+}
+
+impl<S, Req, U, St> ResponseFuture<S, Req, U, St>
+where
+    S: Service<Req>,
+    St: Store,
+{
+    pub(crate) fn waiting(ticket: Ticket<St>, svc: S, req: Req, usage: U) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                ticket,
+                svc: Some(svc),
+                req: Some(req),
+            },
+            usage,
+        }
+    }
+
+    pub(crate) fn failed(error: ThrottleError, usage: U) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            usage,
+        }
+    }
+}
+
+impl<S, Req, U, St> std::fmt::Debug for ResponseFuture<S, Req, U, St>
+where
+    S: Service<Req>,
+    St: Store,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Failed { .. } => "failed",
+            State::Waiting { .. } => "waiting",
+            State::Calling { .. } => "calling",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req, U, St> Future for ResponseFuture<S, Req, U, St>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    U: ReadUsage<S::Response>,
+    St: Store,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Failed { error } => {
+                    let e = error.take().unwrap_or_else(ThrottleError::polled_after_completion);
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(e.into()));
+                }
+                StateProj::Waiting { ticket, svc, req } => {
+                    let permit = match ready!(ticket.poll_acquire(cx)) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    };
+                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(ThrottleError::polled_after_completion().into()));
+                    };
+                    let fut = svc.call(req);
+                    this.state.set(State::Calling {
+                        fut,
+                        permit: Some(permit),
+                    });
+                }
+                StateProj::Calling { fut, permit } => {
+                    let result = ready!(fut.poll(cx));
+                    if let Some(permit) = permit.take() {
+                        match &result {
+                            Ok(res) => permit.finish(this.usage.usage(res)),
+                            // Dropping the permit settles it by the failure rule.
+                            Err(_) => drop(permit),
+                        }
+                    }
+                    this.state.set(State::Done);
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                StateProj::Done => {
+                    return Poll::Ready(Err(ThrottleError::polled_after_completion().into()))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+use super::ResponseFuture;
+use crate::hooks::{AssignPriority, EstimateCost, ExtractScopes, Hooks, ReadUsage};
+use crate::{BoxError, Limiter, MemoryStore, Store};
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Throttles calls to the inner service by the limits of their scopes.
+///
+/// `call` reads the request's scopes, priority and estimated cost, then the returned future waits
+/// its turn in the queue, calls the inner service, and settles the charge from the response's
+/// usage. The inner service must be `Clone`: the instance made ready by `poll_ready` goes into the
+/// future and a clone stays behind.
+///
+/// # Clone
+/// Clones share the [`Limiter`] (buckets and queue); see [`ThrottleLayer`](crate::ThrottleLayer).
+#[derive(Debug)]
+pub struct Throttle<S, H = Hooks, St = MemoryStore> {
+    pub(crate) inner: S,
+    pub(crate) limiter: Limiter<St>,
+    pub(crate) hooks: H,
+}
+
+impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
+    fn clone(&self) -> Self {
+        Throttle {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+            hooks: self.hooks.clone(),
+        }
+    }
+}
+
+impl<S, H, St> Throttle<S, H, St> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The shared limiter.
+    pub fn limiter(&self) -> &Limiter<St> {
+        &self.limiter
+    }
+}
+
+impl<S, Req, K, E, U, P, St> Service<Req> for Throttle<S, Hooks<K, E, U, P>, St>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    K: ExtractScopes<Req>,
+    E: EstimateCost<Req>,
+    U: ReadUsage<S::Response> + Clone,
+    P: AssignPriority<Req>,
+    St: Store,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, U, St>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let keys = self.hooks.scopes.scopes(&req);
+        let cost = self.hooks.estimate.estimate(&req);
+        let priority = self.hooks.priority.priority(&req);
+        let usage = self.hooks.usage.clone();
+        match self.limiter.ticket(&keys, cost, priority) {
+            Ok(ticket) => {
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::waiting(ticket, ready, req, usage)
+            }
+            Err(e) => ResponseFuture::failed(e, usage),
+        }
+    }
+}
