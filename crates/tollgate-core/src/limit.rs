@@ -141,6 +141,11 @@ impl Limit {
 /// `τ = burst·T`. Charging moves `tat` forward by `n·T`, a refund moves it back (never before `now`:
 /// a bucket is never fuller than its burst), and a charge beyond `τ` is *debt* that later callers
 /// wait out.
+///
+/// Time is kept in whole nanoseconds: charges round up, refunds round down, and the conformance
+/// test is exact, so rounding only ever makes the limiter stricter. Over any window `[t, t + W]`
+/// that starts at an admission, the units admitted minus the units refunded in between are at
+/// most `W·per_period/period + burst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gcra {
     dimension: Dimension,
@@ -178,10 +183,23 @@ impl Gcra {
         u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX)
     }
 
+    /// The time `n` units take to refill, rounded down to a whole nanosecond.
+    fn floor_ns(&self, n: u64) -> u64 {
+        let num = n as u128 * self.period_ns as u128 * 1000;
+        u64::try_from(num / self.per_period_milli as u128).unwrap_or(u64::MAX)
+    }
+
     /// The wait before `n` units fit a bucket in state `tat` at `now`; zero when they fit now.
+    ///
+    /// Exact: the smallest whole wait after which the backlog `tat − now` is at most
+    /// `(burst − n)·T`. (For `n` above the burst, which never fits, the backlog plus the time the
+    /// excess takes to refill.)
     pub fn wait(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
-        let new_tat = tat.max(now) + Nanos::new(self.cost_ns(n));
-        (new_tat - now).saturating_sub(Nanos::new(self.tau))
+        let backlog = tat - now;
+        match self.burst.checked_sub(n) {
+            Some(room) => backlog.saturating_sub(Nanos::new(self.floor_ns(room))),
+            None => backlog + Nanos::new(self.cost_ns(n - self.burst)),
+        }
     }
 
     /// `tat` after charging `n` units at `now` (admission, or debt when it goes past the burst).
@@ -189,9 +207,10 @@ impl Gcra {
         tat.max(now) + Nanos::new(self.cost_ns(n))
     }
 
-    /// `tat` after refunding `n` units at `now`; never earlier than `now` (a full bucket).
+    /// `tat` after refunding `n` units at `now`; never earlier than `now` (a full bucket). The
+    /// refund is rounded down, so it never gives back more than `n` units.
     pub fn refunded(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
-        (tat - Nanos::new(self.cost_ns(n))).max(now)
+        (tat - Nanos::new(self.floor_ns(n))).max(now)
     }
 
     /// Units available at `now` in a bucket in state `tat`. Negative while the bucket is in debt.

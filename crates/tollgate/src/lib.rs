@@ -89,8 +89,10 @@
 //!
 //! # Fairness guarantees
 //! A waiting call may try the store only when no call ahead of it (in tier precedence, then
-//! arrival order) holds one of its scopes. A call ahead holds all its scopes while it waits for its
-//! turn, and only the scopes that refused it while it sleeps until its capacity is due. On one
+//! arrival order) holds one of its scopes. A call ahead holds all its scopes while it is trying,
+//! only the scopes that refused it while it sleeps until its capacity is due, and none while it is
+//! itself held up by a call further ahead. So a large call at the head of a scope is never passed by
+//! smaller calls on that scope, and an agent that waits for its own limit holds up no other agent. On one
 //! thread (and in the simulator) the order is exact; on a multi-threaded runtime a call arriving in
 //! the same instant as another starts waiting may pass it.
 #![deny(missing_docs)]

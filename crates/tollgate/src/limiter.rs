@@ -211,6 +211,7 @@ impl<St: Store> Limiter<St> {
         Ok(Ticket {
             limiter: self.clone(),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            generation: self.shared.registry.generation(),
             priority,
             scopes,
             counters,
@@ -227,6 +228,8 @@ impl<St: Store> Limiter<St> {
 pub(crate) struct Ticket<St: Store> {
     limiter: Limiter<St>,
     id: u64,
+    /// The registry generation `scopes` were resolved at.
+    generation: u64,
     priority: Priority,
     scopes: SmallVec<[ScopeRef; 4]>,
     counters: SmallVec<[Arc<ScopeCounters>; 4]>,
@@ -313,29 +316,25 @@ impl<St: Store> Ticket<St> {
                 c.enqueued();
             }
         }
-        let (go, until) = match q.state(self.priority, self.id) {
-            Some(WaitState::Blocked { until: Some(u), .. }) if *u > now => (false, Some(*u)),
-            Some(WaitState::Blocked { until: None, .. }) => (false, None),
-            _ => (q.eligible(self.id), None),
-        };
-        if go {
+        // A call that sleeps until its capacity is due is polled when the time has come, or when
+        // capacity came back early (a refund, a release, new limits): either way it tries again,
+        // if it is its turn. Otherwise it waits to be woken when its turn comes.
+        if q.eligible(self.id) {
             q.set_state(self.priority, self.id, WaitState::Ready);
             return Ok(Turn::Go);
         }
-        if !matches!(q.state(self.priority, self.id), Some(WaitState::Blocked { .. })) {
-            q.set_state(self.priority, self.id, WaitState::Gated);
-            let settings = shared.settings;
-            if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
-                let due = q.due_ahead(self.id);
-                let arrived = self.arrived.unwrap_or(now);
-                if due.is_some_and(|d| d > arrived + max) {
-                    drop(q);
-                    return Err(self.max_wait_error(now, due));
-                }
+        q.set_state(self.priority, self.id, WaitState::Gated);
+        let settings = shared.settings;
+        if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
+            let due = q.due_ahead(self.id);
+            let arrived = self.arrived.unwrap_or(now);
+            if due.is_some_and(|d| d > arrived + max) {
+                drop(q);
+                return Err(self.max_wait_error(now, due));
             }
         }
         q.set_waker(self.priority, self.id, cx.waker());
-        Ok(Turn::Wait(until))
+        Ok(Turn::Wait(None))
     }
 
     /// The call is admitted: leave the queue, count it, hand out the permit.
@@ -489,6 +488,12 @@ impl<St: Store> Ticket<St> {
                 Ok(Turn::Go) => {
                     if self.scopes.is_empty() {
                         return self.admitted(now, None);
+                    }
+                    let registry = &self.limiter.shared.registry;
+                    if registry.generation() != self.generation {
+                        // Limits changed while the call waited.
+                        self.generation = registry.generation();
+                        registry.refresh(&mut self.scopes);
                     }
                     let call = Acquire {
                         now: self.limiter.nanos(now),

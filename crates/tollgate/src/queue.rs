@@ -4,10 +4,11 @@
 //! * **Service order.** Tiers are served by precedence (below); within a tier, first come first
 //!   served.
 //! * **Per scope, in order.** A waiting call may try the store only when no call ahead of it in
-//!   service order holds one of its scopes. A call ahead *holds* all its scopes while it is waiting
-//!   for its turn or trying, and only the scopes that refused it while it sleeps until its capacity
-//!   is due. So a large call at the head of a scope is never passed by small calls on that scope,
-//!   while calls on other scopes (another agent) go on.
+//!   service order holds one of its scopes. A call ahead *holds* all its scopes while it is its
+//!   turn (it is trying), only the scopes that refused it while it sleeps until its capacity is
+//!   due, and none while it is itself held up by a call further ahead. So a large call at the head
+//!   of a scope is never passed by small calls on that scope, while calls that need none of the
+//!   refusing scopes (another agent's) go on.
 //! * **Tier precedence** is strict priority unless tiers reserve a share: a smooth weighted round
 //!   robin over calls admitted from the queue. Each tier with waiting calls has weight equal to its
 //!   reserved share; the highest-priority waiting tier also gets whatever the waiting tiers leave
@@ -185,9 +186,11 @@ impl Queue {
                 if visit(e, free) {
                     return;
                 }
+                // A call held up by a call ahead adds nothing: the scopes that hold it are held.
                 let holds: &[ScopeId] = match &e.state {
                     WaitState::Blocked { scopes, .. } => scopes,
-                    _ => &e.scopes,
+                    _ if free => &e.scopes,
+                    _ => &[],
                 };
                 for s in holds {
                     if !held.contains(s) {

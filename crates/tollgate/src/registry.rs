@@ -5,6 +5,7 @@ use crate::stats::ScopeCounters;
 use crate::{ConfigError, ScopeKey, ScopeLimits, Scopes};
 use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tollgate_core::{CompiledScope, Rule};
 
@@ -74,6 +75,8 @@ pub(crate) struct Resolved {
 #[derive(Debug)]
 pub(crate) struct Registry {
     inner: RwLock<Inner>,
+    /// `inner.generation`, readable without the lock.
+    generation: AtomicU64,
     unknown: UnknownScopes,
     always: Vec<ScopeKey>,
     headroom: f64,
@@ -97,6 +100,7 @@ impl Registry {
     ) -> Result<Self, ConfigError> {
         let reg = Registry {
             inner: RwLock::new(Inner::default()),
+            generation: AtomicU64::new(0),
             unknown,
             always,
             headroom,
@@ -142,6 +146,7 @@ impl Registry {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.generation += 1;
         let generation = inner.generation;
+        self.generation.store(generation, Ordering::Release);
         match pattern_kind(name) {
             Some(kind) => {
                 let kind = kind.map(str::to_owned);
@@ -261,6 +266,23 @@ impl Registry {
                 limits: e.limits.clone(),
             },
             counters: e.counters.clone(),
+        }
+    }
+
+    /// Increases with every change of limits.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Brings the limits of already resolved scopes up to date.
+    pub(crate) fn refresh(&self, scopes: &mut [ScopeRef]) {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        for s in scopes {
+            let e = &inner.entries[s.id as usize];
+            if e.generation != s.generation {
+                s.generation = e.generation;
+                s.limits = e.limits.clone();
+            }
         }
     }
 

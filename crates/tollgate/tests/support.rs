@@ -1,0 +1,131 @@
+//! Shared pieces of the layer's integration tests: a fake provider that records when each call
+//! reached it, on tokio's paused clock.
+#![allow(dead_code, unreachable_pub)]
+
+use smallvec::smallvec;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tollgate::{Cost, Priority, ScopeKey, Scopes};
+
+/// One call as the tests send it.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub id: u32,
+    pub agent: u32,
+    pub priority: u8,
+    pub input: u64,
+    pub max_output: u64,
+    /// What the provider reports as output tokens.
+    pub output: u64,
+    /// How long the provider takes.
+    pub latency: Duration,
+    /// Whether the provider fails the call.
+    pub fail: bool,
+}
+
+impl Call {
+    pub fn new(id: u32) -> Self {
+        Call {
+            id,
+            agent: 0,
+            priority: 0,
+            input: 0,
+            max_output: 0,
+            output: 0,
+            latency: Duration::ZERO,
+            fail: false,
+        }
+    }
+    pub fn agent(mut self, a: u32) -> Self {
+        self.agent = a;
+        self
+    }
+    pub fn priority(mut self, p: u8) -> Self {
+        self.priority = p;
+        self
+    }
+    pub fn tokens(mut self, input: u64, max_output: u64, output: u64) -> Self {
+        self.input = input;
+        self.max_output = max_output;
+        self.output = output;
+        self
+    }
+    pub fn latency(mut self, l: Duration) -> Self {
+        self.latency = l;
+        self
+    }
+    pub fn failing(mut self) -> Self {
+        self.fail = true;
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub id: u32,
+    pub input: u64,
+    pub output: u64,
+}
+
+/// Calls in the order they reached the provider, with the virtual time since `start`.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<(u32, Duration)>>>);
+
+impl Log {
+    pub fn ids(&self) -> Vec<u32> {
+        self.0.lock().unwrap().iter().map(|(i, _)| *i).collect()
+    }
+    pub fn entries(&self) -> Vec<(u32, Duration)> {
+        self.0.lock().unwrap().clone()
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+/// A provider that logs each call's arrival time, sleeps its latency and reports its usage.
+pub fn provider(
+    log: Log,
+    start: Instant,
+) -> impl tower::Service<Call, Response = Reply, Error = tollgate::BoxError, Future = impl Send> + Clone
+{
+    tower::service_fn(move |c: Call| {
+        let log = log.clone();
+        async move {
+            log.0.lock().unwrap().push((c.id, start.elapsed()));
+            tokio::time::sleep(c.latency).await;
+            if c.fail {
+                return Err::<Reply, tollgate::BoxError>("provider failed".into());
+            }
+            Ok(Reply {
+                id: c.id,
+                input: c.input,
+                output: c.output,
+            })
+        }
+    })
+}
+
+pub fn scopes(c: &Call) -> Scopes {
+    smallvec![ScopeKey::GLOBAL, ScopeKey::from(format!("agent:{}", c.agent))]
+}
+
+pub fn estimate(c: &Call) -> Cost {
+    Cost::request()
+        .with_input_tokens(c.input)
+        .with_output_tokens(c.max_output)
+}
+
+pub fn usage(r: &Reply) -> Option<Cost> {
+    Some(Cost::request().with_input_tokens(r.input).with_output_tokens(r.output))
+}
+
+pub fn priority(c: &Call) -> Priority {
+    Priority(c.priority)
+}
+
+pub fn never<T>(_: T) -> Infallible {
+    unreachable!()
+}
