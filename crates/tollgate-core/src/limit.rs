@@ -33,8 +33,9 @@ pub struct Limit {
     pub period: Duration,
     /// The burst in units; `None` for the default (one period's effective amount).
     pub burst: Option<u64>,
-    /// The fraction of `amount` that is admitted, in `(0, 1]`.
-    pub headroom: f64,
+    /// The fraction of `amount` that is admitted, in `(0, 1]`; `None` for the default (`1.0`, or
+    /// the default headroom of the layer or scope the limit belongs to).
+    pub headroom: Option<f64>,
 }
 
 impl Limit {
@@ -45,7 +46,7 @@ impl Limit {
             amount,
             period,
             burst: None,
-            headroom: 1.0,
+            headroom: None,
         }
     }
 
@@ -69,7 +70,7 @@ impl Limit {
     /// The same limit admitting only `fraction` of the stated amount.
     #[must_use]
     pub const fn with_headroom(mut self, fraction: f64) -> Self {
-        self.headroom = fraction;
+        self.headroom = Some(fraction);
         self
     }
 
@@ -92,7 +93,7 @@ impl Limit {
                 format!("the {} limit has a period of zero", self.dimension),
             ));
         }
-        let h = self.headroom;
+        let h = self.headroom.unwrap_or(1.0);
         if !(h.is_finite() && h > 0.0 && h <= 1.0) {
             return Err(ConfigError::new(
                 Rule::HeadroomOutOfRange,
@@ -178,14 +179,19 @@ impl Gcra {
 
     /// The time `n` units take to refill, rounded up to a whole nanosecond.
     pub fn cost_ns(&self, n: u64) -> u64 {
-        let num = n as u128 * self.period_ns as u128 * 1000;
+        // Saturates: a time beyond u64 nanoseconds (584 years) is "never" either way.
+        let num = (n as u128)
+            .saturating_mul(self.period_ns as u128)
+            .saturating_mul(1000);
         let den = self.per_period_milli as u128;
         u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX)
     }
 
     /// The time `n` units take to refill, rounded down to a whole nanosecond.
     fn floor_ns(&self, n: u64) -> u64 {
-        let num = n as u128 * self.period_ns as u128 * 1000;
+        let num = (n as u128)
+            .saturating_mul(self.period_ns as u128)
+            .saturating_mul(1000);
         u64::try_from(num / self.per_period_milli as u128).unwrap_or(u64::MAX)
     }
 

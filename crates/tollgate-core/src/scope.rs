@@ -44,13 +44,11 @@ impl ScopeLimits {
         self
     }
 
-    /// Applies `headroom` to every limit that still has the default headroom of 1.
+    /// Applies `headroom` to every limit that does not set its own.
     #[must_use]
     pub fn with_default_headroom(mut self, headroom: f64) -> Self {
         for l in &mut self.limits {
-            if l.headroom == 1.0 {
-                l.headroom = headroom;
-            }
+            l.headroom.get_or_insert(headroom);
         }
         self
     }
@@ -210,7 +208,11 @@ pub enum Admission {
 /// }
 /// assert_eq!(team.available(&t, now), vec![1.0]);
 /// ```
-pub fn admit(now: Nanos, cost: Cost, scopes: &mut [(&CompiledScope, &mut ScopeState)]) -> Admission {
+pub fn admit(
+    now: Nanos,
+    cost: Cost,
+    scopes: &mut [(&CompiledScope, &mut ScopeState)],
+) -> Admission {
     let mut wait = Nanos::ZERO;
     let mut concurrency_blocked = false;
     let mut blocked = 0u64;

@@ -715,7 +715,7 @@ proptest! {
         let mut new_limits: Vec<Limit> = old_limits
             .iter()
             .zip(&new_amounts)
-            .map(|(l, &(amount, h, burst))| Limit { amount, headroom: h, burst, ..*l })
+            .map(|(l, &(amount, h, burst))| Limit { amount, headroom: Some(h), burst, ..*l })
             .filter(|l| l.compile().is_ok())
             .collect();
         if let Some(e) = extra {

@@ -280,6 +280,7 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
     ///
     /// # Errors
     /// As [`build`](Self::build).
+    #[allow(clippy::type_complexity)]
     pub fn build_with_store<St: Store>(
         self,
         store: St,

@@ -103,13 +103,39 @@ pub struct ScopeConfig {
 }
 
 /// One limit in a [`ScopeConfig`]: `800` or `{ limit = 800, burst = 100, headroom = 0.9 }`.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Copy, Debug)]
 pub enum LimitValue {
     /// The amount alone.
     Amount(u64),
     /// The amount with a burst and/or a headroom.
     Detailed(DetailedLimit),
+}
+
+// By hand rather than `untagged`, so a negative or fractional number gets a message that says so.
+impl<'de> Deserialize<'de> for LimitValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LimitValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number of at least 1, or a table `{ limit = N, burst = B, headroom = H }`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LimitValue, E> {
+                Ok(LimitValue::Amount(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LimitValue, E> {
+                u64::try_from(v)
+                    .map(LimitValue::Amount)
+                    .map_err(|_| E::custom(format!("a limit cannot be negative, got {v}")))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LimitValue, A::Error> {
+                DetailedLimit::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(LimitValue::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The table form of a [`LimitValue`].
@@ -152,17 +178,20 @@ impl ThrottleConfig {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(Rule::Invalid, format!("cannot read {}: {e}", path.display()))
+            ConfigError::new(
+                Rule::Invalid,
+                format!("cannot read {}: {e}", path.display()),
+            )
         })?;
-        Self::from_toml(&text).map_err(|e| {
-            ConfigError::new(e.rule(), format!("{}: {}", path.display(), e.detail()))
-        })
+        Self::from_toml(&text)
+            .map_err(|e| ConfigError::new(e.rule(), format!("{}: {}", path.display(), e.detail())))
     }
 
-    /// A builder with these settings and the default hooks; validation happens in `build()`.
+    /// A builder with these settings and the default hooks. Every rule is checked by its
+    /// `build()`; this returns `Result` so that checks can move here without breaking callers.
     ///
     /// # Errors
-    /// [`Rule::InvalidScopeKey`] for an empty scope key.
+    /// None today.
     pub fn builder(&self) -> Result<ThrottleBuilder, ConfigError> {
         let mut b = ThrottleBuilder::new()
             .refuse_over_max_wait(self.refuse_over_max_wait)
@@ -193,7 +222,11 @@ impl ScopeConfig {
         let fields = [
             (self.requests_per_minute, Dimension::Requests, minute),
             (self.input_tokens_per_minute, Dimension::InputTokens, minute),
-            (self.output_tokens_per_minute, Dimension::OutputTokens, minute),
+            (
+                self.output_tokens_per_minute,
+                Dimension::OutputTokens,
+                minute,
+            ),
             (self.tokens_per_minute, Dimension::TotalTokens, minute),
             (self.requests_per_day, Dimension::Requests, day),
             (self.tokens_per_day, Dimension::TotalTokens, day),
@@ -207,9 +240,7 @@ impl ScopeConfig {
             };
             let mut limit = Limit::new(dimension, amount, period);
             limit.burst = burst;
-            if let Some(h) = headroom.or(self.headroom) {
-                limit.headroom = h;
-            }
+            limit.headroom = headroom.or(self.headroom);
             limits = limits.limit(limit);
         }
         limits.concurrency = self.concurrency;

@@ -256,17 +256,15 @@ impl<St: Store> std::fmt::Debug for Ticket<St> {
 
 /// What to do after the queue was consulted.
 enum Turn {
+    /// Try the store now.
     Go,
-    Wait(Option<Instant>),
+    /// Wait to be woken when the call's turn comes.
+    Wait,
 }
 
 impl<St: Store> Ticket<St> {
     fn deadline(&self, arrived: Instant) -> Option<Instant> {
-        self.limiter
-            .shared
-            .settings
-            .max_wait
-            .map(|m| arrived + m)
+        self.limiter.shared.settings.max_wait.map(|m| arrived + m)
     }
 
     /// Leaves the queue (not admitted) and lets the calls behind move up.
@@ -309,7 +307,11 @@ impl<St: Store> Ticket<St> {
         }
         let mut q = self.limiter.queue();
         if !self.enqueued {
-            q.push(self.priority, self.id, self.scopes.iter().map(|s| s.id).collect());
+            q.push(
+                self.priority,
+                self.id,
+                self.scopes.iter().map(|s| s.id).collect(),
+            );
             shared.queued.store(q.len(), Ordering::Release);
             self.enqueued = true;
             for c in &self.counters {
@@ -334,7 +336,7 @@ impl<St: Store> Ticket<St> {
             }
         }
         q.set_waker(self.priority, self.id, cx.waker());
-        Ok(Turn::Wait(None))
+        Ok(Turn::Wait)
     }
 
     /// The call is admitted: leave the queue, count it, hand out the permit.
@@ -405,7 +407,11 @@ impl<St: Store> Ticket<St> {
                     .collect();
                 let mut q = self.limiter.queue();
                 if !self.enqueued {
-                    q.push(self.priority, self.id, self.scopes.iter().map(|s| s.id).collect());
+                    q.push(
+                        self.priority,
+                        self.id,
+                        self.scopes.iter().map(|s| s.id).collect(),
+                    );
                     self.limiter.shared.queued.store(q.len(), Ordering::Release);
                     self.enqueued = true;
                     for c in &self.counters {
@@ -484,7 +490,7 @@ impl<St: Store> Ticket<St> {
             }
             match self.turn(cx, now) {
                 Err(e) => return self.refuse(e),
-                Ok(Turn::Wait(until)) => return self.arm(cx, until),
+                Ok(Turn::Wait) => return self.arm(cx, None),
                 Ok(Turn::Go) => {
                     if self.scopes.is_empty() {
                         return self.admitted(now, None);
@@ -542,7 +548,10 @@ impl<St: Store> Permit<St> {
     fn settle(&mut self, actual: Cost) {
         if let Some(r) = self.reservation.take() {
             let now = self.limiter.nanos(Instant::now());
-            self.limiter.shared.store.settle(r, Settlement { now, actual });
+            self.limiter
+                .shared
+                .store
+                .settle(r, Settlement { now, actual });
             self.limiter.wake_blocked();
         }
     }

@@ -82,10 +82,7 @@ impl Queue {
     }
 
     fn tier_index(&mut self, priority: Priority) -> usize {
-        match self
-            .tiers
-            .binary_search_by(|t| priority.cmp(&t.priority))
-        {
+        match self.tiers.binary_search_by(|t| priority.cmp(&t.priority)) {
             Ok(i) => i,
             Err(i) => {
                 self.tiers.insert(
@@ -108,7 +105,10 @@ impl Queue {
             .tiers
             .binary_search_by(|t| priority.cmp(&t.priority))
             .ok()?;
-        let e = self.tiers[t].entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        let e = self.tiers[t]
+            .entries
+            .binary_search_by_key(&id, |e| e.id)
+            .ok()?;
         Some((t, e))
     }
 
@@ -147,7 +147,12 @@ impl Queue {
 
     /// The weight of each tier with waiting calls (see the module docs).
     fn weights(&self) -> SmallVec<[(usize, f64); 8]> {
-        let waiting = || self.tiers.iter().enumerate().filter(|(_, t)| !t.entries.is_empty());
+        let waiting = || {
+            self.tiers
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| !t.entries.is_empty())
+        };
         let reserved: f64 = waiting().map(|(_, t)| t.share).sum::<f64>().min(1.0);
         let mut first = true;
         waiting()

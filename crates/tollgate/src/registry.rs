@@ -110,10 +110,18 @@ impl Registry {
         }
         let inner = reg.inner.read().unwrap_or_else(|e| e.into_inner());
         for key in &reg.always {
-            if pattern_kind(key.as_str()).is_some() || !inner.by_key.contains_key(key) {
+            if pattern_kind(key.as_str()).is_some() {
                 return Err(ConfigError::new(
                     Rule::UnknownScope,
-                    format!("`{key}` is to be charged on every call but no scope of that exact key is configured"),
+                    format!(
+                        "`{key}` is a pattern; scopes charged on every call must be exact keys"
+                    ),
+                ));
+            }
+            if !inner.by_key.contains_key(key) {
+                return Err(ConfigError::new(
+                    Rule::UnknownScope,
+                    format!("`{key}` is to be charged on every call but no scope of that key is configured"),
                 ));
             }
         }
@@ -130,10 +138,16 @@ impl Registry {
                 format!("`{name}` is not a scope key (empty, or an empty kind or name)"),
             ));
         }
-        if name.contains('*') && pattern_kind(name).is_none() {
+        let bad_pattern = match pattern_kind(name) {
+            // The kind is what comes before the first `:` of a key, so it has neither `:` nor `*`.
+            Some(Some(kind)) => kind.contains([':', '*']),
+            Some(None) => false,
+            None => name.contains('*'),
+        };
+        if bad_pattern {
             return Err(ConfigError::new(
                 Rule::InvalidScopeKey,
-                format!("`{name}`: `*` may only stand alone or as `kind:*`"),
+                format!("`{name}`: `*` may only stand alone or as `kind:*`, with a kind that has no `:`"),
             ));
         }
         let compiled = Arc::new(
@@ -240,8 +254,10 @@ impl Registry {
                         .or_else(|| inner.patterns.iter().position(|p| p.kind.is_none()));
                     match found {
                         Some(p) => {
-                            let (generation, limits) =
-                                (inner.patterns[p].generation, inner.patterns[p].limits.clone());
+                            let (generation, limits) = (
+                                inner.patterns[p].generation,
+                                inner.patterns[p].limits.clone(),
+                            );
                             Self::push(&mut inner, key.clone(), generation, limits, Some(p))
                         }
                         None if self.unknown == UnknownScopes::Reject => return Err(key.clone()),

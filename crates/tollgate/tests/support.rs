@@ -70,7 +70,7 @@ pub struct Reply {
 }
 
 /// Calls in the order they reached the provider, with the virtual time since `start`.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Log(Arc<Mutex<Vec<(u32, Duration)>>>);
 
 impl Log {
@@ -82,6 +82,9 @@ impl Log {
     }
     pub fn len(&self) -> usize {
         self.0.lock().unwrap().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -109,7 +112,10 @@ pub fn provider(
 }
 
 pub fn scopes(c: &Call) -> Scopes {
-    smallvec![ScopeKey::GLOBAL, ScopeKey::from(format!("agent:{}", c.agent))]
+    smallvec![
+        ScopeKey::GLOBAL,
+        ScopeKey::from(format!("agent:{}", c.agent))
+    ]
 }
 
 pub fn estimate(c: &Call) -> Cost {
@@ -119,7 +125,11 @@ pub fn estimate(c: &Call) -> Cost {
 }
 
 pub fn usage(r: &Reply) -> Option<Cost> {
-    Some(Cost::request().with_input_tokens(r.input).with_output_tokens(r.output))
+    Some(
+        Cost::request()
+            .with_input_tokens(r.input)
+            .with_output_tokens(r.output),
+    )
 }
 
 pub fn priority(c: &Call) -> Priority {

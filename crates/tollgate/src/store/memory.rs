@@ -95,7 +95,8 @@ impl Store for MemoryStore {
             Self::refresh(&mut slots, scope, call.now);
         }
         let ids: SmallVec<[ScopeId; 4]> = call.scopes.iter().map(|s| s.id).collect();
-        let admission = Self::with_scopes(&mut slots, &ids, |pairs| admit(call.now, call.cost, pairs));
+        let admission =
+            Self::with_scopes(&mut slots, &ids, |pairs| admit(call.now, call.cost, pairs));
         drop(slots);
         ready(Ok(match admission {
             Admission::Admitted => Decision::Admitted(MemoryReservation {
@@ -113,7 +114,12 @@ impl Store for MemoryStore {
     fn settle(&self, reservation: MemoryReservation, settlement: Settlement) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         Self::with_scopes(&mut slots, &reservation.scopes, |pairs| {
-            settle(settlement.now, reservation.charged, settlement.actual, pairs);
+            settle(
+                settlement.now,
+                reservation.charged,
+                settlement.actual,
+                pairs,
+            );
             release(pairs);
         });
     }

@@ -95,7 +95,9 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Failed { error } => {
-                    let e = error.take().unwrap_or_else(ThrottleError::polled_after_completion);
+                    let e = error
+                        .take()
+                        .unwrap_or_else(ThrottleError::polled_after_completion);
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e.into()));
                 }

@@ -64,7 +64,11 @@ fn close(actual: Duration, expected: Duration) -> bool {
 #[tokio::test(start_paused = true)]
 async fn fifo_within_a_tier_at_the_rate() {
     let (start, log) = (Instant::now(), Log::default());
-    let (limiter, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     let tasks: Vec<_> = (0..10).map(|i| spawn(&svc, Call::new(i))).collect();
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -82,7 +86,11 @@ async fn fifo_within_a_tier_at_the_rate() {
 #[tokio::test(start_paused = true)]
 async fn higher_tier_goes_first() {
     let (start, log) = (Instant::now(), Log::default());
-    let (_, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (_, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     let mut tasks = vec![spawn(&svc, Call::new(0))];
     settle_tasks().await;
     for i in 1..=3 {
@@ -127,7 +135,11 @@ async fn reserved_share_follows_the_documented_round_robin() {
 async fn strict_priority_without_shares_starves_nothing_of_its_own_tier() {
     // Without shares the background tier waits until the critical tier is empty.
     let (start, log) = (Instant::now(), Log::default());
-    let (_, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (_, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     let mut tasks = vec![spawn(&svc, Call::new(0).priority(1))];
     settle_tasks().await;
     tasks.push(spawn(&svc, Call::new(100)));
@@ -215,7 +227,11 @@ async fn a_refused_scope_charges_no_other_scope() {
 #[tokio::test(start_paused = true)]
 async fn a_dropped_waiting_call_leaves_the_queue() {
     let (start, log) = (Instant::now(), Log::default());
-    let (limiter, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     let first = spawn(&svc, Call::new(0));
     settle_tasks().await;
     let doomed = spawn(&svc, Call::new(1));
@@ -401,16 +417,29 @@ async fn a_failed_call_follows_the_failure_rule() {
         .oneshot(Call::new(0).tokens(300, 500, 0).failing())
         .await
         .unwrap_err();
-    assert!(err.downcast_ref::<ThrottleError>().is_none(), "the provider's error passes through");
+    assert!(
+        err.downcast_ref::<ThrottleError>().is_none(),
+        "the provider's error passes through"
+    );
     let g = limiter.scope_stats("global").unwrap();
-    assert!((g.buckets[0].available - 700.0).abs() < 1e-6, "input kept: {g:?}");
-    assert!((g.buckets[1].available - 1_000.0).abs() < 1e-6, "output refunded: {g:?}");
+    assert!(
+        (g.buckets[0].available - 700.0).abs() < 1e-6,
+        "input kept: {g:?}"
+    );
+    assert!(
+        (g.buckets[1].available - 1_000.0).abs() < 1e-6,
+        "output refunded: {g:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn many_clones_share_one_limit() {
     let (start, log) = (Instant::now(), Log::default());
-    let (limiter, svc) = client(ThrottleLayer::builder().scope("global", rpm(10, 10)), &log, start);
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(10, 10)),
+        &log,
+        start,
+    );
     // Fifty clones, as a server makes one per connection, each sending one call at once.
     let clones: Vec<Client> = (0..50).map(|_| svc.clone()).collect();
     let tasks: Vec<_> = clones
@@ -432,7 +461,11 @@ async fn many_clones_share_one_limit() {
 #[tokio::test(start_paused = true)]
 async fn limits_changed_at_run_time_take_effect_for_waiting_calls() {
     let (start, log) = (Instant::now(), Log::default());
-    let (limiter, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     let tasks: Vec<_> = (0..5).map(|i| spawn(&svc, Call::new(i))).collect();
     tokio::time::sleep(secs(0.5)).await;
     assert_eq!(log.len(), 1);
@@ -451,7 +484,11 @@ async fn limits_changed_at_run_time_take_effect_for_waiting_calls() {
 #[tokio::test(start_paused = true)]
 async fn pressure_and_queue_depth_show_in_stats() {
     let (start, log) = (Instant::now(), Log::default());
-    let (limiter, svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 10)), &log, start);
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 10)),
+        &log,
+        start,
+    );
     assert_eq!(
         limiter.scope_stats("global").unwrap().pressure,
         tollgate::Pressure::Low
@@ -474,7 +511,11 @@ async fn pressure_and_queue_depth_show_in_stats() {
 #[tokio::test(start_paused = true)]
 async fn poll_ready_delegates_to_the_inner_service() {
     let (start, log) = (Instant::now(), Log::default());
-    let (_, mut svc) = client(ThrottleLayer::builder().scope("global", rpm(60, 1)), &log, start);
+    let (_, mut svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(60, 1)),
+        &log,
+        start,
+    );
     std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
     let reply = svc.call(Call::new(7)).await.unwrap();
     assert_eq!(reply.id, 7);
