@@ -53,7 +53,7 @@ pub struct Settlement {
     pub actual: Cost,
 }
 
-/// What a store knows about one scope, for [`stats`](crate::ThrottleLayer::stats).
+/// What a store knows about one scope, for [`stats`](crate::Limiter::stats).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScopeState {
     /// Units available in each bucket, in the order of the scope's limits (negative in debt).
