@@ -267,12 +267,28 @@ impl<St: Store> Ticket<St> {
         self.limiter.shared.settings.max_wait.map(|m| arrived + m)
     }
 
-    /// Leaves the queue (not admitted) and lets the calls behind move up.
-    fn leave(&mut self) {
+    /// Joins the back of its tier in the queue (once).
+    fn enqueue(&mut self, q: &mut Queue) {
+        if !self.enqueued {
+            q.push(
+                self.priority,
+                self.id,
+                self.scopes.iter().map(|s| s.id).collect(),
+            );
+            self.limiter.shared.queued.store(q.len(), Ordering::Release);
+            self.enqueued = true;
+            for c in &self.counters {
+                c.enqueued();
+            }
+        }
+    }
+
+    /// Leaves the queue, admitted or not, and lets the calls behind move up.
+    fn leave(&mut self, admitted: bool) {
         if self.enqueued {
             self.enqueued = false;
             let mut q = self.limiter.queue();
-            q.remove(self.priority, self.id, false);
+            q.remove(self.priority, self.id, admitted);
             self.limiter.shared.queued.store(q.len(), Ordering::Release);
             q.wake_eligible();
             drop(q);
@@ -283,7 +299,7 @@ impl<St: Store> Ticket<St> {
     }
 
     fn refuse(&mut self, err: ThrottleError) -> Poll<Result<Permit<St>, ThrottleError>> {
-        self.leave();
+        self.leave(false);
         for c in &self.counters {
             c.refused();
         }
@@ -301,23 +317,12 @@ impl<St: Store> Ticket<St> {
 
     /// Consults the queue: may this call try the store now?
     fn turn(&mut self, cx: &Context<'_>, now: Instant) -> Result<Turn, ThrottleError> {
-        let shared = &self.limiter.shared;
-        if !self.enqueued && shared.queued.load(Ordering::Acquire) == 0 {
+        if !self.enqueued && self.limiter.shared.queued.load(Ordering::Acquire) == 0 {
             return Ok(Turn::Go);
         }
-        let mut q = self.limiter.queue();
-        if !self.enqueued {
-            q.push(
-                self.priority,
-                self.id,
-                self.scopes.iter().map(|s| s.id).collect(),
-            );
-            shared.queued.store(q.len(), Ordering::Release);
-            self.enqueued = true;
-            for c in &self.counters {
-                c.enqueued();
-            }
-        }
+        let limiter = self.limiter.clone();
+        let mut q = limiter.queue();
+        self.enqueue(&mut q);
         // A call that sleeps until its capacity is due is polled when the time has come, or when
         // capacity came back early (a refund, a release, new limits): either way it tries again,
         // if it is its turn. Otherwise it waits to be woken when its turn comes.
@@ -326,7 +331,7 @@ impl<St: Store> Ticket<St> {
             return Ok(Turn::Go);
         }
         q.set_state(self.priority, self.id, WaitState::Gated);
-        let settings = shared.settings;
+        let settings = limiter.shared.settings;
         if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
             let due = q.due_ahead(self.id);
             let arrived = self.arrived.unwrap_or(now);
@@ -346,17 +351,7 @@ impl<St: Store> Ticket<St> {
         reservation: Option<St::Reservation>,
     ) -> Poll<Result<Permit<St>, ThrottleError>> {
         let waited = self.arrived.map(|a| now - a).filter(|w| !w.is_zero());
-        if self.enqueued {
-            self.enqueued = false;
-            let mut q = self.limiter.queue();
-            q.remove(self.priority, self.id, true);
-            self.limiter.shared.queued.store(q.len(), Ordering::Release);
-            q.wake_eligible();
-            drop(q);
-            for c in &self.counters {
-                c.dequeued();
-            }
-        }
+        self.leave(true);
         for c in &self.counters {
             c.admitted(waited);
         }
@@ -405,19 +400,9 @@ impl<St: Store> Ticket<St> {
                     .filter(|(i, _)| blocked & (1 << i) != 0)
                     .map(|(_, s)| s.id)
                     .collect();
-                let mut q = self.limiter.queue();
-                if !self.enqueued {
-                    q.push(
-                        self.priority,
-                        self.id,
-                        self.scopes.iter().map(|s| s.id).collect(),
-                    );
-                    self.limiter.shared.queued.store(q.len(), Ordering::Release);
-                    self.enqueued = true;
-                    for c in &self.counters {
-                        c.enqueued();
-                    }
-                }
+                let limiter = self.limiter.clone();
+                let mut q = limiter.queue();
+                self.enqueue(&mut q);
                 q.set_state(self.priority, self.id, WaitState::Blocked { scopes, until });
                 q.set_waker(self.priority, self.id, cx.waker());
                 // Calls behind that share none of the refusing scopes may go now.
@@ -515,7 +500,7 @@ impl<St: Store> Ticket<St> {
 
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
-        self.leave();
+        self.leave(false);
     }
 }
 
