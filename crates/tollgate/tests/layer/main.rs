@@ -1,6 +1,6 @@
 //! The tower layer on tokio's paused clock: ordering, fairness, cancellation, limits, clones.
 
-#[path = "../support.rs"]
+#[path = "../support/mod.rs"]
 mod support;
 
 use std::time::Duration;
