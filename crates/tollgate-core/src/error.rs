@@ -33,6 +33,15 @@ pub enum Rule {
     ZeroDuration,
     /// A value could not be read (a configuration file that does not parse).
     Invalid,
+    /// A backoff's cap is below its base delay.
+    CapBelowBase,
+    /// A backoff allows no retry at all.
+    ZeroRetries,
+    /// A retry budget's cost of a retry is zero or above the budget's capacity.
+    RetryCostOutOfRange,
+    /// An adaptive rate's floor is not a positive finite number, or its ceiling is not finite or
+    /// is below the floor.
+    RateOutOfRange,
 }
 
 impl Rule {
@@ -52,6 +61,10 @@ impl Rule {
             Rule::SharesExceedOne => "shares_exceed_one",
             Rule::ZeroDuration => "zero_duration",
             Rule::Invalid => "invalid",
+            Rule::CapBelowBase => "cap_below_base",
+            Rule::ZeroRetries => "zero_retries",
+            Rule::RetryCostOutOfRange => "retry_cost_out_of_range",
+            Rule::RateOutOfRange => "rate_out_of_range",
         }
     }
 }

@@ -30,16 +30,23 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod adaptive;
+mod backoff;
 mod cost;
 mod error;
 mod limit;
 mod nanos;
+mod retry_budget;
 mod scope;
 
+pub use adaptive::{AdaptiveRate, MeasuredRate};
+pub use backoff::{Backoff, BackoffBuilder, BackoffState, Jitter, NextRetry};
 pub use cost::{Cost, Dimension};
 pub use error::{ConfigError, Rule};
 pub use limit::{Gcra, Limit};
 pub use nanos::Nanos;
+pub use rand_core;
+pub use retry_budget::{RetryBudget, RetryBudgetBuilder, RetryKind};
 pub use scope::{
     admit, release, settle, Admission, CompiledScope, NeverFits, ScopeLimits, ScopeState,
 };

@@ -226,6 +226,27 @@ impl Gcra {
         (self.tau as f64 - backlog) / unit_ns
     }
 
+    /// `tat` of a bucket lowered so that at most `remaining` units are available at `now`; `tat`
+    /// itself when the bucket already holds no more than that (a bucket is never raised).
+    ///
+    /// ```
+    /// use tollgate_core::{Dimension, Limit, Nanos};
+    ///
+    /// let g = Limit::per_minute(Dimension::Requests, 60).compile().unwrap();
+    /// let now = Nanos::from_secs(100);
+    /// let tat = g.lowered_to(Nanos::ZERO, now, 10); // the provider says 10 left, we believed 60
+    /// assert!((g.available(tat, now) - 10.0).abs() < 1e-6);
+    /// assert_eq!(g.lowered_to(tat, now, 30), tat); // never raised
+    /// ```
+    pub fn lowered_to(&self, tat: Nanos, now: Nanos, remaining: u64) -> Nanos {
+        let Some(room) = self.burst.checked_sub(remaining) else {
+            return tat;
+        };
+        // A backlog of `burst − remaining` units leaves `remaining` available.
+        let target = now + Nanos::new(self.cost_ns(room));
+        tat.max(target)
+    }
+
     /// `tat` of a bucket that was under `old` carried over to `self`: the units it owed stay owed.
     pub fn rescaled(&self, old: &Gcra, tat: Nanos, now: Nanos) -> Nanos {
         let backlog = (tat - now).as_u64() as u128;

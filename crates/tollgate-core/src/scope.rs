@@ -113,6 +113,7 @@ impl CompiledScope {
         ScopeState {
             tats: vec![Nanos::ZERO; self.gcras.len()],
             in_flight: 0,
+            cooldown_until: Nanos::ZERO,
         }
     }
 
@@ -133,6 +134,33 @@ impl CompiledScope {
         ScopeState {
             tats,
             in_flight: state.in_flight,
+            cooldown_until: state.cooldown_until,
+        }
+    }
+
+    /// Lowers the bucket of `dimension` (the one with the shortest period) so that at most
+    /// `remaining` units are available at `now`: the provider reported fewer left than the bucket
+    /// believed (another client shares the key). Never raises a bucket. Returns whether a bucket
+    /// of that dimension exists.
+    pub fn sync_remaining(
+        &self,
+        state: &mut ScopeState,
+        now: Nanos,
+        dimension: crate::Dimension,
+        remaining: u64,
+    ) -> bool {
+        let best = self
+            .gcras
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.dimension() == dimension)
+            .min_by_key(|(_, g)| g.period());
+        match best {
+            Some((i, g)) => {
+                state.tats[i] = g.lowered_to(state.tats[i], now, remaining);
+                true
+            }
+            None => false,
         }
     }
 
@@ -153,6 +181,16 @@ pub struct ScopeState {
     pub tats: Vec<Nanos>,
     /// Calls admitted and not yet released.
     pub in_flight: u64,
+    /// No call is admitted before this time (a shared cooldown after the provider said 429/529).
+    pub cooldown_until: Nanos,
+}
+
+impl ScopeState {
+    /// Pauses admissions until `until`. A second cooldown during one extends it to the later end,
+    /// it never adds up.
+    pub fn cool_down(&mut self, until: Nanos) {
+        self.cooldown_until = self.cooldown_until.max(until);
+    }
 }
 
 /// Why a call can never be admitted: it asks more of one bucket than the bucket's burst.
@@ -232,6 +270,10 @@ pub fn admit(
                 blocked |= 1 << (i % 64);
                 wait = wait.max(w);
             }
+        }
+        if state.cooldown_until > now {
+            blocked |= 1 << (i % 64);
+            wait = wait.max(state.cooldown_until - now);
         }
         if let Some(max) = limits.concurrency {
             if state.in_flight >= max {

@@ -1,7 +1,8 @@
 //! [`ThrottleBuilder`]: the layer's configuration in code, validated once by `build()`.
 
+use crate::feedback::{Cooldown, NoFeedback};
 use crate::hooks::{GlobalScope, Hooks, KeepEstimate, OneRequest, SamePriority};
-use crate::limiter::WaitSettings;
+use crate::limiter::{Adaptive, WaitSettings};
 use crate::registry::Registry;
 use crate::{
     ConfigError, Limiter, MemoryStore, OnFailure, Priority, ScopeKey, ScopeLimits, Store,
@@ -26,6 +27,11 @@ use tollgate_core::Rule;
 /// | [`estimate`](Self::estimate) | [`OneRequest`]: one request, no tokens |
 /// | [`read_usage`](Self::read_usage) | [`KeepEstimate`] |
 /// | [`assign_priority`](Self::assign_priority) | [`SamePriority`] |
+/// | [`classify`](Self::classify) | [`NoFeedback`]: nothing learnt from answers |
+/// | [`provider_scope`](Self::provider_scope) | `"global"` when configured |
+/// | [`cooldown`](Self::cooldown) | 1 s doubling to 60 s |
+/// | [`header_sync`](Self::header_sync) | on |
+/// | [`adaptive`](Self::adaptive) | off |
 ///
 /// ```
 /// use tollgate::{Cost, Dimension, Limit, ScopeLimits, ThrottleLayer};
@@ -42,7 +48,13 @@ use tollgate_core::Rule;
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct ThrottleBuilder<K = GlobalScope, E = OneRequest, U = KeepEstimate, P = SamePriority> {
+pub struct ThrottleBuilder<
+    K = GlobalScope,
+    E = OneRequest,
+    U = KeepEstimate,
+    P = SamePriority,
+    C = NoFeedback,
+> {
     pub(crate) scopes: Vec<(ScopeKey, ScopeLimits)>,
     pub(crate) always: Vec<ScopeKey>,
     pub(crate) tiers: Vec<(Priority, f64)>,
@@ -51,7 +63,11 @@ pub struct ThrottleBuilder<K = GlobalScope, E = OneRequest, U = KeepEstimate, P 
     pub(crate) refuse_over_max_wait: bool,
     pub(crate) on_failure: OnFailure,
     pub(crate) unknown: UnknownScopes,
-    hooks: Hooks<K, E, U, P>,
+    pub(crate) provider_scope: Option<ScopeKey>,
+    pub(crate) cooldown: Cooldown,
+    pub(crate) header_sync: bool,
+    pub(crate) adaptive_floor: Option<f64>,
+    hooks: Hooks<K, E, U, P, C>,
 }
 
 impl Default for ThrottleBuilder {
@@ -72,12 +88,16 @@ impl ThrottleBuilder {
             refuse_over_max_wait: false,
             on_failure: OnFailure::default(),
             unknown: UnknownScopes::default(),
+            provider_scope: Some(ScopeKey::GLOBAL),
+            cooldown: Cooldown::default(),
+            header_sync: true,
+            adaptive_floor: None,
             hooks: Hooks::default(),
         }
     }
 }
 
-impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
+impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
     /// Limits a scope. `key` is an exact key (`"global"`, `"team:marketing"`), a pattern `kind:*`
     /// that gives every key of that kind its own bucket with these limits (`"agent:*"`), or `*` for
     /// any key no exact key or kind pattern matches. Setting a key twice keeps the last.
@@ -205,49 +225,130 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
     }
 
     /// The key extractor: which scopes a request belongs to.
-    pub fn extract_scopes<K2>(self, scopes: K2) -> ThrottleBuilder<K2, E, U, P> {
+    pub fn extract_scopes<K2>(self, scopes: K2) -> ThrottleBuilder<K2, E, U, P, C> {
         self.map_hooks(|h| Hooks {
             scopes,
             estimate: h.estimate,
             usage: h.usage,
             priority: h.priority,
+            classify: h.classify,
         })
     }
 
     /// The cost estimator: what a request will cost before it is sent.
-    pub fn estimate<E2>(self, estimate: E2) -> ThrottleBuilder<K, E2, U, P> {
+    pub fn estimate<E2>(self, estimate: E2) -> ThrottleBuilder<K, E2, U, P, C> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate,
             usage: h.usage,
             priority: h.priority,
+            classify: h.classify,
         })
     }
 
     /// The usage reader: what a call really cost, from its response.
-    pub fn read_usage<U2>(self, usage: U2) -> ThrottleBuilder<K, E, U2, P> {
+    pub fn read_usage<U2>(self, usage: U2) -> ThrottleBuilder<K, E, U2, P, C> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate: h.estimate,
             usage,
             priority: h.priority,
+            classify: h.classify,
         })
     }
 
     /// The priority of a request.
-    pub fn assign_priority<P2>(self, priority: P2) -> ThrottleBuilder<K, E, U, P2> {
+    pub fn assign_priority<P2>(self, priority: P2) -> ThrottleBuilder<K, E, U, P2, C> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate: h.estimate,
             usage: h.usage,
             priority,
+            classify: h.classify,
         })
     }
 
-    fn map_hooks<K2, E2, U2, P2>(
+    /// The classifier of answers: what a call's result says about the provider (rate limited,
+    /// overloaded, ...) and the limits it reported. [`HttpClassifier`](crate::feedback::HttpClassifier)
+    /// reads `http::Response`s; the default learns nothing.
+    pub fn classify<C2>(self, classify: C2) -> ThrottleBuilder<K, E, U, P, C2> {
+        self.map_hooks(|h| Hooks {
+            scopes: h.scopes,
+            estimate: h.estimate,
+            usage: h.usage,
+            priority: h.priority,
+            classify,
+        })
+    }
+
+    /// The scope that stands for the provider's key (default `"global"`, when configured): a
+    /// rate-limited or overloaded answer pauses it for everyone (a shared cooldown), and the
+    /// provider's rate-limit headers lower its buckets. `None` turns both off.
+    ///
+    /// ```
+    /// # use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+    /// let layer = ThrottleLayer::builder()
+    ///     .scope("key:prod", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 50)))
+    ///     .always(["key:prod"])
+    ///     .provider_scope(Some("key:prod"))
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn provider_scope(mut self, key: Option<impl Into<ScopeKey>>) -> Self {
+        self.provider_scope = key.map(Into::into);
+        self
+    }
+
+    /// How long a shared cooldown lasts when the provider gives no retry delay.
+    ///
+    /// ```
+    /// # use tollgate::{feedback::Cooldown, ThrottleLayer};
+    /// # use std::time::Duration;
+    /// // The OpenAI cookbook's fixed 15 s pause after a 429:
+    /// let fixed = Cooldown { base: Duration::from_secs(15), cap: Duration::from_secs(15) };
+    /// assert!(ThrottleLayer::builder().cooldown(fixed).build().is_ok());
+    /// ```
+    pub fn cooldown(mut self, cooldown: Cooldown) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Whether the provider's rate-limit headers lower the provider scope's buckets (default on).
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// assert!(ThrottleLayer::builder().header_sync(false).build().is_ok());
+    /// ```
+    pub fn header_sync(mut self, on: bool) -> Self {
+        self.header_sync = on;
+        self
+    }
+
+    /// Turns on the adaptive mode, for limits that are unknown or shared with other clients: after
+    /// a rate-limited or overloaded answer the provider scope's limits are cut to 0.7 of the current
+    /// rate, then recover along the AWS SDKs' CUBIC curve (`rate(t) = 0.4·(t − K)³ + W`, `W` the
+    /// rate before the cut, `K = ∛(W·0.3/0.4)` seconds, the rate in requests per second), never
+    /// above the configured limits and never below `floor` × them. The rate is that of the
+    /// scope's request limit (or its first limit); every limit of the scope is scaled alike.
+    ///
+    /// ```
+    /// # use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+    /// let layer = ThrottleLayer::builder()
+    ///     .scope("global", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 600)))
+    ///     .adaptive(0.1)
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// assert!(ThrottleLayer::builder().adaptive(1.5).build().is_err());
+    /// ```
+    pub fn adaptive(mut self, floor: f64) -> Self {
+        self.adaptive_floor = Some(floor);
+        self
+    }
+
+    fn map_hooks<K2, E2, U2, P2, C2>(
         self,
-        f: impl FnOnce(Hooks<K, E, U, P>) -> Hooks<K2, E2, U2, P2>,
-    ) -> ThrottleBuilder<K2, E2, U2, P2> {
+        f: impl FnOnce(Hooks<K, E, U, P, C>) -> Hooks<K2, E2, U2, P2, C2>,
+    ) -> ThrottleBuilder<K2, E2, U2, P2, C2> {
         ThrottleBuilder {
             scopes: self.scopes,
             always: self.always,
@@ -257,6 +358,10 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
             refuse_over_max_wait: self.refuse_over_max_wait,
             on_failure: self.on_failure,
             unknown: self.unknown,
+            provider_scope: self.provider_scope,
+            cooldown: self.cooldown,
+            header_sync: self.header_sync,
+            adaptive_floor: self.adaptive_floor,
             hooks: f(self.hooks),
         }
     }
@@ -272,7 +377,8 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
     /// * [`Rule::UnknownScope`] for an [`always`](Self::always) key that is not configured;
     /// * [`Rule::ShareOutOfRange`], [`Rule::SharesExceedOne`] for the tiers;
     /// * [`Rule::ZeroDuration`] for a maximum wait of zero.
-    pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P>>, ConfigError> {
+    #[allow(clippy::type_complexity)]
+    pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P, C>>, ConfigError> {
         self.build_with_store(MemoryStore::new())
     }
 
@@ -284,7 +390,7 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
     pub fn build_with_store<St: Store>(
         self,
         store: St,
-    ) -> Result<ThrottleLayer<Hooks<K, E, U, P>, St>, ConfigError> {
+    ) -> Result<ThrottleLayer<Hooks<K, E, U, P, C>, St>, ConfigError> {
         let h = self.headroom;
         if !(h.is_finite() && h > 0.0 && h <= 1.0) {
             return Err(ConfigError::new(
@@ -314,14 +420,64 @@ impl<K, E, U, P> ThrottleBuilder<K, E, U, P> {
                 "a maximum wait of zero refuses every call that would wait; set at least 1 ms",
             ));
         }
+        if self.cooldown.base.is_zero() || self.cooldown.cap < self.cooldown.base {
+            return Err(ConfigError::new(
+                Rule::ZeroDuration,
+                format!(
+                    "a cooldown needs 0 < base <= cap, got base {:?} and cap {:?}",
+                    self.cooldown.base, self.cooldown.cap
+                ),
+            ));
+        }
+        // The provider scope must be an exact configured key; the default `global` is simply
+        // off when no such scope is configured.
+        let provider_scope = match self.provider_scope {
+            Some(key) if self.scopes.iter().any(|(k, _)| *k == key) => Some(key),
+            Some(key) if key != ScopeKey::GLOBAL => {
+                return Err(ConfigError::new(
+                    Rule::UnknownScope,
+                    format!("the provider scope `{key}` is not a configured scope"),
+                ))
+            }
+            _ => None,
+        };
+        let adaptive = match self.adaptive_floor {
+            None => None,
+            Some(floor) if !(floor.is_finite() && floor > 0.0 && floor <= 1.0) => {
+                return Err(ConfigError::new(
+                    Rule::ShareOutOfRange,
+                    format!(
+                        "the adaptive floor is a fraction of the limits in (0, 1], got {floor}"
+                    ),
+                ))
+            }
+            Some(floor) => {
+                let Some(key) = &provider_scope else {
+                    return Err(ConfigError::new(
+                        Rule::UnknownScope,
+                        "the adaptive mode needs a provider scope (configure `global` or set one)",
+                    ));
+                };
+                let base = self
+                    .scopes
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                Some(Adaptive::new(base, h, floor).map_err(|e| e.in_scope(key.as_str()))?)
+            }
+        };
         let registry = Registry::new(&self.scopes, self.always, self.unknown, h)?;
         let settings = WaitSettings {
             max_wait: self.max_wait,
             refuse_over_max_wait: self.refuse_over_max_wait,
             on_failure: self.on_failure,
+            provider_scope,
+            cooldown: self.cooldown,
+            header_sync: self.header_sync,
         };
         Ok(ThrottleLayer {
-            limiter: Limiter::new(store, registry, &self.tiers, settings),
+            limiter: Limiter::new(store, registry, &self.tiers, settings, adaptive),
             hooks: self.hooks,
         })
     }

@@ -152,11 +152,18 @@ impl<Req> AssignPriority<Req> for SamePriority {
     }
 }
 
-/// The four hooks of a layer, bundled.
+/// The hooks of a layer, bundled: scopes, estimate, usage, priority and the classifier of answers.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Hooks<K = GlobalScope, E = OneRequest, U = KeepEstimate, P = SamePriority> {
+pub struct Hooks<
+    K = GlobalScope,
+    E = OneRequest,
+    U = KeepEstimate,
+    P = SamePriority,
+    C = crate::feedback::NoFeedback,
+> {
     pub(crate) scopes: K,
     pub(crate) estimate: E,
     pub(crate) usage: U,
     pub(crate) priority: P,
+    pub(crate) classify: C,
 }

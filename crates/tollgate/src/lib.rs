@@ -102,10 +102,12 @@
 mod builder;
 mod config;
 mod error;
+pub mod feedback;
 mod hooks;
 mod limiter;
 mod queue;
 mod registry;
+pub mod retry;
 mod scope;
 mod stats;
 pub mod store;

@@ -1,6 +1,7 @@
 //! [`Limiter`]: the state every clone of a layer shares — scope registry, store, queue — and the
 //! two halves of a call's life in it: a `Ticket` while it waits, a `Permit` while it runs.
 
+use crate::feedback::{Cooldown, Feedback};
 use crate::queue::{Queue, WaitState};
 use crate::registry::{Registry, Resolved};
 use crate::stats::{self, BucketStats, ScopeCounters, ScopeStats};
@@ -9,12 +10,12 @@ use crate::{ConfigError, Cost, Priority, ScopeKey, ScopeLimits, ScopeRef, Thrott
 use smallvec::SmallVec;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::Nanos;
+use tollgate_core::{AdaptiveRate, Nanos};
 
 /// What a failed call (an error from the inner service, or a future dropped while the call was in
 /// flight) is charged, since no usage is known.
@@ -44,12 +45,65 @@ impl OnFailure {
     }
 }
 
-/// Settings of the waiting behaviour.
-#[derive(Clone, Copy, Debug)]
+/// Settings of the waiting behaviour and of provider feedback.
+#[derive(Clone, Debug)]
 pub(crate) struct WaitSettings {
     pub(crate) max_wait: Option<Duration>,
     pub(crate) refuse_over_max_wait: bool,
     pub(crate) on_failure: OnFailure,
+    pub(crate) provider_scope: Option<ScopeKey>,
+    pub(crate) cooldown: Cooldown,
+    pub(crate) header_sync: bool,
+}
+
+/// The adaptive mode's state: the CUBIC rate of the provider scope and the limits it scales.
+#[derive(Debug)]
+pub(crate) struct Adaptive {
+    pub(crate) rate: AdaptiveRate,
+    /// The provider scope's configured limits.
+    pub(crate) base: ScopeLimits,
+    /// The default headroom the base limits are read with.
+    pub(crate) headroom: f64,
+    /// The configured rate, per second, that the factor is relative to.
+    pub(crate) ceiling: f64,
+    /// The factor now applied.
+    pub(crate) factor: f64,
+}
+
+impl Adaptive {
+    /// The adaptive state for `base`, never below `floor` × its rate.
+    pub(crate) fn new(base: ScopeLimits, headroom: f64, floor: f64) -> Result<Self, ConfigError> {
+        let compiled = base.clone().with_default_headroom(headroom).compile()?;
+        let g = compiled
+            .gcras()
+            .iter()
+            .filter(|g| g.dimension() == crate::Dimension::Requests)
+            .chain(compiled.gcras())
+            .min_by_key(|g| (g.dimension() != crate::Dimension::Requests, g.period()))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    tollgate_core::Rule::UnknownScope,
+                    "the adaptive mode needs a rate limit on the provider scope",
+                )
+            })?;
+        let ceiling = g.per_period() / g.period().as_duration().as_secs_f64();
+        Ok(Adaptive {
+            rate: AdaptiveRate::new(ceiling, ceiling * floor)?,
+            base,
+            headroom,
+            ceiling,
+            factor: 1.0,
+        })
+    }
+
+    /// The base limits scaled by `factor`.
+    fn scaled(&self, factor: f64) -> ScopeLimits {
+        let mut limits = self.base.clone();
+        for l in &mut limits.limits {
+            l.headroom = Some(l.headroom.unwrap_or(self.headroom) * factor);
+        }
+        limits
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +116,9 @@ struct Shared<St> {
     next_id: AtomicU64,
     origin: Instant,
     settings: WaitSettings,
+    /// Rate-limited answers in a row, for the computed cooldown.
+    consecutive_limited: AtomicU32,
+    adaptive: Option<Mutex<Adaptive>>,
 }
 
 /// The limiter state that every clone of a [`ThrottleLayer`](crate::ThrottleLayer) and of its
@@ -89,6 +146,7 @@ impl<St: Store> Limiter<St> {
         registry: Registry,
         tiers: &[(Priority, f64)],
         settings: WaitSettings,
+        adaptive: Option<Adaptive>,
     ) -> Self {
         Limiter {
             shared: Arc::new(Shared {
@@ -99,6 +157,8 @@ impl<St: Store> Limiter<St> {
                 next_id: AtomicU64::new(0),
                 origin: Instant::now(),
                 settings,
+                consecutive_limited: AtomicU32::new(0),
+                adaptive: adaptive.map(Mutex::new),
             }),
         }
     }
@@ -126,7 +186,17 @@ impl<St: Store> Limiter<St> {
         key: impl Into<ScopeKey>,
         limits: ScopeLimits,
     ) -> Result<(), ConfigError> {
-        self.shared.registry.set(key.into(), &limits)?;
+        let key = key.into();
+        match (&self.shared.adaptive, &self.shared.settings.provider_scope) {
+            (Some(adaptive), Some(provider)) if *provider == key => {
+                // The new limits become the adaptive mode's base; it starts again from them.
+                let mut a = adaptive.lock().unwrap_or_else(|e| e.into_inner());
+                let next = Adaptive::new(limits, a.headroom, a.rate.floor() / a.ceiling)?;
+                self.shared.registry.set(key, &next.scaled(1.0))?;
+                *a = next;
+            }
+            _ => self.shared.registry.set(key, &limits)?,
+        }
         self.wake_blocked();
         Ok(())
     }
@@ -167,6 +237,7 @@ impl<St: Store> Limiter<St> {
                     .and_then(|s| s.available.get(i).copied())
                     .unwrap_or(g.burst() as f64),
                 capacity: g.burst(),
+                per_period: g.per_period(),
             })
             .collect();
         let (admitted, refused, queue_depth, mut waits) = r.counters.snapshot();
@@ -183,6 +254,82 @@ impl<St: Store> Limiter<St> {
             wait_p50: stats::quantile(&waits, 0.50),
             wait_p99: stats::quantile(&waits, 0.99),
             wait_max: waits.last().copied().unwrap_or_default(),
+        }
+    }
+
+    /// Acts on a call's feedback: a shared cooldown of the provider scope after a rate-limited or
+    /// overloaded answer, and header sync of its buckets.
+    pub(crate) fn feedback(&self, feedback: &Feedback) {
+        let shared = &self.shared;
+        let Some(key) = &shared.settings.provider_scope else {
+            return;
+        };
+        let Some(scope) = shared.registry.get(key.as_str()) else {
+            return;
+        };
+        let now = Instant::now();
+        let at = self.nanos(now);
+        if feedback.outcome.starts_cooldown() {
+            let n = shared.consecutive_limited.fetch_add(1, Ordering::Relaxed) + 1;
+            let delay = feedback
+                .outcome
+                .retry_after()
+                .unwrap_or_else(|| shared.settings.cooldown.after(n));
+            tracing::warn!(scope = %key, ?delay, outcome = ?feedback.outcome, "provider pushed back: every caller pauses");
+            shared
+                .store
+                .cool_down(&scope.scope, at, self.nanos(now + delay));
+            self.adapt(key, |a| a.rate.on_throttle(at, None));
+        } else if feedback.outcome == crate::feedback::Outcome::Success {
+            shared.consecutive_limited.store(0, Ordering::Relaxed);
+            self.adapt(key, |a| a.rate.on_success(at));
+        }
+        if shared.settings.header_sync {
+            for l in &feedback.limits {
+                shared
+                    .store
+                    .sync_remaining(&scope.scope, at, l.dimension, l.remaining);
+            }
+        }
+    }
+
+    /// In the adaptive mode: moves the CUBIC rate with `step` and, when the factor it gives moved
+    /// by more than 1 % (or reached the ceiling), applies the scaled limits to the provider scope.
+    fn adapt(&self, key: &ScopeKey, step: impl FnOnce(&mut Adaptive) -> f64) {
+        let Some(adaptive) = &self.shared.adaptive else {
+            return;
+        };
+        let mut a = adaptive.lock().unwrap_or_else(|e| e.into_inner());
+        let factor = (step(&mut a) / a.ceiling).clamp(0.0, 1.0);
+        let moved =
+            (factor - a.factor).abs() > 0.01 * a.factor || (factor == 1.0 && a.factor < 1.0);
+        if !moved {
+            return;
+        }
+        match self.shared.registry.set(key.clone(), &a.scaled(factor)) {
+            Ok(()) => {
+                tracing::debug!(scope = %key, factor, "adaptive rate applied");
+                a.factor = factor;
+                drop(a);
+                self.wake_blocked();
+            }
+            Err(e) => tracing::warn!(scope = %key, error = %e, "adaptive rate not applied"),
+        }
+    }
+
+    /// Pauses the provider scope for `delay` from now, as a rate-limited answer would.
+    pub fn cool_down(&self, delay: Duration) {
+        if let Some(scope) = self
+            .shared
+            .settings
+            .provider_scope
+            .as_ref()
+            .and_then(|k| self.shared.registry.get(k.as_str()))
+        {
+            let now = Instant::now();
+            self.shared
+                .store
+                .cool_down(&scope.scope, self.nanos(now), self.nanos(now + delay));
         }
     }
 
@@ -331,7 +478,7 @@ impl<St: Store> Ticket<St> {
             return Ok(Turn::Go);
         }
         q.set_state(self.priority, self.id, WaitState::Gated);
-        let settings = limiter.shared.settings;
+        let settings = &limiter.shared.settings;
         if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
             let due = q.due_ahead(self.id);
             let arrived = self.arrived.unwrap_or(now);
@@ -383,7 +530,7 @@ impl<St: Store> Ticket<St> {
             }
             Decision::Wait { wait, blocked } => {
                 let until = wait.map(|w| now + w);
-                let settings = self.limiter.shared.settings;
+                let settings = self.limiter.shared.settings.clone();
                 let arrived = self.arrived.unwrap_or(now);
                 if let (true, Some(max), Some(u)) =
                     (settings.refuse_over_max_wait, settings.max_wait, until)
@@ -521,6 +668,11 @@ impl<St: Store> std::fmt::Debug for Permit<St> {
 }
 
 impl<St: Store> Permit<St> {
+    /// The limiter the call was admitted by.
+    pub(crate) fn limiter(&self) -> &Limiter<St> {
+        &self.limiter
+    }
+
     /// Settles the call with its real usage (`None`: keep the estimate).
     pub(crate) fn finish(mut self, usage: Option<Cost>) {
         let actual = usage.map_or(self.charged, |u| Cost {

@@ -77,6 +77,8 @@ pub struct BucketStats {
     pub available: f64,
     /// Its burst (capacity).
     pub capacity: u64,
+    /// Units admitted per period, after headroom (and the adaptive factor, if on).
+    pub per_period: f64,
 }
 
 /// A snapshot of one scope.

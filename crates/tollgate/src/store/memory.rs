@@ -6,7 +6,7 @@ use crate::ScopeRef;
 use smallvec::SmallVec;
 use std::future::{ready, Ready};
 use std::sync::{Arc, Mutex};
-use tollgate_core::{admit, release, settle, Admission, CompiledScope, Cost, Nanos};
+use tollgate_core::{admit, release, settle, Admission, CompiledScope, Cost, Dimension, Nanos};
 
 /// The default store: every scope's buckets in this process, behind one mutex that is held only
 /// for the arithmetic of one decision (no `.await`, no allocation on the admission path once a
@@ -122,6 +122,23 @@ impl Store for MemoryStore {
             );
             release(pairs);
         });
+    }
+
+    fn cool_down(&self, scope: &ScopeRef, now: Nanos, until: Nanos) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        Self::refresh(&mut slots, scope, now);
+        if let Some(slot) = slots[scope.id as usize].as_mut() {
+            slot.state.cool_down(until);
+        }
+    }
+
+    fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        Self::refresh(&mut slots, scope, now);
+        if let Some(slot) = slots[scope.id as usize].as_mut() {
+            slot.limits
+                .sync_remaining(&mut slot.state, now, dimension, remaining);
+        }
     }
 
     fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState> {

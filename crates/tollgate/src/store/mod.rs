@@ -13,7 +13,7 @@ use crate::ScopeRef;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
-use tollgate_core::{Cost, Nanos, NeverFits};
+use tollgate_core::{Cost, Dimension, Nanos, NeverFits};
 
 /// One call asking a store for admission.
 #[derive(Clone, Copy, Debug)]
@@ -113,4 +113,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The state of one scope, if the store has seen it.
     fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState>;
+
+    /// Pauses admissions in `scope` until `until` (a shared cooldown). A later call with an earlier
+    /// end changes nothing: cooldowns extend, they never add up. Must not block.
+    fn cool_down(&self, scope: &ScopeRef, now: Nanos, until: Nanos);
+
+    /// Lowers the bucket of `dimension` in `scope` so that at most `remaining` units are available
+    /// at `now` (what the provider reported); never raises it. Must not block.
+    fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64);
 }

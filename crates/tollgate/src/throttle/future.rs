@@ -1,3 +1,4 @@
+use crate::feedback::Classify;
 use crate::hooks::ReadUsage;
 use crate::limiter::{Permit, Ticket};
 use crate::{BoxError, Store, ThrottleError};
@@ -14,14 +15,14 @@ pin_project! {
     /// Dropping it at any point gives back what it holds: while waiting, its place in the queue;
     /// while the call is in flight, its concurrency slot, and its charge is settled by the layer's
     /// [`OnFailure`](crate::OnFailure) rule.
-    pub struct ResponseFuture<S, Req, U, St>
+    pub struct ResponseFuture<S, Req, U, C, St>
     where
         S: Service<Req>,
         St: Store,
     {
         #[pin]
         state: State<S, Req, St>,
-        usage: U,
+        after: After<U, C>,
     }
 }
 
@@ -39,31 +40,38 @@ pin_project! {
     }
 }
 
-impl<S, Req, U, St> ResponseFuture<S, Req, U, St>
+/// What the future does with the answer: read the usage, classify it.
+#[derive(Clone, Debug)]
+pub(crate) struct After<U, C> {
+    pub(crate) usage: U,
+    pub(crate) classify: C,
+}
+
+impl<S, Req, U, C, St> ResponseFuture<S, Req, U, C, St>
 where
     S: Service<Req>,
     St: Store,
 {
-    pub(crate) fn waiting(ticket: Ticket<St>, svc: S, req: Req, usage: U) -> Self {
+    pub(crate) fn waiting(ticket: Ticket<St>, svc: S, req: Req, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Waiting {
                 ticket,
                 svc: Some(svc),
                 req: Some(req),
             },
-            usage,
+            after,
         }
     }
 
-    pub(crate) fn failed(error: ThrottleError, usage: U) -> Self {
+    pub(crate) fn failed(error: ThrottleError, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
-            usage,
+            after,
         }
     }
 }
 
-impl<S, Req, U, St> std::fmt::Debug for ResponseFuture<S, Req, U, St>
+impl<S, Req, U, C, St> std::fmt::Debug for ResponseFuture<S, Req, U, C, St>
 where
     S: Service<Req>,
     St: Store,
@@ -81,11 +89,12 @@ where
     }
 }
 
-impl<S, Req, U, St> Future for ResponseFuture<S, Req, U, St>
+impl<S, Req, U, C, St> Future for ResponseFuture<S, Req, U, C, St>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     U: ReadUsage<S::Response>,
+    C: Classify<S::Response, S::Error>,
     St: Store,
 {
     type Output = Result<S::Response, BoxError>;
@@ -122,8 +131,10 @@ where
                 StateProj::Calling { fut, permit } => {
                     let result = ready!(fut.poll(cx));
                     if let Some(permit) = permit.take() {
+                        let feedback = this.after.classify.classify(result.as_ref());
+                        permit.limiter().feedback(&feedback);
                         match &result {
-                            Ok(res) => permit.finish(this.usage.usage(res)),
+                            Ok(res) => permit.finish(this.after.usage.usage(res)),
                             // Dropping the permit settles it by the failure rule.
                             Err(_) => drop(permit),
                         }

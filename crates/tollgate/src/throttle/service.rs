@@ -1,4 +1,6 @@
+use super::future::After;
 use super::ResponseFuture;
+use crate::feedback::Classify;
 use crate::hooks::{AssignPriority, EstimateCost, ExtractScopes, Hooks, ReadUsage};
 use crate::{BoxError, Limiter, MemoryStore, Store};
 use std::task::{Context, Poll};
@@ -52,7 +54,7 @@ impl<S, H, St> Throttle<S, H, St> {
     }
 }
 
-impl<S, Req, K, E, U, P, St> Service<Req> for Throttle<S, Hooks<K, E, U, P>, St>
+impl<S, Req, K, E, U, P, C, St> Service<Req> for Throttle<S, Hooks<K, E, U, P, C>, St>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
@@ -60,11 +62,12 @@ where
     E: EstimateCost<Req>,
     U: ReadUsage<S::Response> + Clone,
     P: AssignPriority<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
     St: Store,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, U, St>;
+    type Future = ResponseFuture<S, Req, U, C, St>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -74,14 +77,17 @@ where
         let keys = self.hooks.scopes.scopes(&req);
         let cost = self.hooks.estimate.estimate(&req);
         let priority = self.hooks.priority.priority(&req);
-        let usage = self.hooks.usage.clone();
+        let after = After {
+            usage: self.hooks.usage.clone(),
+            classify: self.hooks.classify.clone(),
+        };
         match self.limiter.ticket(&keys, cost, priority) {
             Ok(ticket) => {
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(ticket, ready, req, usage)
+                ResponseFuture::waiting(ticket, ready, req, after)
             }
-            Err(e) => ResponseFuture::failed(e, usage),
+            Err(e) => ResponseFuture::failed(e, after),
         }
     }
 }

@@ -1,0 +1,295 @@
+//! Reading providers' answers: retry delays and rate-limit headers of Anthropic and OpenAI, and
+//! [`HttpClassifier`] for `http::Response`s.
+
+use super::{Classify, Feedback, Outcome, ProviderLimit};
+use crate::Dimension;
+use http::HeaderMap;
+use smallvec::SmallVec;
+use std::time::{Duration, SystemTime};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let value = headers.get(name)?;
+    match value.to_str() {
+        Ok(s) => Some(s.trim()),
+        Err(_) => {
+            tracing::warn!(header = name, "ignoring a header that is not visible ASCII");
+            None
+        }
+    }
+}
+
+/// Seconds as a non-negative, finite decimal number.
+fn seconds(s: &str) -> Option<Duration> {
+    let v: f64 = s.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(1e9)))
+}
+
+/// The provider's retry delay: `retry-after-ms` (milliseconds) wins over `retry-after`, which is
+/// seconds or an HTTP date (measured from `now`). A malformed value is ignored with a warning; a
+/// date in the past is a delay of zero.
+///
+/// ```
+/// use http::HeaderMap;
+/// use std::time::{Duration, SystemTime};
+/// use tollgate::feedback::retry_delay;
+///
+/// let mut h = HeaderMap::new();
+/// h.insert("retry-after", "7".parse().unwrap());
+/// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_secs(7)));
+/// h.insert("retry-after-ms", "1500".parse().unwrap());
+/// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_millis(1500)));
+/// ```
+pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = header(headers, "retry-after-ms") {
+        match ms.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => {
+                return Some(Duration::from_secs_f64(v.min(1e12) / 1000.0))
+            }
+            _ => tracing::warn!(value = ms, "ignoring a malformed retry-after-ms header"),
+        }
+    }
+    let ra = header(headers, "retry-after")?;
+    if let Some(d) = seconds(ra) {
+        return Some(d);
+    }
+    match httpdate::parse_http_date(ra) {
+        Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
+        Err(_) => {
+            tracing::warn!(value = ra, "ignoring a malformed retry-after header");
+            None
+        }
+    }
+}
+
+/// Parses a duration as OpenAI's `x-ratelimit-reset-*` headers write it: numbers with units
+/// `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`, one after another (`1s`, `6m0s`, `120ms`, `1.5s`).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate::feedback::parse_go_duration;
+///
+/// assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+/// assert_eq!(parse_go_duration("120ms"), Some(Duration::from_millis(120)));
+/// assert_eq!(parse_go_duration("1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+/// assert_eq!(parse_go_duration("soon"), None);
+/// ```
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0f64;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += value * scale;
+    }
+    (total.is_finite() && total <= 1e9).then(|| Duration::from_secs_f64(total))
+}
+
+/// The rate-limit headers of one answer, in both providers' families.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProviderHeaders;
+
+impl ProviderHeaders {
+    /// The limits reported in `headers`: Anthropic's
+    /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
+    /// (reset is an RFC 3339 time, measured from `now`) and OpenAI's
+    /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset is a duration). A limit
+    /// whose `remaining` is missing or malformed is skipped with a warning.
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use std::time::SystemTime;
+    /// use tollgate::{Dimension, feedback::ProviderHeaders};
+    ///
+    /// let mut h = HeaderMap::new();
+    /// h.insert("x-ratelimit-limit-requests", "60".parse().unwrap());
+    /// h.insert("x-ratelimit-remaining-requests", "59".parse().unwrap());
+    /// h.insert("x-ratelimit-reset-requests", "1s".parse().unwrap());
+    /// let limits = ProviderHeaders::parse(&h, SystemTime::UNIX_EPOCH);
+    /// assert_eq!((limits[0].dimension, limits[0].remaining), (Dimension::Requests, 59));
+    /// ```
+    pub fn parse(headers: &HeaderMap, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
+        let mut out = SmallVec::new();
+        let anthropic = [
+            ("requests", Dimension::Requests),
+            ("tokens", Dimension::TotalTokens),
+            ("input-tokens", Dimension::InputTokens),
+            ("output-tokens", Dimension::OutputTokens),
+        ];
+        for (name, dimension) in anthropic {
+            let get = |part: &str| header(headers, &format!("anthropic-ratelimit-{name}-{part}"));
+            let reset = get("reset").and_then(|r| match humantime::parse_rfc3339(r) {
+                Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
+                Err(_) => {
+                    tracing::warn!(value = r, "ignoring a malformed anthropic-ratelimit reset");
+                    None
+                }
+            });
+            push(&mut out, dimension, get("limit"), get("remaining"), reset);
+        }
+        let openai = [
+            ("requests", Dimension::Requests),
+            ("tokens", Dimension::TotalTokens),
+        ];
+        for (name, dimension) in openai {
+            let get = |part: &str| header(headers, &format!("x-ratelimit-{part}-{name}"));
+            let reset = get("reset").and_then(|r| {
+                let d = parse_go_duration(r);
+                if d.is_none() {
+                    tracing::warn!(value = r, "ignoring a malformed x-ratelimit reset");
+                }
+                d
+            });
+            push(&mut out, dimension, get("limit"), get("remaining"), reset);
+        }
+        out
+    }
+}
+
+fn push(
+    out: &mut SmallVec<[ProviderLimit; 4]>,
+    dimension: Dimension,
+    limit: Option<&str>,
+    remaining: Option<&str>,
+    reset_in: Option<Duration>,
+) {
+    let Some(remaining) = remaining else { return };
+    let Ok(remaining) = remaining.parse::<u64>() else {
+        tracing::warn!(%dimension, value = remaining, "ignoring a malformed remaining header");
+        return;
+    };
+    let limit = limit.and_then(|l| {
+        let v = l.parse::<u64>().ok();
+        if v.is_none() {
+            tracing::warn!(%dimension, value = l, "ignoring a malformed limit header");
+        }
+        v
+    });
+    out.push(ProviderLimit {
+        dimension,
+        limit,
+        remaining,
+        reset_in,
+    });
+}
+
+/// Classifies `http::Response`s with Anthropic's and OpenAI's semantics, so the layer works on
+/// hyper- and reqwest-style clients as they are:
+///
+/// | answer | outcome |
+/// |---|---|
+/// | 2xx, 1xx, 3xx | [`Outcome::Success`] |
+/// | 429 with a retry delay (`retry-after-ms`, `retry-after`) | [`Outcome::RateLimited`] |
+/// | 429 without one, with a rate-limit header showing 0 remaining | [`Outcome::RateLimited`], delay = that limit's reset |
+/// | 429 without any of these (Anthropic's spend cap) | [`Outcome::SpendCapReached`] |
+/// | 529, 503 | [`Outcome::Overloaded`] |
+/// | 408, 409, other 5xx, a transport error | [`Outcome::Transient`] |
+/// | other 4xx | [`Outcome::Fatal`] |
+///
+/// `x-should-retry: true` turns a fatal answer transient, `x-should-retry: false` turns any
+/// failure fatal (and a 429 into [`Outcome::SpendCapReached`]), as the official SDKs read it.
+/// HTTP dates and RFC 3339 resets are measured from the wall clock given by `now` (the system
+/// clock by default).
+///
+/// ```
+/// use tollgate::feedback::{Classify, HttpClassifier, Outcome};
+/// use std::time::Duration;
+///
+/// let res = http::Response::builder().status(429).header("retry-after", "7").body(()).unwrap();
+/// let fb = HttpClassifier::new().classify(Ok::<_, &std::io::Error>(&res));
+/// assert_eq!(fb.outcome, Outcome::RateLimited { retry_after: Some(Duration::from_secs(7)) });
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct HttpClassifier {
+    now: fn() -> SystemTime,
+}
+
+impl Default for HttpClassifier {
+    fn default() -> Self {
+        HttpClassifier::new()
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+fn system_now() -> SystemTime {
+    // Wall time is meant here: HTTP dates and RFC 3339 resets are wall-clock times.
+    SystemTime::now()
+}
+
+impl HttpClassifier {
+    /// A classifier on the system clock.
+    pub fn new() -> Self {
+        HttpClassifier { now: system_now }
+    }
+
+    /// A classifier whose wall clock is `now` (for tests and simulations).
+    pub fn with_clock(now: fn() -> SystemTime) -> Self {
+        HttpClassifier { now }
+    }
+
+    /// Classifies status and headers.
+    pub fn classify_parts(&self, status: http::StatusCode, headers: &HeaderMap) -> Feedback {
+        let now = (self.now)();
+        let limits = ProviderHeaders::parse(headers, now);
+        let delay = retry_delay(headers, now);
+        let should_retry = match header(headers, "x-should-retry") {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
+        let code = status.as_u16();
+        let outcome = match code {
+            _ if !(status.is_client_error() || status.is_server_error()) => Outcome::Success,
+            429 if should_retry == Some(false) => Outcome::SpendCapReached,
+            429 => match delay.or_else(|| exhausted_reset(&limits)) {
+                Some(d) => Outcome::RateLimited {
+                    retry_after: Some(d),
+                },
+                None if limits.is_empty() => Outcome::SpendCapReached,
+                None => Outcome::RateLimited { retry_after: None },
+            },
+            _ if should_retry == Some(false) => Outcome::Fatal,
+            529 | 503 => Outcome::Overloaded { retry_after: delay },
+            408 | 409 | 500..=599 => Outcome::Transient { retry_after: delay },
+            _ if should_retry == Some(true) => Outcome::Transient { retry_after: delay },
+            _ => Outcome::Fatal,
+        };
+        Feedback { outcome, limits }
+    }
+}
+
+/// The longest reset among the limits that report nothing remaining.
+fn exhausted_reset(limits: &[ProviderLimit]) -> Option<Duration> {
+    limits
+        .iter()
+        .filter(|l| l.remaining == 0)
+        .filter_map(|l| l.reset_in)
+        .max()
+}
+
+impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
+    fn classify(&self, result: Result<&http::Response<B>, &E>) -> Feedback {
+        match result {
+            Ok(res) => self.classify_parts(res.status(), res.headers()),
+            Err(_) => Feedback::outcome(Outcome::Transient { retry_after: None }),
+        }
+    }
+}
