@@ -61,6 +61,10 @@ pub(crate) struct Queue {
     /// Sorted by priority, highest first.
     tiers: Vec<Tier>,
     len: usize,
+    /// Scopes every queued call has (a subset: it may miss some after removals). Once a walk
+    /// holds one of them, no later call can be free, so the walk stops: with every call in
+    /// `global`, finding the calls whose turn has come costs O(1), not O(queue).
+    common: SmallVec<[ScopeId; 4]>,
 }
 
 impl Queue {
@@ -69,6 +73,7 @@ impl Queue {
         let mut q = Queue {
             tiers: Vec::new(),
             len: 0,
+            common: SmallVec::new(),
         };
         for &(p, share) in shares {
             let i = q.tier_index(p);
@@ -119,6 +124,11 @@ impl Queue {
 
     /// Adds a call at the back of its tier, gated until [`Queue::eligible`] says otherwise.
     pub(crate) fn push(&mut self, priority: Priority, id: u64, scopes: SmallVec<[ScopeId; 4]>) {
+        if self.len == 0 {
+            self.common = scopes.clone();
+        } else {
+            self.common.retain(|s| scopes.contains(s));
+        }
         let t = self.tier_index(priority);
         self.tiers[t].entries.push_back(Entry {
             id,
@@ -142,6 +152,9 @@ impl Queue {
             self.tiers[t].credit = 0.0;
         }
         self.len -= 1;
+        if self.len == 0 {
+            self.common.clear();
+        }
         true
     }
 
@@ -182,8 +195,10 @@ impl Queue {
         w.into_iter().map(|(i, _)| i).collect()
     }
 
-    /// Walks the queue in service order, telling `visit` for each call whether it may go now.
-    fn walk(&mut self, mut visit: impl FnMut(&mut Entry, bool) -> bool) {
+    /// Walks the queue in service order, telling `visit` for each call whether it may go now
+    /// (`visit` returns `true` to stop). With `early`, the walk also stops once a scope common to
+    /// every call is held: no call after that point is free.
+    fn walk(&mut self, early: bool, mut visit: impl FnMut(&mut Entry, bool) -> bool) {
         let mut held: SmallVec<[ScopeId; 16]> = SmallVec::new();
         for t in self.precedence() {
             for e in self.tiers[t].entries.iter_mut() {
@@ -202,6 +217,9 @@ impl Queue {
                         held.push(*s);
                     }
                 }
+                if early && self.common.iter().any(|s| held.contains(s)) {
+                    return;
+                }
             }
         }
     }
@@ -209,7 +227,7 @@ impl Queue {
     /// Whether the call may try the store now (no call ahead holds one of its scopes).
     pub(crate) fn eligible(&mut self, id: u64) -> bool {
         let mut answer = false;
-        self.walk(|e, free| {
+        self.walk(true, |e, free| {
             if e.id == id {
                 answer = free;
                 true
@@ -230,7 +248,7 @@ impl Queue {
             }
         }
         let mut due: Option<Instant> = None;
-        self.walk(|e, _| {
+        self.walk(false, |e, _| {
             if e.id == id {
                 return true;
             }
@@ -271,7 +289,7 @@ impl Queue {
 
     /// Wakes every gated call whose turn has come, marking it ready.
     pub(crate) fn wake_eligible(&mut self) {
-        self.walk(|e, free| {
+        self.walk(true, |e, free| {
             if free && e.state == WaitState::Gated {
                 e.state = WaitState::Ready;
                 if let Some(w) = e.waker.take() {

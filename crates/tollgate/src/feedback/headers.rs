@@ -128,37 +128,90 @@ impl ProviderHeaders {
     /// ```
     pub fn parse(headers: &HeaderMap, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
         let mut out = SmallVec::new();
-        let anthropic = [
-            ("requests", Dimension::Requests),
-            ("tokens", Dimension::TotalTokens),
-            ("input-tokens", Dimension::InputTokens),
-            ("output-tokens", Dimension::OutputTokens),
+        // Header names written out, so parsing allocates nothing.
+        const ANTHROPIC: [(Dimension, [&str; 3]); 4] = [
+            (
+                Dimension::Requests,
+                [
+                    "anthropic-ratelimit-requests-limit",
+                    "anthropic-ratelimit-requests-remaining",
+                    "anthropic-ratelimit-requests-reset",
+                ],
+            ),
+            (
+                Dimension::TotalTokens,
+                [
+                    "anthropic-ratelimit-tokens-limit",
+                    "anthropic-ratelimit-tokens-remaining",
+                    "anthropic-ratelimit-tokens-reset",
+                ],
+            ),
+            (
+                Dimension::InputTokens,
+                [
+                    "anthropic-ratelimit-input-tokens-limit",
+                    "anthropic-ratelimit-input-tokens-remaining",
+                    "anthropic-ratelimit-input-tokens-reset",
+                ],
+            ),
+            (
+                Dimension::OutputTokens,
+                [
+                    "anthropic-ratelimit-output-tokens-limit",
+                    "anthropic-ratelimit-output-tokens-remaining",
+                    "anthropic-ratelimit-output-tokens-reset",
+                ],
+            ),
         ];
-        for (name, dimension) in anthropic {
-            let get = |part: &str| header(headers, &format!("anthropic-ratelimit-{name}-{part}"));
-            let reset = get("reset").and_then(|r| match humantime::parse_rfc3339(r) {
+        const OPENAI: [(Dimension, [&str; 3]); 2] = [
+            (
+                Dimension::Requests,
+                [
+                    "x-ratelimit-limit-requests",
+                    "x-ratelimit-remaining-requests",
+                    "x-ratelimit-reset-requests",
+                ],
+            ),
+            (
+                Dimension::TotalTokens,
+                [
+                    "x-ratelimit-limit-tokens",
+                    "x-ratelimit-remaining-tokens",
+                    "x-ratelimit-reset-tokens",
+                ],
+            ),
+        ];
+        for (dimension, [limit, remaining, reset]) in ANTHROPIC {
+            let reset = header(headers, reset).and_then(|r| match humantime::parse_rfc3339(r) {
                 Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
                 Err(_) => {
                     tracing::warn!(value = r, "ignoring a malformed anthropic-ratelimit reset");
                     None
                 }
             });
-            push(&mut out, dimension, get("limit"), get("remaining"), reset);
+            push(
+                &mut out,
+                dimension,
+                header(headers, limit),
+                header(headers, remaining),
+                reset,
+            );
         }
-        let openai = [
-            ("requests", Dimension::Requests),
-            ("tokens", Dimension::TotalTokens),
-        ];
-        for (name, dimension) in openai {
-            let get = |part: &str| header(headers, &format!("x-ratelimit-{part}-{name}"));
-            let reset = get("reset").and_then(|r| {
+        for (dimension, [limit, remaining, reset]) in OPENAI {
+            let reset = header(headers, reset).and_then(|r| {
                 let d = parse_go_duration(r);
                 if d.is_none() {
                     tracing::warn!(value = r, "ignoring a malformed x-ratelimit reset");
                 }
                 d
             });
-            push(&mut out, dimension, get("limit"), get("remaining"), reset);
+            push(
+                &mut out,
+                dimension,
+                header(headers, limit),
+                header(headers, remaining),
+                reset,
+            );
         }
         out
     }

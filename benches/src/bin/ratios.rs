@@ -1,0 +1,289 @@
+//! Writes `results/bench/ratios.md` from criterion's estimates: ns per call of every
+//! implementation in every group, and the ratio of tollgate to each peer, with the machine they were
+//! measured on.
+//!
+//! ```text
+//! ratios [CRITERION_DIR [OUT]]    (defaults: target/criterion, results/bench/ratios.md)
+//! ```
+//!
+//! A group is `<family>/<workload>` (`overhead/1-task`); its benchmarks are the implementations.
+//! The subject of a family (the one divided by the others) is named in [`SUBJECTS`]. The figure is
+//! criterion's mean time per iteration (`new/estimates.json`, `mean.point_estimate`); the slope of
+//! its linear regression, which criterion prints as `time:` and which leaves out a sample's fixed
+//! cost (spawning and joining the 64 tasks), is shown beside it. `scripts/bench.sh` runs the benches
+//! and then this; `TOLLGATE_BENCH_COMMAND` and `TOLLGATE_BENCH_LOADAVG` tell it what was run and
+//! the load before the run.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Per family: the benchmark the others are compared with, and what the comparison means.
+const SUBJECTS: &[(&str, &str, &str)] = &[
+    (
+        "overhead",
+        "tollgate",
+        "One call over a ready no-op service: tollgate (RPM + input TPM, one scope) against what \
+         users write today. Ratio = tollgate ÷ peer; at most 1.0 means tollgate is no slower.",
+    ),
+    (
+        "scopes",
+        "tollgate-3-scopes-2-tiers",
+        "The same call charged to three scopes (global, team, agent) in two priority tiers, \
+         against one scope. Ratio = three scopes ÷ one scope.",
+    ),
+];
+
+/// The order implementations are listed in (others follow, sorted).
+const ORDER: &[&str] = &[
+    "tollgate",
+    "governor",
+    "tower",
+    "leaky-bucket",
+    "tollgate-3-scopes-2-tiers",
+    "tollgate-1-scope",
+];
+
+/// What each benchmark is, for the table's legend.
+const LEGEND: &[(&str, &str)] = &[
+    ("tollgate", "`ThrottleLayer`, scope `global` with an RPM and an input-TPM limit, in-memory store, estimate 1 request + 10 input tokens, usage read back and reconciled"),
+    ("governor", "two direct governor 0.10 limiters (quanta clock), `check()` + `check_n(10)` before the service; no queue, no reconcile"),
+    ("tower", "tower 0.5 `ConcurrencyLimit` (one shared semaphore) over `RateLimit`; requests only (no weights); `RateLimit` is not `Clone`, so one per task: 64 separate limits in the 64-task workload"),
+    ("leaky-bucket", "two leaky-bucket 1.1 limiters (default fair scheduler), `acquire_one()` + `acquire(10)` before the service"),
+    ("tollgate-3-scopes-2-tiers", "scopes `global`, `team:*`, `agent:*` (RPM + input TPM each), 64 agents in 4 teams, tiers 0 (reserved share 0.25) and 1"),
+    ("tollgate-1-scope", "the same requests, scope `global` only"),
+];
+
+/// One benchmark's estimates, in nanoseconds per call.
+#[derive(Debug, Clone, Copy)]
+struct Estimate {
+    mean: f64,
+    mean_lo: f64,
+    mean_hi: f64,
+    slope: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "target/criterion".into()));
+    let out = PathBuf::from(
+        args.next()
+            .unwrap_or_else(|| "results/bench/ratios.md".into()),
+    );
+    let mut found = Vec::new();
+    if let Err(e) = walk(&dir, &mut found) {
+        eprintln!("ratios: cannot read {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    // family → workload → implementation → estimate
+    let mut families: BTreeMap<String, BTreeMap<String, BTreeMap<String, Estimate>>> =
+        BTreeMap::new();
+    for new in found {
+        match read(&new) {
+            Ok((group, function, est)) => {
+                let (family, workload) = group.split_once('/').unwrap_or((&group, ""));
+                families
+                    .entry(family.to_string())
+                    .or_default()
+                    .entry(workload.to_string())
+                    .or_default()
+                    .insert(function, est);
+            }
+            Err(e) => eprintln!("ratios: skipping {}: {e}", new.display()),
+        }
+    }
+    if families.is_empty() {
+        eprintln!(
+            "ratios: no criterion results under {}; run scripts/bench.sh",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let text = render(&families);
+    if let Some(parent) = out.parent() {
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            eprintln!("ratios: cannot create {}: {e}", parent.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = std::fs::write(&out, text) {
+        eprintln!("ratios: cannot write {}: {e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}", out.display());
+    ExitCode::SUCCESS
+}
+
+/// Every `new` directory under `dir` that holds a `benchmark.json`.
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") {
+            if path.join("benchmark.json").is_file() {
+                found.push(path);
+            }
+        } else {
+            walk(&path, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// Group id, function id and estimates of one `new` directory.
+fn read(new: &Path) -> Result<(String, String, Estimate), String> {
+    let json = |name: &str| -> Result<Value, String> {
+        let text = std::fs::read_to_string(new.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("{name}: {e}"))
+    };
+    let bench = json("benchmark.json")?;
+    let est = json("estimates.json")?;
+    let text = |v: &Value, key: &str| {
+        v[key]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("benchmark.json has no {key}"))
+    };
+    let num = |v: &Value| {
+        v.as_f64()
+            .ok_or_else(|| "estimates.json: not a number".to_string())
+    };
+    let mean = &est["mean"];
+    Ok((
+        text(&bench, "group_id")?,
+        text(&bench, "function_id")?,
+        Estimate {
+            mean: num(&mean["point_estimate"])?,
+            mean_lo: num(&mean["confidence_interval"]["lower_bound"])?,
+            mean_hi: num(&mean["confidence_interval"]["upper_bound"])?,
+            slope: est["slope"]["point_estimate"].as_f64(),
+        },
+    ))
+}
+
+fn rank(name: &str) -> (usize, &str) {
+    (
+        ORDER.iter().position(|o| *o == name).unwrap_or(ORDER.len()),
+        name,
+    )
+}
+
+type Families = BTreeMap<String, BTreeMap<String, BTreeMap<String, Estimate>>>;
+
+fn render(families: &Families) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# tollgate benchmarks: per-call overhead and ratios\n");
+    let _ = writeln!(
+        md,
+        "Generated by `scripts/bench.sh` (criterion, then `cargo run -p tollgate-benches --bin \
+         ratios`); do not edit. Figures are ns per call (mean of criterion's samples, 95 % \
+         interval in brackets; the regression slope, which criterion prints, in the last column). \
+         64 tasks: aggregate wall time ÷ calls on a 2-worker runtime (inverse throughput, not \
+         latency). Lower is better.\n"
+    );
+    machine(&mut md);
+    for (family, workloads) in families {
+        let (subject, about) = SUBJECTS
+            .iter()
+            .find(|(f, _, _)| f == family)
+            .map(|(_, s, a)| (*s, *a))
+            .unwrap_or(("tollgate", ""));
+        let _ = writeln!(md, "## {family}\n");
+        if !about.is_empty() {
+            let _ = writeln!(md, "{about}\n");
+        }
+        let mut names: Vec<&str> = workloads
+            .values()
+            .flat_map(|w| w.keys().map(String::as_str))
+            .collect();
+        names.sort_by_key(|n| rank(n));
+        names.dedup();
+        let _ = writeln!(
+            md,
+            "| workload | implementation | ns/call (mean) | {subject} ÷ it | slope ns/call |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        for (workload, benches) in workloads {
+            let base = benches.get(subject).map(|e| e.mean);
+            for name in &names {
+                let Some(e) = benches.get(*name) else {
+                    continue;
+                };
+                let ratio = match base {
+                    Some(b) if *name != subject => format!("**{:.2}**", b / e.mean),
+                    _ => "—".into(),
+                };
+                let slope = e.slope.map_or("—".into(), |s| format!("{s:.1}"));
+                let _ = writeln!(
+                    md,
+                    "| {workload} | {name} | {:.1} [{:.1}, {:.1}] | {ratio} | {slope} |",
+                    e.mean, e.mean_lo, e.mean_hi
+                );
+            }
+        }
+        let _ = writeln!(md);
+        for (name, what) in LEGEND {
+            if names.contains(name) {
+                let _ = writeln!(md, "* `{name}`: {what}.");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    md
+}
+
+/// The machine, toolchain, commit and time of the run.
+fn machine(md: &mut String) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let unknown = || "unknown".to_string();
+    let rustc = run(
+        std::env::var("RUSTC").as_deref().unwrap_or("rustc"),
+        &["-V"],
+    )
+    .unwrap_or_else(unknown);
+    let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(unknown);
+    let commit = run("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(unknown);
+    let dirty = run("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "not recorded".into());
+    let _ = writeln!(md, "## Machine\n");
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| CPUs (`nproc`) | {cpus} |");
+    let _ = writeln!(md, "| CPU model | {model} |");
+    let _ = writeln!(md, "| rustc | {rustc} |");
+    let _ = writeln!(md, "| date | {date} |");
+    let _ = writeln!(
+        md,
+        "| commit | {commit}{} |",
+        if dirty { " + uncommitted changes" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "| load average before the run | {} |",
+        env("TOLLGATE_BENCH_LOADAVG")
+    );
+    let _ = writeln!(md, "| command | `{}` |\n", env("TOLLGATE_BENCH_COMMAND"));
+}
+
+/// The trimmed standard output of a command that succeeded.
+fn run(program: &str, args: &[&str]) -> Option<String> {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Regenerates results/sim/: every built-in scenario with every strategy (table, JSON, CSV time
+# series, PNG and SVG plots), with a headroom sweep on each. Deterministic: same bytes every run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -p tollgate-sim
+rm -rf results/sim
+for scenario in reference launch-spike shared-key max-tokens-skew priority; do
+    ./target/release/sim --scenario "$scenario" --sweep 0.7:1.0:0.1 --out "results/sim/$scenario"
+done

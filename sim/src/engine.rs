@@ -1,0 +1,413 @@
+//! The engine: one scenario, one strategy, on a paused current-thread tokio runtime, against a
+//! fresh mock provider; then the metrics from what the provider saw.
+
+use crate::report::{Slot, StrategyResult, Timeline};
+use crate::scenario::{Arrival, ProviderAlgorithm, Scenario};
+use crate::strategy::{
+    agent_rng, start_wall_clock, unit, Call, Client, StrategyKind, EPOCH_UNIX_SECS,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tollgate::BoxError;
+use tollgate_mock::{Algorithm, MockEvent, MockProvider, MockRequest, MockStats, OverloadConfig};
+
+/// One request as the engine saw it.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    tag: u64,
+    created: Duration,
+    done: Option<Duration>,
+    ok: bool,
+}
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// The metrics.
+    pub result: StrategyResult,
+    /// Second by second.
+    pub timeline: Timeline,
+}
+
+/// Runs `scenario` with `kind` and returns its metrics and timeline.
+///
+/// # Errors
+/// A scenario the mock provider or the strategy cannot be built for.
+pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
+    rt.block_on(run_async(scenario, kind))
+}
+
+fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
+    let p = &scenario.provider;
+    // A limit of 0 means none: the mock gets one no call can reach.
+    let unlimited = u64::MAX / 4;
+    let or_unlimited = |v: u64| if v == 0 { unlimited } else { v };
+    let mut b = MockProvider::builder()
+        .rpm(p.rpm)
+        .input_tpm(or_unlimited(p.itpm))
+        .output_tpm(or_unlimited(p.otpm))
+        .algorithm(match p.algorithm {
+            ProviderAlgorithm::TokenBucket => Algorithm::TokenBucket,
+            ProviderAlgorithm::FixedWindow => Algorithm::FixedWindow,
+        })
+        .hidden_share(p.hidden_share)
+        .latency(p.latency, p.latency_per_token, p.latency_jitter)
+        .seed(scenario.seed)
+        .epoch_unix_secs(EPOCH_UNIX_SECS)
+        .event_log(true);
+    if p.overload_in_flight > 0 {
+        b = b.overload(OverloadConfig {
+            threshold_in_flight: p.overload_in_flight,
+            probability: p.overload_probability,
+        });
+    }
+    Ok(b.build()?)
+}
+
+async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
+    let start = Instant::now();
+    start_wall_clock(start);
+    let provider = provider(scenario)?;
+    let client = Arc::new(Client::new(kind, scenario, provider.clone(), start)?);
+    let records: Arc<Mutex<Vec<Record>>> = Arc::default();
+    let mut agents = JoinSet::new();
+    let mut index = 0u32;
+    for group in &scenario.agents {
+        for _ in 0..group.count {
+            let agent = index;
+            index += 1;
+            let (client, records, scenario, group) = (
+                client.clone(),
+                records.clone(),
+                Arc::new(scenario.clone()),
+                group.clone(),
+            );
+            agents.spawn(async move {
+                let mut rng = agent_rng(scenario.seed, agent);
+                let output = (group.max_tokens as f64 * group.output_fraction).round() as u64;
+                let mut seq = 0u64;
+                let make = |seq: &mut u64| {
+                    let tag = (u64::from(agent) << 32) | *seq;
+                    *seq += 1;
+                    Call {
+                        agent,
+                        priority: group.priority,
+                        req: MockRequest::new(group.input_tokens, group.max_tokens, output)
+                            .with_tag(tag),
+                    }
+                };
+                let mut inflight = JoinSet::new();
+                let mut t = Duration::ZERO;
+                loop {
+                    match group.arrival {
+                        Arrival::Closed => {
+                            if start.elapsed() >= scenario.duration {
+                                break;
+                            }
+                            let call = make(&mut seq);
+                            send(&client, &records, call, start, &mut rng).await;
+                            let think = group
+                                .think_time
+                                .div_f64(scenario.multiplier(start.elapsed()));
+                            tokio::time::sleep(think).await;
+                        }
+                        Arrival::Constant | Arrival::Poisson => {
+                            let rate = group.rate_per_min / 60.0 * scenario.multiplier(t);
+                            let gap = if group.arrival == Arrival::Constant {
+                                1.0 / rate
+                            } else {
+                                -(1.0 - unit(&mut rng)).ln() / rate
+                            };
+                            // The first constant arrival of each agent is spread over one gap,
+                            // so agents do not all start in lock-step.
+                            if seq == 0 && group.arrival == Arrival::Constant {
+                                t += Duration::from_secs_f64(gap * unit(&mut rng));
+                            } else {
+                                t += Duration::from_secs_f64(gap);
+                            }
+                            if t >= scenario.duration {
+                                break;
+                            }
+                            tokio::time::sleep_until(start + t).await;
+                            let call = make(&mut seq);
+                            let (client, records) = (client.clone(), records.clone());
+                            let mut call_rng =
+                                crate::strategy::agent_rng(scenario.seed ^ call.req.tag, agent);
+                            inflight.spawn(async move {
+                                send(&client, &records, call, start, &mut call_rng).await;
+                            });
+                        }
+                    }
+                }
+                while inflight.join_next().await.is_some() {}
+            });
+        }
+    }
+    let deadline = start + scenario.duration + scenario.drain;
+    loop {
+        tokio::select! {
+            biased;
+            joined = agents.join_next() => if joined.is_none() { break },
+            _ = tokio::time::sleep_until(deadline) => {
+                agents.abort_all();
+                while agents.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    let records = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let events = provider.events();
+    let stats = provider.stats();
+    Ok(measure(
+        scenario,
+        kind,
+        &records,
+        &events,
+        &stats,
+        start.elapsed(),
+    ))
+}
+
+async fn send(
+    client: &Client,
+    records: &Mutex<Vec<Record>>,
+    call: Call,
+    start: Instant,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) {
+    let i = {
+        let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
+        r.push(Record {
+            tag: call.req.tag,
+            created: start.elapsed(),
+            done: None,
+            ok: false,
+        });
+        r.len() - 1
+    };
+    let ok = client.send(call, rng).await;
+    let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
+    r[i].done = Some(start.elapsed());
+    r[i].ok = ok;
+}
+
+/// The union of spans, as sorted disjoint spans.
+fn union(mut spans: Vec<(Duration, Duration)>) -> Vec<(Duration, Duration)> {
+    spans.retain(|(a, b)| b > a);
+    spans.sort_unstable();
+    let mut out: Vec<(Duration, Duration)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+fn measure_of(spans: &[(Duration, Duration)]) -> Duration {
+    spans.iter().map(|(a, b)| *b - *a).sum()
+}
+
+/// Whether `t` lies in one of the sorted disjoint `spans` (end excluded).
+fn inside(spans: &[(Duration, Duration)], t: Duration) -> bool {
+    let i = spans.partition_point(|(a, _)| *a <= t);
+    i > 0 && t < spans[i - 1].1
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The metrics of a run (see the README for their definitions).
+fn measure(
+    scenario: &Scenario,
+    kind: StrategyKind,
+    records: &[Record],
+    events: &[MockEvent],
+    stats: &MockStats,
+    ended: Duration,
+) -> Run {
+    let makespan = records
+        .iter()
+        .map(|r| r.done.unwrap_or(ended))
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let minutes = (makespan.as_secs_f64() / 60.0).max(1e-9);
+    let mut tags: Vec<u64> = events.iter().map(|e| e.tag).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let retries = stats.received.saturating_sub(tags.len() as u64);
+
+    // Time at the provider per tag, to subtract from each request's time in the system.
+    let mut at_provider: Vec<(u64, Duration)> = events.iter().map(|e| (e.tag, e.latency)).collect();
+    at_provider.sort_unstable_by_key(|(t, _)| *t);
+    let latency_of = |tag: u64| -> Duration {
+        let start = at_provider.partition_point(|(t, _)| *t < tag);
+        at_provider[start..]
+            .iter()
+            .take_while(|(t, _)| *t == tag)
+            .map(|(_, l)| *l)
+            .sum()
+    };
+    let mut waits: Vec<f64> = records
+        .iter()
+        .filter_map(|r| {
+            let done = r.done?;
+            let held = (done - r.created).saturating_sub(latency_of(r.tag));
+            Some(held.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    waits.sort_unstable_by(f64::total_cmp);
+
+    // Per-second timeline.
+    let secs = makespan.as_secs() as usize + 1;
+    let mut slots: Vec<Slot> = (0..secs)
+        .map(|t| Slot {
+            t: t as u64,
+            ..Slot::default()
+        })
+        .collect();
+    // Held-back depth: +1 at creation, −1 at the end; +1 while at the provider is subtracted.
+    let mut depth_delta = vec![0i64; secs + 1];
+    let slot_of = |d: Duration| (d.as_secs() as usize).min(secs);
+    for r in records {
+        depth_delta[slot_of(r.created)] += 1;
+        depth_delta[slot_of(r.done.unwrap_or(ended))] -= 1;
+    }
+    for e in events {
+        let s = &mut slots[(e.at.as_secs() as usize).min(secs - 1)];
+        s.sent += 1;
+        match e.status.as_u16() {
+            200 => {
+                s.ok += 1;
+                s.tokens_ok += e.input_tokens + e.output_tokens;
+            }
+            429 => s.rate_limited += 1,
+            529 => s.overloaded += 1,
+            _ => {}
+        }
+        depth_delta[slot_of(e.at)] -= 1;
+        depth_delta[slot_of(e.at + e.latency)] += 1;
+    }
+    let mut depth = 0i64;
+    for (i, s) in slots.iter_mut().enumerate() {
+        depth += depth_delta[i];
+        s.queue_depth = depth.max(0) as u64;
+    }
+
+    // What the provider would have admitted: its real capacity per second, in requests, over the
+    // seconds when demand was waiting (some request created and not done), plus its initial
+    // burst.
+    let eff = |limit: u64| limit as f64 * (1.0 - scenario.provider.hidden_share);
+    let ok = stats.ok.max(1) as f64;
+    let mut per_minute = eff(scenario.provider.rpm);
+    if scenario.provider.itpm > 0 {
+        let avg = stats.input_tokens_ok as f64 / ok;
+        if avg > 0.0 {
+            per_minute = per_minute.min(eff(scenario.provider.itpm) / avg);
+        }
+    }
+    if scenario.provider.otpm > 0 {
+        let avg = stats.output_tokens_ok as f64 / ok;
+        if avg > 0.0 {
+            per_minute = per_minute.min(eff(scenario.provider.otpm) / avg);
+        }
+    }
+    let per_second = per_minute / 60.0;
+
+    // Demand was waiting while some request was created and not done: the union of those spans.
+    let demand = union(
+        records
+            .iter()
+            .map(|r| (r.created, r.done.unwrap_or(ended)))
+            .collect(),
+    );
+    let waiting_secs = measure_of(&demand).as_secs_f64();
+
+    // The client held a request back from its creation to its first attempt, and between an
+    // answer and its next attempt (queue, pacing, cooldown, backoff).
+    let mut by_tag: Vec<(u64, Duration, Duration)> = events
+        .iter()
+        .map(|e| (e.tag, e.at, e.at + e.latency))
+        .collect();
+    by_tag.sort_unstable_by_key(|(t, at, _)| (*t, *at));
+    let mut held_spans = Vec::new();
+    for r in records {
+        let first = by_tag.partition_point(|(t, _, _)| *t < r.tag);
+        let mut from = r.created;
+        for &(_, at, end) in by_tag[first..].iter().take_while(|(t, _, _)| *t == r.tag) {
+            held_spans.push((from, at.max(from)));
+            from = end;
+        }
+        if !r.ok {
+            held_spans.push((from, r.done.unwrap_or(ended).max(from)));
+        }
+    }
+    let held = union(held_spans);
+    let held_secs = measure_of(&held).as_secs_f64();
+    let ok_while_held = events
+        .iter()
+        .filter(|e| e.status.as_u16() == 200 && inside(&held, e.at))
+        .count() as f64;
+    let offered = per_second * held_secs;
+    let over_throttling = if offered > 0.0 {
+        (offered - ok_while_held).max(0.0) / offered
+    } else {
+        0.0
+    };
+    // An ideal bucket (burst = one minute's capacity, as the provider's) starts full, refills at
+    // its rate while demand waits, and banks at most its burst through each idle gap.
+    let banked: f64 = demand
+        .windows(2)
+        .map(|w| (per_second * (w[1].0 - w[0].1).as_secs_f64()).min(per_minute))
+        .sum();
+    let capacity = per_minute + per_second * waiting_secs + banked;
+    let utilization = if capacity > 0.0 {
+        stats.ok as f64 / capacity
+    } else {
+        0.0
+    };
+    let prices = scenario.prices;
+    let spend = stats.input_tokens_ok as f64 * prices.input_per_mtok / 1e6
+        + stats.output_tokens_ok as f64 * prices.output_per_mtok / 1e6;
+    let result = StrategyResult {
+        strategy: kind.name().to_owned(),
+        requests_sent: stats.received,
+        requests_ok: stats.ok,
+        rate_limited: stats.rate_limited,
+        rate_limited_rate: if stats.received > 0 {
+            stats.rate_limited as f64 / stats.received as f64
+        } else {
+            0.0
+        },
+        retries,
+        gave_up: records.iter().filter(|r| !r.ok).count() as u64,
+        goodput_rpm: stats.ok as f64 / minutes,
+        goodput_tpm: (stats.input_tokens_ok + stats.output_tokens_ok) as f64 / minutes,
+        utilization,
+        over_throttling,
+        wait_p50_ms: quantile(&waits, 0.50),
+        wait_p99_ms: quantile(&waits, 0.99),
+        wait_max_ms: waits.last().copied().unwrap_or(0.0),
+        makespan_s: makespan.as_secs_f64(),
+        spend_usd: spend,
+    };
+    Run {
+        result,
+        timeline: Timeline {
+            strategy: kind.name().to_owned(),
+            slots,
+        },
+    }
+}

@@ -1,0 +1,4 @@
+//! `sim`: see `sim --help`.
+fn main() {
+    std::process::exit(tollgate_sim::cli::main());
+}

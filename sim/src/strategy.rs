@@ -1,0 +1,543 @@
+//! The client strategies the simulator compares, all against the same mock provider:
+//! today's remedies as the seeds describe them, and tollgate's own modes through the real layer.
+
+use crate::scenario::Scenario;
+use http::Response;
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+use tollgate::feedback::{Classify, HttpClassifier, Outcome};
+use tollgate::retry::RetryPolicy;
+use tollgate::{BoxError, Cost, Dimension, Limit, Priority, ScopeLimits, ThrottleLayer};
+use tollgate_core::rand_core::{Rng, SeedableRng};
+use tollgate_core::{AdaptiveRate, Backoff, MeasuredRate, Nanos, NextRetry, RetryBudget};
+use tollgate_mock::{MockProvider, MockReply, MockRequest};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// A client strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StrategyKind {
+    /// No client throttle; the official SDKs' own retry (2 retries,
+    /// `min(0.5·2^k, 8)·(1 − 0.25·U)`, `retry-after` honoured up to 60 s).
+    None,
+    /// The seed's static split: each agent capped at 80 %/N of the limit, 2 s minimum spacing,
+    /// plus the SDK retry.
+    StaticSplit,
+    /// The seed's shared token bucket at 80 % that polls with sleeps of at most 0.5 s, plus the
+    /// SDK retry.
+    Bucket80,
+    /// The OpenAI cookbook's parallel processor: shared request and token buckets at the stated
+    /// limits, a global 15 s pause after a 429, up to 5 attempts retried without delay.
+    Cookbook,
+    /// The AWS SDKs' adaptive retry mode: a client rate limiter with CUBIC, standard retry
+    /// (3 attempts, full jitter, base 1 s, cap 20 s) and the retry quota.
+    AwsAdaptive,
+    /// tollgate's layer with its default settings, and its retry policy outside it.
+    Tollgate,
+    /// The same with the adaptive mode on (floor 10 %).
+    TollgateAdaptive,
+    /// No throttle and no retry at all: each request is sent once. Not among `all`; it exists
+    /// for the analytical check (the 429 fraction converges to `1 − r/λ`).
+    NoRetry,
+}
+
+impl StrategyKind {
+    /// Every strategy, in table order.
+    pub const ALL: [StrategyKind; 7] = [
+        StrategyKind::None,
+        StrategyKind::StaticSplit,
+        StrategyKind::Bucket80,
+        StrategyKind::Cookbook,
+        StrategyKind::AwsAdaptive,
+        StrategyKind::Tollgate,
+        StrategyKind::TollgateAdaptive,
+    ];
+
+    /// The name used on the command line and in outputs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StrategyKind::None => "none",
+            StrategyKind::StaticSplit => "static-split",
+            StrategyKind::Bucket80 => "bucket-80",
+            StrategyKind::Cookbook => "cookbook",
+            StrategyKind::AwsAdaptive => "aws-adaptive",
+            StrategyKind::Tollgate => "tollgate",
+            StrategyKind::TollgateAdaptive => "tollgate-adaptive",
+            StrategyKind::NoRetry => "no-retry",
+        }
+    }
+
+    /// Whether the strategy takes the scenario's headroom (and so varies in a sweep).
+    pub const fn takes_headroom(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::Tollgate | StrategyKind::TollgateAdaptive | StrategyKind::Cookbook
+        )
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StrategyKind::ALL
+            .into_iter()
+            .chain([StrategyKind::NoRetry])
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown strategy `{s}`; strategies: {}, all",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One request of one agent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Call {
+    pub(crate) agent: u32,
+    pub(crate) priority: u8,
+    pub(crate) req: MockRequest,
+}
+
+type Answer = Response<MockReply>;
+
+/// The wall clock of the simulated provider: its epoch plus virtual time since the run started.
+/// A thread-local, because the classifier takes a plain `fn`; each run sets it on its own thread.
+mod wall {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        static START: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    pub(crate) const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
+
+    pub(crate) fn start(at: Instant) {
+        START.with(|s| s.set(Some(at)));
+    }
+
+    pub(crate) fn now() -> SystemTime {
+        let elapsed = START
+            .with(|s| s.get())
+            .map_or(Duration::ZERO, |s| s.elapsed());
+        SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS) + elapsed
+    }
+}
+
+pub(crate) use wall::{start as start_wall_clock, EPOCH_UNIX_SECS};
+
+fn classify(answer: &Answer) -> Outcome {
+    HttpClassifier::with_clock(wall::now)
+        .classify(Ok::<_, &BoxError>(answer))
+        .outcome
+}
+
+/// A client as a strategy builds it for one run.
+pub(crate) enum Client {
+    /// None, static split and bucket-80: pacing, then the SDK retry.
+    Sdk {
+        provider: MockProvider,
+        pacing: Pacing,
+    },
+    /// One attempt, no pacing.
+    Once { provider: MockProvider },
+    Cookbook {
+        provider: MockProvider,
+        state: Arc<Mutex<CookbookState>>,
+    },
+    Aws {
+        provider: MockProvider,
+        state: Arc<Mutex<AwsState>>,
+    },
+    Tollgate {
+        svc: BoxCloneSyncService<Call, Answer, BoxError>,
+    },
+}
+
+pub(crate) enum Pacing {
+    None,
+    /// Per agent: the earliest next send.
+    PerAgent {
+        interval: Duration,
+        next: Mutex<Vec<Instant>>,
+    },
+    /// A shared bucket polled with sleeps.
+    Polling(Mutex<PollBucket>),
+}
+
+pub(crate) struct PollBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl PollBucket {
+    fn refill(&mut self, now: Instant) {
+        let dt = (now - self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(self.capacity);
+        self.last = now;
+    }
+}
+
+pub(crate) struct CookbookState {
+    requests: PollBucket,
+    tokens: Option<PollBucket>,
+    paused_until: Instant,
+}
+
+pub(crate) struct AwsState {
+    rate: AdaptiveRate,
+    measured: MeasuredRate,
+    enabled: bool,
+    tokens: f64,
+    last: Instant,
+    budget: RetryBudget,
+    start: Instant,
+}
+
+const SDK_HONOUR: Duration = Duration::from_secs(60);
+
+impl Client {
+    /// The client of `kind` for `scenario`, against `provider`.
+    pub(crate) fn new(
+        kind: StrategyKind,
+        scenario: &Scenario,
+        provider: MockProvider,
+        start: Instant,
+    ) -> Result<Client, BoxError> {
+        let p = &scenario.provider;
+        let agents = scenario.agent_count().max(1) as f64;
+        Ok(match kind {
+            StrategyKind::None => Client::Sdk {
+                provider,
+                pacing: Pacing::None,
+            },
+            StrategyKind::NoRetry => Client::Once { provider },
+            StrategyKind::StaticSplit => {
+                let per_agent_rpm = 0.8 * p.rpm as f64 / agents;
+                let interval =
+                    Duration::from_secs_f64(60.0 / per_agent_rpm).max(Duration::from_secs(2));
+                Client::Sdk {
+                    provider,
+                    pacing: Pacing::PerAgent {
+                        interval,
+                        next: Mutex::new(vec![start; scenario.agent_count() as usize]),
+                    },
+                }
+            }
+            StrategyKind::Bucket80 => {
+                let rate = 0.8 * p.rpm as f64 / 60.0;
+                let capacity = (0.8 * p.rpm as f64).clamp(1.0, 50.0);
+                Client::Sdk {
+                    provider,
+                    pacing: Pacing::Polling(Mutex::new(PollBucket {
+                        rate,
+                        capacity,
+                        tokens: capacity,
+                        last: start,
+                    })),
+                }
+            }
+            StrategyKind::Cookbook => {
+                let h = scenario.headroom;
+                let rpm = p.rpm as f64 * h;
+                let tpm = (p.itpm + p.otpm) as f64 * h;
+                Client::Cookbook {
+                    provider,
+                    state: Arc::new(Mutex::new(CookbookState {
+                        requests: PollBucket {
+                            rate: rpm / 60.0,
+                            capacity: rpm,
+                            tokens: rpm,
+                            last: start,
+                        },
+                        tokens: (tpm > 0.0).then_some(PollBucket {
+                            rate: tpm / 60.0,
+                            capacity: tpm,
+                            tokens: tpm,
+                            last: start,
+                        }),
+                        paused_until: start,
+                    })),
+                }
+            }
+            StrategyKind::AwsAdaptive => {
+                let ceiling = p.rpm as f64 / 60.0;
+                Client::Aws {
+                    provider,
+                    state: Arc::new(Mutex::new(AwsState {
+                        rate: AdaptiveRate::new(ceiling, (0.5f64).min(ceiling))?,
+                        measured: MeasuredRate::new(Nanos::ZERO),
+                        enabled: false,
+                        tokens: 0.0,
+                        last: start,
+                        budget: RetryBudget::default(),
+                        start,
+                    })),
+                }
+            }
+            StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
+                let mut limits =
+                    ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, p.rpm));
+                if p.itpm > 0 {
+                    limits = limits.limit(Limit::per_minute(Dimension::InputTokens, p.itpm));
+                }
+                if p.otpm > 0 {
+                    limits = limits.limit(Limit::per_minute(Dimension::OutputTokens, p.otpm));
+                }
+                let mut builder = ThrottleLayer::builder()
+                    .scope("global", limits)
+                    .headroom(scenario.headroom);
+                if kind == StrategyKind::TollgateAdaptive {
+                    builder = builder.adaptive(0.1);
+                }
+                let throttle = builder
+                    .estimate(|c: &Call| {
+                        Cost::request()
+                            .with_input_tokens(c.req.input_tokens)
+                            .with_output_tokens(c.req.max_tokens)
+                    })
+                    .read_usage(|a: &Answer| {
+                        a.body().usage.map(|u| {
+                            Cost::request()
+                                .with_input_tokens(u.input_tokens)
+                                .with_output_tokens(u.output_tokens)
+                        })
+                    })
+                    .assign_priority(|c: &Call| Priority(c.priority))
+                    .classify(HttpClassifier::with_clock(wall::now))
+                    .build()?;
+                let retry = RetryPolicy::new(
+                    HttpClassifier::with_clock(wall::now),
+                    Backoff::sdk_default(),
+                    RetryBudget::default(),
+                    ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x7011_6a7e),
+                )
+                .honour_retry_after_up_to(SDK_HONOUR);
+                let svc = ServiceBuilder::new()
+                    .layer(retry.into_layer())
+                    .layer(throttle)
+                    .map_request(|c: Call| c.req)
+                    .service(provider);
+                Client::Tollgate {
+                    svc: BoxCloneSyncService::new(svc),
+                }
+            }
+        })
+    }
+
+    /// Sends one request until it succeeds or the strategy gives up; `true` on success.
+    pub(crate) async fn send(&self, call: Call, rng: &mut ChaCha8Rng) -> bool {
+        match self {
+            Client::Sdk { provider, pacing } => {
+                let mut backoff = Backoff::sdk_default().start();
+                loop {
+                    pacing.acquire(call.agent).await;
+                    let answer = send_once(provider, call.req).await;
+                    let outcome = classify(&answer);
+                    if outcome == Outcome::Success {
+                        return true;
+                    }
+                    if !outcome.is_retryable() {
+                        return false;
+                    }
+                    // The SDKs honour a retry delay up to 60 s, and back off otherwise.
+                    let delay =
+                        match backoff.next_delay_after(outcome.retry_after(), SDK_HONOUR, rng) {
+                            NextRetry::Provider(d) | NextRetry::Backoff(d) => d,
+                            NextRetry::TooLong(_) => match backoff.next_delay(rng) {
+                                Some(d) => d,
+                                None => return false,
+                            },
+                            NextRetry::Exhausted => return false,
+                        };
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            Client::Once { provider } => send_once(provider, call.req).await.status().is_success(),
+            Client::Cookbook { provider, state } => {
+                let tokens = (call.req.input_tokens + call.req.max_tokens) as f64;
+                for _ in 0..5 {
+                    cookbook_acquire(state, tokens).await;
+                    let answer = send_once(provider, call.req).await;
+                    match classify(&answer) {
+                        Outcome::Success => return true,
+                        Outcome::RateLimited { .. } => {
+                            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                            s.paused_until = Instant::now() + Duration::from_secs(15);
+                        }
+                        o if o.is_retryable() => {}
+                        _ => return false,
+                    }
+                }
+                false
+            }
+            Client::Aws { provider, state } => {
+                let mut backoff = Backoff::aws_standard().start();
+                loop {
+                    aws_acquire(state).await;
+                    let answer = send_once(provider, call.req).await;
+                    let outcome = classify(&answer);
+                    let retry = {
+                        let now = Instant::now();
+                        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                        let t = Nanos::from(now - s.start);
+                        let measured = s.measured.record(t, 1);
+                        match outcome {
+                            Outcome::Success => {
+                                s.rate.on_success(t);
+                                s.budget.deposit_success();
+                                return true;
+                            }
+                            Outcome::RateLimited { .. } | Outcome::Overloaded { .. } => {
+                                s.rate.on_throttle(t, Some(measured));
+                                s.enabled = true;
+                            }
+                            o if o.is_retryable() => {}
+                            _ => return false,
+                        }
+                        s.budget.try_withdraw(tollgate_core::RetryKind::Throttle)
+                    };
+                    if !retry {
+                        return false;
+                    }
+                    match backoff.next_delay(rng) {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => return false,
+                    }
+                }
+            }
+            Client::Tollgate { svc } => match svc.clone().oneshot(call).await {
+                Ok(answer) => answer.status().is_success(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+async fn send_once(provider: &MockProvider, req: MockRequest) -> Answer {
+    match provider.clone().oneshot(req).await {
+        Ok(a) => a,
+        Err(never) => match never {},
+    }
+}
+
+impl Pacing {
+    async fn acquire(&self, agent: u32) {
+        match self {
+            Pacing::None => {}
+            Pacing::PerAgent { interval, next } => {
+                let at = {
+                    let mut next = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let slot = &mut next[agent as usize];
+                    let at = (*slot).max(Instant::now());
+                    *slot = at + *interval;
+                    at
+                };
+                tokio::time::sleep_until(at).await;
+            }
+            Pacing::Polling(bucket) => loop {
+                let wait = {
+                    let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+                    b.refill(Instant::now());
+                    if b.tokens >= 1.0 {
+                        b.tokens -= 1.0;
+                        return;
+                    }
+                    // The seed: wait = tokens / rate, slept at most 0.5 s, then poll again.
+                    Duration::from_secs_f64((1.0 / b.rate).min(0.5))
+                };
+                tokio::time::sleep(wait).await;
+            },
+        }
+    }
+}
+
+/// The cookbook's dispatch rule: wait out the global pause, then until both buckets have room
+/// (its loop checks every millisecond; here the wait is computed, to the millisecond).
+async fn cookbook_acquire(state: &Mutex<CookbookState>, tokens: f64) {
+    loop {
+        let wait = {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if s.paused_until > now {
+                s.paused_until - now
+            } else {
+                s.requests.refill(now);
+                let mut wait = 0.0f64;
+                if s.requests.tokens < 1.0 {
+                    wait = wait.max((1.0 - s.requests.tokens) / s.requests.rate);
+                }
+                if let Some(t) = &mut s.tokens {
+                    t.refill(now);
+                    // A request above the bucket's capacity would never go: the cookbook sends it.
+                    let need = tokens.min(t.capacity);
+                    if t.tokens < need {
+                        wait = wait.max((need - t.tokens) / t.rate);
+                    }
+                }
+                if wait == 0.0 {
+                    s.requests.tokens -= 1.0;
+                    if let Some(t) = &mut s.tokens {
+                        t.tokens -= tokens;
+                    }
+                    return;
+                }
+                Duration::from_secs_f64(wait).max(Duration::from_millis(1))
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The AWS client rate limiter: unpaced until the first throttle, then a bucket filled at the
+/// adaptive rate (capacity one second's worth, at least 1).
+async fn aws_acquire(state: &Mutex<AwsState>) {
+    loop {
+        let wait = {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if !s.enabled {
+                return;
+            }
+            let now = Instant::now();
+            let t = Nanos::from(now - s.start);
+            let rate = s.rate.rate(t);
+            let dt = (now - s.last).as_secs_f64();
+            s.tokens = (s.tokens + dt * rate).min(rate.max(1.0));
+            s.last = now;
+            if s.tokens >= 1.0 {
+                s.tokens -= 1.0;
+                return;
+            }
+            Duration::from_secs_f64((1.0 - s.tokens) / rate).max(Duration::from_millis(1))
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// An agent's random generator: its own ChaCha stream from the seed and its index, so adding an
+/// agent does not change the others' draws.
+pub(crate) fn agent_rng(seed: u64, agent: u32) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::from(agent) + 1);
+    rng
+}
+
+/// A uniform draw in [0, 1).
+pub(crate) fn unit(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
