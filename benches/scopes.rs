@@ -169,7 +169,10 @@ fn scopes(c: &mut Criterion) {
             three.clone()
         });
         assert_never_waited(&limiter);
-        assert_eq!(limiter.stats().len(), (1 + TEAMS + AGENTS) as usize);
+        if !support::counting() {
+            // Every team and agent got its own buckets from the patterns.
+            assert_eq!(limiter.stats().len(), (1 + TEAMS + AGENTS) as usize);
+        }
 
         let (limiter, one) = one_scope(&fleet);
         workload.bench(&mut group, &rt, "tollgate-1-scope", || one.clone());

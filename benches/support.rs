@@ -28,8 +28,9 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-/// Set to `name:calls` to make `calls` calls of the benchmark `name` on one task, without
-/// criterion (`scripts/bench.sh` runs it under callgrind to count instructions per call).
+/// Set to `name:calls` to make `calls` calls of the benchmark `name` on one task, after 1,000 calls
+/// of warm-up, without criterion (`scripts/bench.sh` runs it under callgrind to count instructions
+/// per call).
 pub(crate) const COUNT_ENV: &str = "TOLLGATE_BENCH_CALLS";
 
 /// The tasks of the contended workload.
@@ -119,12 +120,15 @@ impl Workload {
                 .and_then(|(n, c)| Some((n, c.parse::<u64>().ok()?)))
                 .unwrap_or_else(|| panic!("{COUNT_ENV} is `name:calls`, got `{count}`"));
             if self == Workload::OneTask && only == name {
-                rt.block_on(async {
+                let mut caller = rt.block_on(async {
                     let mut caller = make();
-                    for i in 0..calls {
+                    // Warm up: lazily built state (clock calibration, buckets) is not counted.
+                    for i in 0..1_000 {
                         caller.call(i).await;
                     }
+                    caller
                 });
+                counted_calls(rt, &mut caller, calls);
             }
             return;
         }
@@ -149,6 +153,22 @@ impl Workload {
             }),
         };
     }
+}
+
+/// Whether the benches run in counting mode (see [`Workload::bench`]).
+pub(crate) fn counting() -> bool {
+    std::env::var_os(COUNT_ENV).is_some()
+}
+
+/// Makes `calls` calls on one task. Callgrind counts the instructions of this function only
+/// (`--toggle-collect=*counted_calls*`).
+#[inline(never)]
+fn counted_calls<C: Caller>(rt: &Runtime, caller: &mut C, calls: u64) {
+    rt.block_on(async {
+        for i in 0..calls {
+            caller.call(1_000 + i).await;
+        }
+    });
 }
 
 /// Splits `iters` calls across one spawned task per caller; the wall time of the whole batch.

@@ -16,7 +16,8 @@ criterion_args=(--warm-up-time 1 --measurement-time 3 "$@")
 command="scripts/bench.sh${*:+ $*} → cargo bench -p tollgate-benches -- ${criterion_args[*]}"
 
 echo "== building the benches"
-cargo bench -p tollgate-benches --no-run
+executables="$(cargo bench -p tollgate-benches --no-run 2>&1 | tee /dev/stderr |
+    sed -n 's/^ *Executable \([a-z]*\)\.rs (\(.*\))$/\1 \2/p')"
 
 # Results of benches that no longer exist would be read as current: start from an empty slate
 # (unless a filter selects a few benches, whose neighbours' results stay).
@@ -27,6 +28,32 @@ fi
 loadavg="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "== running the benches (load average before: $loadavg)"
 cargo bench -p tollgate-benches -- "${criterion_args[@]}"
+
+# Instructions per call, counted by callgrind on one task: 20,000 calls after 1,000 of warm-up,
+# counting only the function that makes them. Unlike wall time, the machine's load does not move it.
+counts="$target/criterion/instructions.tsv"
+rm -f "$counts"
+if [ "$#" -eq 0 ] && command -v valgrind >/dev/null; then
+    echo "== counting instructions per call (callgrind)"
+    calls=20000
+    while read -r family exe; do
+        # The benchmarks of the family: those criterion just measured on one task.
+        for dir in "$target/criterion/${family}_1-task"/*/; do
+            name="$(basename "$dir")"
+            if [ ! -d "$dir" ] || [ "$name" = report ]; then continue; fi
+            refs="$(TOLLGATE_BENCH_CALLS="$name:$calls" valgrind --tool=callgrind \
+                --toggle-collect='*counted_calls*' --callgrind-out-file=/dev/null "$exe" </dev/null 2>&1 |
+                sed -n 's/.*Collected *: *//p' | tr -d ',' | sort -n | tail -1)"
+            if [ -z "$refs" ]; then
+                echo "could not count $family/$name under callgrind" >&2
+                continue
+            fi
+            per_call=$((refs / calls))
+            echo "$family/$name: $per_call instructions per call"
+            printf '%s\t%s\t%s\n' "$family" "$name" "$per_call" >>"$counts"
+        done
+    done <<<"$executables"
+fi
 
 echo "== writing results/bench/ratios.md"
 TOLLGATE_BENCH_COMMAND="$command" TOLLGATE_BENCH_LOADAVG="$loadavg" \

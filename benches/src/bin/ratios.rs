@@ -10,9 +10,11 @@
 //! The subject of a family (the one divided by the others) is named in [`SUBJECTS`]. The figure is
 //! criterion's mean time per iteration (`new/estimates.json`, `mean.point_estimate`); the slope of
 //! its linear regression, which criterion prints as `time:` and which leaves out a sample's fixed
-//! cost (spawning and joining the 64 tasks), is shown beside it. `scripts/bench.sh` runs the benches
-//! and then this; `TOLLGATE_BENCH_COMMAND` and `TOLLGATE_BENCH_LOADAVG` tell it what was run and
-//! the load before the run.
+//! cost (spawning and joining the 64 tasks), is shown beside it. `CRITERION_DIR/instructions.tsv`
+//! (`family`, `benchmark`, instructions per call, tab-separated), written by `scripts/bench.sh` from
+//! callgrind, adds instruction counts on one task. `scripts/bench.sh` runs the benches and then this;
+//! `TOLLGATE_BENCH_COMMAND` and `TOLLGATE_BENCH_LOADAVG` tell it what was run and the load before
+//! the run.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -101,7 +103,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let text = render(&families);
+    let counts = instructions(&dir.join("instructions.tsv"));
+    let text = render(&families, &counts);
     if let Some(parent) = out.parent() {
         if let Err(e) = std::fs::create_dir_all(parent) {
             eprintln!("ratios: cannot create {}: {e}", parent.display());
@@ -165,6 +168,20 @@ fn read(new: &Path) -> Result<(String, String, Estimate), String> {
     ))
 }
 
+/// Instructions per call by `(family, benchmark)`; empty when the file is missing.
+fn instructions(path: &Path) -> BTreeMap<(String, String), u64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (family, name, count) = (f.next()?, f.next()?, f.next()?.trim().parse().ok()?);
+            Some(((family.to_string(), name.to_string()), count))
+        })
+        .collect()
+}
+
 fn rank(name: &str) -> (usize, &str) {
     (
         ORDER.iter().position(|o| *o == name).unwrap_or(ORDER.len()),
@@ -174,7 +191,7 @@ fn rank(name: &str) -> (usize, &str) {
 
 type Families = BTreeMap<String, BTreeMap<String, BTreeMap<String, Estimate>>>;
 
-fn render(families: &Families) -> String {
+fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# tollgate benchmarks: per-call overhead and ratios\n");
     let _ = writeln!(
@@ -226,6 +243,32 @@ fn render(families: &Families) -> String {
             }
         }
         let _ = writeln!(md);
+        let count = |name: &str| counts.get(&(family.clone(), name.to_string())).copied();
+        if names.iter().any(|n| count(n).is_some()) {
+            let _ = writeln!(
+                md,
+                "Instructions per call on one task (callgrind; the load of the machine does not \
+                 move them, but they ignore what an instruction costs: atomics, divisions, cache \
+                 misses, and contention):\n"
+            );
+            let _ = writeln!(
+                md,
+                "| implementation | instructions/call | {subject} ÷ it |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|");
+            let base = count(subject);
+            for name in &names {
+                let Some(c) = count(name) else { continue };
+                let ratio = match base {
+                    Some(b) if *name != subject && c > 0 => {
+                        format!("**{:.2}**", b as f64 / c as f64)
+                    }
+                    _ => "—".into(),
+                };
+                let _ = writeln!(md, "| {name} | {c} | {ratio} |");
+            }
+            let _ = writeln!(md);
+        }
         for (name, what) in LEGEND {
             if names.contains(name) {
                 let _ = writeln!(md, "* `{name}`: {what}.");

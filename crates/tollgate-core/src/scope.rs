@@ -309,6 +309,9 @@ pub fn settle(
     for (limits, state) in scopes.iter_mut() {
         for (g, tat) in limits.gcras.iter().zip(state.tats.iter_mut()) {
             let (c, a) = (charged.amount(g.dimension()), actual.amount(g.dimension()));
+            if a == c {
+                continue;
+            }
             *tat = if a > c {
                 g.charged(*tat, now, a - c)
             } else {

@@ -264,6 +264,15 @@ impl<St: Store> Limiter<St> {
         let Some(key) = &shared.settings.provider_scope else {
             return;
         };
+        let success = feedback.outcome == crate::feedback::Outcome::Success;
+        let syncs = shared.settings.header_sync && !feedback.limits.is_empty();
+        if success && !syncs && shared.adaptive.is_none() {
+            // The common case: nothing to learn. No lookup, no clock read, no shared write.
+            if shared.consecutive_limited.load(Ordering::Relaxed) != 0 {
+                shared.consecutive_limited.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
         let Some(scope) = shared.registry.get(key.as_str()) else {
             return;
         };
@@ -280,11 +289,11 @@ impl<St: Store> Limiter<St> {
                 .store
                 .cool_down(&scope.scope, at, self.nanos(now + delay));
             self.adapt(key, |a| a.rate.on_throttle(at, None));
-        } else if feedback.outcome == crate::feedback::Outcome::Success {
+        } else if success {
             shared.consecutive_limited.store(0, Ordering::Relaxed);
             self.adapt(key, |a| a.rate.on_success(at));
         }
-        if shared.settings.header_sync {
+        if syncs {
             for l in &feedback.limits {
                 shared
                     .store
@@ -497,7 +506,9 @@ impl<St: Store> Ticket<St> {
         now: Instant,
         reservation: Option<St::Reservation>,
     ) -> Poll<Result<Permit<St>, ThrottleError>> {
-        let waited = self.arrived.map(|a| now - a).filter(|w| !w.is_zero());
+        // Only a call that queued has waited (a call that went straight through has not, whatever
+        // the clock says between two reads).
+        let waited = self.arrived.filter(|_| self.enqueued).map(|a| now - a);
         self.leave(true);
         for c in &self.counters {
             c.admitted(waited);
@@ -595,11 +606,12 @@ impl<St: Store> Ticket<St> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Permit<St>, ThrottleError>> {
+        // One clock read per poll: a decision made in this poll is made at this time.
+        let now = Instant::now();
         loop {
             if let Some(fut) = &mut self.pending {
                 let decision = ready!(Pin::new(fut).poll(cx));
                 self.pending = None;
-                let now = Instant::now();
                 match decision {
                     Ok(d) => match self.decided(cx, now, d) {
                         Poll::Pending => return Poll::Pending,
@@ -608,7 +620,6 @@ impl<St: Store> Ticket<St> {
                     Err(e) => return self.refuse(ThrottleError::store(e)),
                 }
             }
-            let now = Instant::now();
             let arrived = *self.arrived.get_or_insert(now);
             if let Some(d) = self.deadline(arrived) {
                 if now >= d {

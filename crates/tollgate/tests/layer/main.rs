@@ -520,3 +520,24 @@ async fn poll_ready_delegates_to_the_inner_service() {
     let reply = svc.call(Call::new(7)).await.unwrap();
     assert_eq!(reply.id, 7);
 }
+
+// Regression: the admission used to read the clock twice in one poll, so on the real clock every
+// call that went straight through was recorded as having waited (a few hundred nanoseconds).
+#[tokio::test]
+async fn a_call_that_never_queued_records_no_wait() {
+    let (start, log) = (Instant::now(), Log::default());
+    let (limiter, svc) = client(
+        ThrottleLayer::builder().scope("global", rpm(6_000, 100)),
+        &log,
+        start,
+    );
+    for i in 0..50 {
+        svc.clone().oneshot(Call::new(i)).await.unwrap();
+    }
+    let g = limiter.scope_stats("global").unwrap();
+    assert_eq!(g.admitted, 50);
+    assert_eq!(
+        (g.wait_p50, g.wait_p99, g.wait_max),
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO)
+    );
+}
