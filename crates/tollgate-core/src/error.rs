@@ -42,6 +42,18 @@ pub enum Rule {
     /// An adaptive rate's floor is not a positive finite number, or its ceiling is not finite or
     /// is below the floor.
     RateOutOfRange,
+    /// A price per million tokens is not a finite number of dollars in `[0, 1e6]`.
+    PriceOutOfRange,
+    /// A UTC offset is outside −12:00 ..= +14:00 (or has 60 minutes or more).
+    UtcOffsetOutOfRange,
+    /// A budget's cap is zero.
+    ZeroBudgetCap,
+    /// A budget's alert threshold is zero or above its cap.
+    ThresholdOutOfRange,
+    /// A budget's alert thresholds are not strictly ascending.
+    ThresholdsNotAscending,
+    /// A budget has more than 64 alert thresholds.
+    TooManyThresholds,
 }
 
 impl Rule {
@@ -65,6 +77,12 @@ impl Rule {
             Rule::ZeroRetries => "zero_retries",
             Rule::RetryCostOutOfRange => "retry_cost_out_of_range",
             Rule::RateOutOfRange => "rate_out_of_range",
+            Rule::PriceOutOfRange => "price_out_of_range",
+            Rule::UtcOffsetOutOfRange => "utc_offset_out_of_range",
+            Rule::ZeroBudgetCap => "zero_budget_cap",
+            Rule::ThresholdOutOfRange => "threshold_out_of_range",
+            Rule::ThresholdsNotAscending => "thresholds_not_ascending",
+            Rule::TooManyThresholds => "too_many_thresholds",
         }
     }
 }

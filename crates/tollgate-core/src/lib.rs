@@ -6,6 +6,10 @@
 //! * [`admit`] / [`settle`] / [`release`]: all-or-nothing admission of one call across all of its
 //!   scopes, then reconciliation against the real usage.
 //! * [`ConfigError`]: every rule a configuration must follow, checked when it is compiled.
+//! * Backoff and retry: [`Backoff`] (full, equal and decorrelated jitter, the SDKs' preset),
+//!   [`RetryBudget`] (the AWS retry quota), [`AdaptiveRate`] (the AWS SDKs' CUBIC rate).
+//! * Money: [`Micros`], [`Price`], [`PriceTable`], [`Budget`] and [`BudgetState`] (reserve, then
+//!   settle, against a cap per hour, day or month at a UTC offset, with alerts at thresholds).
 //!
 //! The tower layer (`tollgate`) wraps these in a store, a fair queue and a service; a Redis store
 //! evaluates the same rules inside Redis.
@@ -32,6 +36,7 @@
 
 mod adaptive;
 mod backoff;
+mod budget;
 mod cost;
 mod error;
 mod limit;
@@ -41,6 +46,11 @@ mod scope;
 
 pub use adaptive::{AdaptiveRate, MeasuredRate};
 pub use backoff::{Backoff, BackoffBuilder, BackoffState, Jitter, NextRetry};
+pub use budget::{
+    release_budgets, reserve_budgets, settle_budgets, Alert, Budget, BudgetBuilder,
+    BudgetExhausted, BudgetState, Micros, Price, PriceMatch, PriceTable, Reservation, TokenUsage,
+    UnknownModel, UnknownModelError, Window, WindowClock,
+};
 pub use cost::{Cost, Dimension};
 pub use error::{ConfigError, Rule};
 pub use limit::{Gcra, Limit};
