@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::config::{Config, Limits, MockProviderBuilder};
 use crate::future::{InFlight, ResponseFuture};
-use crate::headers;
+use crate::headers::HeaderWriter;
 use crate::limits::{Decision, Dimension, Limiter};
 use crate::stats::{MockEvent, MockStats};
 
@@ -116,6 +116,7 @@ pub struct MockProvider {
 /// What all clones share.
 pub(crate) struct Shared {
     config: Config,
+    headers: HeaderWriter,
     origin: Instant,
     state: Mutex<State>,
 }
@@ -143,6 +144,7 @@ impl MockProvider {
         };
         Self {
             shared: Arc::new(Shared {
+                headers: HeaderWriter::new(&config),
                 config,
                 origin: Instant::now(),
                 state: Mutex::new(state),
@@ -175,8 +177,8 @@ impl MockProvider {
         let config = &shared.config;
         let now = shared.elapsed();
         let output = req.output_tokens.min(req.max_tokens);
-        let mut state = shared.lock();
-        let state = &mut *state;
+        let mut guard = shared.lock();
+        let state = &mut *guard;
         state.stats.received += 1;
 
         let overloaded = config.overload.is_some_and(|o| {
@@ -244,6 +246,8 @@ impl MockProvider {
                 latency,
             });
         }
+        let limits = state.limiter.state(now);
+        drop(guard); // what follows needs no lock
 
         let mut response = Response::new(MockReply {
             tag: req.tag,
@@ -251,20 +255,11 @@ impl MockProvider {
             error: reply.err(),
         });
         *response.status_mut() = status;
-        // Size the map once: 9 Anthropic, 6 OpenAI and 2 retry headers at most.
-        let capacity = 9 * usize::from(config.anthropic_headers)
-            + 6 * usize::from(config.openai_headers)
-            + 2 * usize::from(retry.is_some());
-        *response.headers_mut() = http::HeaderMap::with_capacity(capacity);
-        let limits = state.limiter.state(now);
-        headers::insert_rate_limit_headers(response.headers_mut(), config, now, &limits);
-        if let Some(wait) = retry {
-            headers::insert_retry_after(response.headers_mut(), wait);
-        }
+        *response.headers_mut() = shared.headers.write(now, &limits, retry);
 
-        let guard = (status == StatusCode::OK)
+        let in_flight = (status == StatusCode::OK)
             .then(|| InFlight::new(Arc::clone(shared), now, req.max_tokens - output));
-        ResponseFuture::new(response, latency, guard)
+        ResponseFuture::new(response, latency, in_flight)
     }
 }
 

@@ -65,6 +65,9 @@ pub(crate) struct Queue {
     /// holds one of them, no later call can be free, so the walk stops: with every call in
     /// `global`, finding the calls whose turn has come costs O(1), not O(queue).
     common: SmallVec<[ScopeId; 4]>,
+    /// The calls in state `Blocked` (usually one per refusing scope), so that waking them when
+    /// capacity comes back does not walk the whole queue.
+    blocked: Vec<(Priority, u64)>,
 }
 
 impl Queue {
@@ -74,6 +77,7 @@ impl Queue {
             tiers: Vec::new(),
             len: 0,
             common: SmallVec::new(),
+            blocked: Vec::new(),
         };
         for &(p, share) in shares {
             let i = q.tier_index(p);
@@ -146,6 +150,9 @@ impl Queue {
         };
         if admitted {
             self.pay_credit(t);
+        }
+        if matches!(self.tiers[t].entries[e].state, WaitState::Blocked { .. }) {
+            self.blocked.retain(|b| *b != (priority, id));
         }
         self.tiers[t].entries.remove(e);
         if self.tiers[t].entries.is_empty() {
@@ -272,8 +279,18 @@ impl Queue {
     }
 
     pub(crate) fn set_state(&mut self, priority: Priority, id: u64, state: WaitState) {
-        if let Some(e) = self.entry_mut(priority, id) {
-            e.state = state;
+        let Some(e) = self.entry_mut(priority, id) else {
+            return;
+        };
+        let (was, is) = (
+            matches!(e.state, WaitState::Blocked { .. }),
+            matches!(state, WaitState::Blocked { .. }),
+        );
+        e.state = state;
+        match (was, is) {
+            (false, true) => self.blocked.push((priority, id)),
+            (true, false) => self.blocked.retain(|b| *b != (priority, id)),
+            _ => {}
         }
     }
 
@@ -302,13 +319,10 @@ impl Queue {
 
     /// Wakes every call that sleeps until capacity is due (capacity came back early).
     pub(crate) fn wake_blocked(&mut self) {
-        for t in &mut self.tiers {
-            for e in &mut t.entries {
-                if matches!(e.state, WaitState::Blocked { .. }) {
-                    if let Some(w) = e.waker.take() {
-                        w.wake();
-                    }
-                }
+        for i in 0..self.blocked.len() {
+            let (priority, id) = self.blocked[i];
+            if let Some(w) = self.entry_mut(priority, id).and_then(|e| e.waker.take()) {
+                w.wake();
             }
         }
     }

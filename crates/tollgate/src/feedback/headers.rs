@@ -3,12 +3,14 @@
 
 use super::{Classify, Feedback, Outcome, ProviderLimit};
 use crate::Dimension;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use smallvec::SmallVec;
 use std::time::{Duration, SystemTime};
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    let value = headers.get(name)?;
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Option<&'a str> {
+    // `HeaderName::from_static` is a const fn: callers pass literals, and a `HeaderName` key is
+    // found without parsing the name again.
+    let value = headers.get(HeaderName::from_static(name))?;
     match value.to_str() {
         Ok(s) => Some(s.trim()),
         Err(_) => {
