@@ -25,9 +25,7 @@ use tollgate::{
     BoxError, Dimension, Limit, Limiter, Priority, ScopeLimits, ScopeStats, ThrottleBuilder,
     ThrottleError, ThrottleLayer,
 };
-use tower::{ServiceBuilder, ServiceExt};
-
-type Client = tower::util::BoxCloneService<Call, Reply, BoxError>;
+use tower::ServiceExt;
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// A virtual-time bound for "eventually": a call not done a day after it was awaited is stuck.
@@ -54,22 +52,6 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .start_paused(true)
         .build()
         .unwrap()
-}
-
-/// A client: the layer built from `b` with the test hooks, around the logging provider.
-fn client(b: ThrottleBuilder, log: &Log, start: Instant) -> (Limiter, Client) {
-    let layer = b
-        .extract_scopes(scopes)
-        .estimate(estimate)
-        .read_usage(usage)
-        .assign_priority(priority)
-        .build()
-        .expect("valid config");
-    let limiter = layer.limiter().clone();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(provider(log.clone(), start));
-    (limiter, Client::new(svc))
 }
 
 /// Spawns a task that sleeps until `start + at`, then makes the call through the layer.

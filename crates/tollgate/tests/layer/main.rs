@@ -6,11 +6,8 @@ mod support;
 use std::time::Duration;
 use support::*;
 use tokio::time::Instant;
-use tollgate::{
-    BoxError, Dimension, Limit, Limiter, Priority, ScopeLimits, ThrottleBuilder, ThrottleError,
-    ThrottleLayer,
-};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tollgate::{BoxError, Dimension, Limit, Priority, ScopeLimits, ThrottleError, ThrottleLayer};
+use tower::{Service, ServiceExt};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -20,24 +17,6 @@ fn secs(s: f64) -> Duration {
 
 fn rpm(n: u64, burst: u64) -> ScopeLimits {
     ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, n).with_burst(burst))
-}
-
-type Client = tower::util::BoxCloneService<Call, Reply, BoxError>;
-
-/// A client: the layer built from `b` with the test hooks, around the logging provider.
-fn client(b: ThrottleBuilder, log: &Log, start: Instant) -> (Limiter, Client) {
-    let layer = b
-        .extract_scopes(scopes)
-        .estimate(estimate)
-        .read_usage(usage)
-        .assign_priority(priority)
-        .build()
-        .expect("valid config");
-    let limiter = layer.limiter().clone();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(provider(log.clone(), start));
-    (limiter, Client::new(svc))
 }
 
 fn spawn(svc: &Client, call: Call) -> tokio::task::JoinHandle<Result<Reply, BoxError>> {

@@ -139,3 +139,26 @@ pub fn priority(c: &Call) -> Priority {
 pub fn never<T>(_: T) -> Infallible {
     unreachable!()
 }
+
+/// A boxed client, as the tests clone it per task.
+pub type Client = tower::util::BoxCloneService<Call, Reply, tollgate::BoxError>;
+
+/// A client: the layer built from `b` with the test hooks, around the logging provider.
+pub fn client(
+    b: tollgate::ThrottleBuilder,
+    log: &Log,
+    start: Instant,
+) -> (tollgate::Limiter, Client) {
+    let layer = b
+        .extract_scopes(scopes)
+        .estimate(estimate)
+        .read_usage(usage)
+        .assign_priority(priority)
+        .build()
+        .expect("valid config");
+    let limiter = layer.limiter().clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(provider(log.clone(), start));
+    (limiter, Client::new(svc))
+}
