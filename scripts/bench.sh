@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Runs the benchmarks of tollgate against its peers and writes results/bench/ratios.md: ns per call
-# of each implementation, the ratio tollgate ÷ each peer, and the machine they were measured on.
+# Runs the benchmarks of tollgate against its peers and the simulator's speed, and writes
+# results/bench/ratios.md: ns per call of each implementation, the ratio tollgate ÷ each peer,
+# simulated calls per wall second, and the machine they were measured on.
 #
-#   scripts/bench.sh                 # every bench, ~2 minutes of measuring after the build
+#   scripts/bench.sh                 # every bench: ~2 minutes of measuring after the build, plus
+#                                    # ~4 for the simulator (benches/sim.rs: 12 whole runs, most
+#                                    # of them a simulated hour of 500 agents)
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
+#   scripts/bench.sh sim             # only the simulator
 #
 # Extra arguments go to criterion after the defaults (a filter, or e.g. `--measurement-time 10`).
+# The simulator bench sets its own sampling (10 samples of one run), so it only takes the filter
+# and other arguments, and runs only without arguments or when one of them mentions `sim`.
 # Not run in CI: CI only compiles the benches (`cargo clippy --all-targets`). Close other heavy work
 # first; on a 2-core machine a concurrent build shows up in every figure.
 set -euo pipefail
@@ -13,7 +19,14 @@ cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 criterion_args=(--warm-up-time 1 --measurement-time 3 "$@")
-command="scripts/bench.sh${*:+ $*} → cargo bench -p tollgate-benches -- ${criterion_args[*]}"
+run_sim=false
+if [ "$#" -eq 0 ] || [[ " $* " == *sim* ]]; then
+    run_sim=true
+fi
+command="scripts/bench.sh${*:+ $*} → cargo bench -p tollgate-benches --bench overhead --bench scopes -- ${criterion_args[*]}"
+if $run_sim; then
+    command+="; cargo bench -p tollgate-benches --bench sim${*:+ -- $*}"
+fi
 
 echo "== building the benches"
 executables="$(cargo bench -p tollgate-benches --no-run 2>&1 | tee /dev/stderr |
@@ -22,12 +35,16 @@ executables="$(cargo bench -p tollgate-benches --no-run 2>&1 | tee /dev/stderr |
 # Results of benches that no longer exist would be read as current: start from an empty slate
 # (unless a filter selects a few benches, whose neighbours' results stay).
 if [ "$#" -eq 0 ]; then
-    rm -rf "$target"/criterion/overhead_* "$target"/criterion/scopes_*
+    rm -rf "$target"/criterion/overhead_* "$target"/criterion/scopes_* "$target"/criterion/sim
 fi
 
 loadavg="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "== running the benches (load average before: $loadavg)"
-cargo bench -p tollgate-benches -- "${criterion_args[@]}"
+cargo bench -p tollgate-benches --bench overhead --bench scopes -- "${criterion_args[@]}"
+if $run_sim; then
+    echo "== running the simulator bench (~4 minutes)"
+    cargo bench -p tollgate-benches --bench sim -- "$@"
+fi
 
 # Instructions per call, counted by callgrind on one task: 20,000 calls after 1,000 of warm-up,
 # counting only the function that makes them. Unlike wall time, the machine's load does not move it.
@@ -37,6 +54,8 @@ if [ "$#" -eq 0 ] && command -v valgrind >/dev/null; then
     echo "== counting instructions per call (callgrind)"
     calls=20000
     while read -r family exe; do
+        # The simulator's figure is whole runs of seconds, not a call: nothing to count.
+        if [ "$family" = sim ]; then continue; fi
         # The benchmarks of the family: those criterion just measured on one task.
         for dir in "$target/criterion/${family}_1-task"/*/; do
             name="$(basename "$dir")"

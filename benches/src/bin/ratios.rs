@@ -12,7 +12,14 @@
 //! its linear regression, which criterion prints as `time:` and which leaves out a sample's fixed
 //! cost (spawning and joining the 64 tasks), is shown beside it. `CRITERION_DIR/instructions.tsv`
 //! (`family`, `benchmark`, instructions per call, tab-separated), written by `scripts/bench.sh` from
-//! callgrind, adds instruction counts on one task. `scripts/bench.sh` runs the benches and then this;
+//! callgrind, adds instruction counts on one task.
+//!
+//! The family `sim` (group `sim`, from `benches/sim.rs`) is not a comparison: one iteration is a
+//! whole simulator run, and its throughput in `benchmark.json` (`Elements`) is the simulated calls
+//! of a run. It gets its own section, "simulator": calls per run, mean wall time per run, and
+//! simulated calls per wall second against the target of [`SIM_TARGET`].
+//!
+//! `scripts/bench.sh` runs the benches and then this;
 //! `TOLLGATE_BENCH_COMMAND` and `TOLLGATE_BENCH_LOADAVG` tell it what was run and the load before
 //! the run.
 
@@ -46,7 +53,15 @@ const ORDER: &[&str] = &[
     "leaky-bucket",
     "tollgate-3-scopes-2-tiers",
     "tollgate-1-scope",
+    "reference",
+    "500-agents-1h",
 ];
+
+/// The criterion group of the simulator's speed (`benches/sim.rs`).
+const SIM_FAMILY: &str = "sim";
+
+/// The simulator's target (issue 7): simulated calls per wall second.
+const SIM_TARGET: f64 = 1_000_000.0;
 
 /// What each benchmark is, for the table's legend.
 const LEGEND: &[(&str, &str)] = &[
@@ -56,15 +71,19 @@ const LEGEND: &[(&str, &str)] = &[
     ("leaky-bucket", "two leaky-bucket 1.1 limiters (default fair scheduler), `acquire_one()` + `acquire(10)` before the service"),
     ("tollgate-3-scopes-2-tiers", "scopes `global`, `team:*`, `agent:*` (RPM + input TPM each), 64 agents in 4 teams, tiers 0 (reserved share 0.25) and 1"),
     ("tollgate-1-scope", "the same requests, scope `global` only"),
+    ("reference", "the built-in `reference` scenario: 5 agents against a 50 RPM key, demand 1.5× the limit with a 2× spike, 10 simulated minutes (and up to 10 of drain)"),
+    ("500-agents-1h", "`Scenario::from_flags(500, 6000)` with a duration of one hour: 500 agents against a 6,000 RPM key, demand 1.5× the limit with a 2× spike"),
 ];
 
-/// One benchmark's estimates, in nanoseconds per call.
+/// One benchmark's estimates, in nanoseconds per iteration (a call; a whole run for the simulator).
 #[derive(Debug, Clone, Copy)]
 struct Estimate {
     mean: f64,
     mean_lo: f64,
     mean_hi: f64,
     slope: Option<f64>,
+    /// The throughput criterion was given: elements (calls) per iteration.
+    elements: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -164,6 +183,7 @@ fn read(new: &Path) -> Result<(String, String, Estimate), String> {
             mean_lo: num(&mean["confidence_interval"]["lower_bound"])?,
             mean_hi: num(&mean["confidence_interval"]["upper_bound"])?,
             slope: est["slope"]["point_estimate"].as_f64(),
+            elements: bench["throughput"]["Elements"].as_u64(),
         },
     ))
 }
@@ -200,10 +220,14 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
          ratios`); do not edit. Figures are ns per call (mean of criterion's samples, 95 % \
          interval in brackets; the regression slope, which criterion prints, in the last column). \
          64 tasks: aggregate wall time ÷ calls on a 2-worker runtime (inverse throughput, not \
-         latency). Lower is better.\n"
+         latency). Lower is better. The simulator section measures whole runs instead.\n"
     );
     machine(&mut md);
     for (family, workloads) in families {
+        if family == SIM_FAMILY {
+            simulator(&mut md, workloads);
+            continue;
+        }
         let (subject, about) = SUBJECTS
             .iter()
             .find(|(f, _, _)| f == family)
@@ -277,6 +301,120 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
         let _ = writeln!(md);
     }
     md
+}
+
+/// The section "simulator": per benchmark, the simulated calls of a run, the mean wall time of a
+/// run, and simulated calls per wall second against [`SIM_TARGET`].
+fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Estimate>>) {
+    let mut benches: Vec<(&str, &Estimate)> = workloads
+        .values()
+        .flat_map(|w| w.iter().map(|(n, e)| (n.as_str(), e)))
+        .collect();
+    benches.sort_by_key(|(n, _)| rank(n));
+    let target = thousands(SIM_TARGET);
+    let _ = writeln!(md, "## simulator\n");
+    let _ = writeln!(
+        md,
+        "Wall time of one whole simulator run (`tollgate_sim::engine::run`, strategy `tollgate`: \
+         every call through the real layer against the mock provider, in virtual time), and the \
+         simulated calls of the run (the requests the mock provider received) ÷ that time. \
+         Target: at least {target} simulated calls per wall second. Higher is better.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | simulated calls per run | wall time per run (mean) | simulated calls per wall \
+         second | target | met? |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+    let mut verdicts = Vec::new();
+    for (name, e) in &benches {
+        let Some(calls) = e.elements.filter(|c| *c > 0) else {
+            let _ = writeln!(
+                md,
+                "| {name} | not recorded | {} | — | {target} | unknown |",
+                wall(e.mean)
+            );
+            continue;
+        };
+        let calls = calls as f64;
+        let rate = |ns: f64| calls / (ns / 1e9);
+        let (per_s, lo, hi) = (rate(e.mean), rate(e.mean_hi), rate(e.mean_lo));
+        let met = per_s >= SIM_TARGET;
+        let verdict = if met {
+            format!("**yes** ({:.2}× the target)", per_s / SIM_TARGET)
+        } else {
+            format!("**no** ({:.3}× the target)", per_s / SIM_TARGET)
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} [{}, {}] | {} [{}, {}] | {target} | {verdict} |",
+            thousands(calls),
+            wall(e.mean),
+            wall(e.mean_lo),
+            wall(e.mean_hi),
+            thousands(per_s),
+            thousands(lo),
+            thousands(hi),
+        );
+        verdicts.push((*name, met, per_s));
+    }
+    let _ = writeln!(md);
+    if !verdicts.is_empty() {
+        let all = verdicts.iter().all(|(_, met, _)| *met);
+        let none = verdicts.iter().all(|(_, met, _)| !*met);
+        let list = |met: bool| {
+            verdicts
+                .iter()
+                .filter(|(_, m, _)| *m == met)
+                .map(|(n, _, r)| format!("`{n}` ({} calls/s)", thousands(*r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let line = if all {
+            format!("The target of {target} simulated calls per wall second is **met** by every scenario.")
+        } else if none {
+            format!(
+                "The target of {target} simulated calls per wall second is **not met**: {}.",
+                list(false)
+            )
+        } else {
+            format!(
+                "The target of {target} simulated calls per wall second is **met** by {} and \
+                 **not met** by {}.",
+                list(true),
+                list(false)
+            )
+        };
+        let _ = writeln!(md, "{line}\n");
+    }
+    for (name, what) in LEGEND {
+        if benches.iter().any(|(n, _)| n == name) {
+            let _ = writeln!(md, "* `{name}`: {what}.");
+        }
+    }
+    let _ = writeln!(md);
+}
+
+/// A wall time in nanoseconds, in ms below ten seconds and in s above.
+fn wall(ns: f64) -> String {
+    if ns < 10e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// A count rounded to a whole number, with thousands separated by commas.
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The machine, toolchain, commit and time of the run.

@@ -1,0 +1,61 @@
+//! How fast the simulator runs: wall time of one whole simulator run (`tollgate_sim::engine::run`,
+//! strategy `tollgate`, every call through the real layer against the mock provider, in virtual
+//! time), reported by criterion as simulated calls per wall second.
+//!
+//! * `reference`: the built-in `reference` scenario (5 agents, a 50 RPM key, 10 simulated
+//!   minutes).
+//! * `500-agents-1h`: `Scenario::from_flags(500, 6000)` (500 agents against a 6,000 RPM key,
+//!   demand 1.5× the limit with a 2× spike) for one simulated hour.
+//!
+//! One iteration is one run. A run is deterministic, so its simulated calls (the requests the mock
+//! provider received, `requests_sent`) are counted once, before the group, and given to criterion
+//! as the throughput. A `500-agents-1h` run takes seconds, so both benchmarks use flat sampling
+//! with criterion's minimum of 10 samples of one run each (plus one run of warm-up and the
+//! counting run): about twelve runs in all.
+//!
+//! The target (issue 7): at least 1,000,000 simulated calls per wall second.
+//! `scripts/bench.sh` runs this bench; `results/bench/ratios.md` reports it under "simulator".
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use std::hint::black_box;
+use std::time::Duration;
+use tollgate_sim::engine;
+use tollgate_sim::scenario::Scenario;
+use tollgate_sim::strategy::StrategyKind;
+
+/// The benchmarks: name and scenario.
+fn scenarios() -> [(&'static str, Scenario); 2] {
+    let reference = Scenario::built_in("reference").expect("the reference scenario is built in");
+    let mut hour = Scenario::from_flags(500, 6000);
+    hour.duration = Duration::from_secs(3600);
+    [("reference", reference), ("500-agents-1h", hour)]
+}
+
+/// The simulated calls of one run.
+fn calls(scenario: &Scenario) -> u64 {
+    engine::run(scenario, StrategyKind::Tollgate)
+        .expect("the scenario runs")
+        .result
+        .requests_sent
+}
+
+fn sim(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sim");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (name, scenario) in scenarios() {
+        let calls = calls(&scenario);
+        assert!(calls > 0, "{name}: the run sent no call");
+        group.throughput(Throughput::Elements(calls));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(engine::run(black_box(&scenario), StrategyKind::Tollgate)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sim);
+criterion_main!(benches);
