@@ -183,39 +183,40 @@ impl ProviderHeaders {
                 ],
             ),
         ];
-        for (dimension, [limit, remaining, reset]) in ANTHROPIC {
-            let reset = header(headers, reset).and_then(|r| match humantime::parse_rfc3339(r) {
-                Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
-                Err(_) => {
-                    tracing::warn!(value = r, "ignoring a malformed anthropic-ratelimit reset");
-                    None
-                }
-            });
-            push(
-                &mut out,
-                dimension,
-                header(headers, limit),
-                header(headers, remaining),
-                reset,
-            );
-        }
-        for (dimension, [limit, remaining, reset]) in OPENAI {
-            let reset = header(headers, reset).and_then(|r| {
-                let d = parse_go_duration(r);
-                if d.is_none() {
-                    tracing::warn!(value = r, "ignoring a malformed x-ratelimit reset");
-                }
-                d
-            });
-            push(
-                &mut out,
-                dimension,
-                header(headers, limit),
-                header(headers, remaining),
-                reset,
-            );
-        }
+        // Anthropic writes a reset as the RFC 3339 time the bucket is full again; OpenAI as the
+        // duration until then.
+        family(headers, &mut out, &ANTHROPIC, |r| {
+            humantime::parse_rfc3339(r)
+                .ok()
+                .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+        });
+        family(headers, &mut out, &OPENAI, parse_go_duration);
         out
+    }
+}
+
+/// The limits of one header family: `[limit, remaining, reset]` names per dimension.
+fn family(
+    headers: &HeaderMap,
+    out: &mut SmallVec<[ProviderLimit; 4]>,
+    names: &[(Dimension, [&'static str; 3])],
+    parse_reset: impl Fn(&str) -> Option<Duration>,
+) {
+    for &(dimension, [limit, remaining, reset]) in names {
+        let reset = header(headers, reset).and_then(|r| {
+            let d = parse_reset(r);
+            if d.is_none() {
+                tracing::warn!(header = reset, value = r, "ignoring a malformed reset");
+            }
+            d
+        });
+        push(
+            out,
+            dimension,
+            header(headers, limit),
+            header(headers, remaining),
+            reset,
+        );
     }
 }
 
