@@ -54,6 +54,8 @@ pub enum Rule {
     ThresholdsNotAscending,
     /// A budget has more than 64 alert thresholds.
     TooManyThresholds,
+    /// Budgets are configured but no price table turns tokens into money.
+    BudgetWithoutPrices,
 }
 
 impl Rule {
@@ -80,6 +82,7 @@ impl Rule {
             Rule::PriceOutOfRange => "price_out_of_range",
             Rule::UtcOffsetOutOfRange => "utc_offset_out_of_range",
             Rule::ZeroBudgetCap => "zero_budget_cap",
+            Rule::BudgetWithoutPrices => "budget_without_prices",
             Rule::ThresholdOutOfRange => "threshold_out_of_range",
             Rule::ThresholdsNotAscending => "thresholds_not_ascending",
             Rule::TooManyThresholds => "too_many_thresholds",

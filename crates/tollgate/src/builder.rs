@@ -1,9 +1,10 @@
 //! [`ThrottleBuilder`]: the layer's configuration in code, validated once by `build()`.
 
 use crate::feedback::{Cooldown, NoFeedback};
-use crate::hooks::{GlobalScope, Hooks, KeepEstimate, OneRequest, SamePriority};
+use crate::hooks::{GlobalScope, Hooks, KeepEstimate, ModelFn, NoMeta, OneRequest, SamePriority};
 use crate::limiter::{Adaptive, WaitSettings};
 use crate::registry::Registry;
+use crate::spend::{BudgetAlert, CallLog, OnCap, Replay, SpendSettings};
 use crate::{
     ConfigError, Limiter, MemoryStore, OnFailure, Priority, ScopeKey, ScopeLimits, Store,
     ThrottleLayer, UnknownScopes,
@@ -54,6 +55,7 @@ pub struct ThrottleBuilder<
     U = KeepEstimate,
     P = SamePriority,
     C = NoFeedback,
+    M = NoMeta,
 > {
     pub(crate) scopes: Vec<(ScopeKey, ScopeLimits)>,
     pub(crate) always: Vec<ScopeKey>,
@@ -67,7 +69,10 @@ pub struct ThrottleBuilder<
     pub(crate) cooldown: Cooldown,
     pub(crate) header_sync: bool,
     pub(crate) adaptive_floor: Option<f64>,
-    hooks: Hooks<K, E, U, P, C>,
+    pub(crate) spend: SpendSettings,
+    /// The Unix time (ms) at which the layer is built; `None` reads the system clock.
+    pub(crate) wall_clock: Option<u64>,
+    hooks: Hooks<K, E, U, P, C, M>,
 }
 
 impl Default for ThrottleBuilder {
@@ -92,12 +97,14 @@ impl ThrottleBuilder {
             cooldown: Cooldown::default(),
             header_sync: true,
             adaptive_floor: None,
+            spend: SpendSettings::default(),
+            wall_clock: None,
             hooks: Hooks::default(),
         }
     }
 }
 
-impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
+impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// Limits a scope. `key` is an exact key (`"global"`, `"team:marketing"`), a pattern `kind:*`
     /// that gives every key of that kind its own bucket with these limits (`"agent:*"`), or `*` for
     /// any key no exact key or kind pattern matches. Setting a key twice keeps the last.
@@ -225,59 +232,64 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
     }
 
     /// The key extractor: which scopes a request belongs to.
-    pub fn extract_scopes<K2>(self, scopes: K2) -> ThrottleBuilder<K2, E, U, P, C> {
+    pub fn extract_scopes<K2>(self, scopes: K2) -> ThrottleBuilder<K2, E, U, P, C, M> {
         self.map_hooks(|h| Hooks {
             scopes,
             estimate: h.estimate,
             usage: h.usage,
             priority: h.priority,
             classify: h.classify,
+            meta: h.meta,
         })
     }
 
     /// The cost estimator: what a request will cost before it is sent.
-    pub fn estimate<E2>(self, estimate: E2) -> ThrottleBuilder<K, E2, U, P, C> {
+    pub fn estimate<E2>(self, estimate: E2) -> ThrottleBuilder<K, E2, U, P, C, M> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate,
             usage: h.usage,
             priority: h.priority,
             classify: h.classify,
+            meta: h.meta,
         })
     }
 
     /// The usage reader: what a call really cost, from its response.
-    pub fn read_usage<U2>(self, usage: U2) -> ThrottleBuilder<K, E, U2, P, C> {
+    pub fn read_usage<U2>(self, usage: U2) -> ThrottleBuilder<K, E, U2, P, C, M> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate: h.estimate,
             usage,
             priority: h.priority,
             classify: h.classify,
+            meta: h.meta,
         })
     }
 
     /// The priority of a request.
-    pub fn assign_priority<P2>(self, priority: P2) -> ThrottleBuilder<K, E, U, P2, C> {
+    pub fn assign_priority<P2>(self, priority: P2) -> ThrottleBuilder<K, E, U, P2, C, M> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate: h.estimate,
             usage: h.usage,
             priority,
             classify: h.classify,
+            meta: h.meta,
         })
     }
 
     /// The classifier of answers: what a call's result says about the provider (rate limited,
     /// overloaded, ...) and the limits it reported. [`HttpClassifier`](crate::feedback::HttpClassifier)
     /// reads `http::Response`s; the default learns nothing.
-    pub fn classify<C2>(self, classify: C2) -> ThrottleBuilder<K, E, U, P, C2> {
+    pub fn classify<C2>(self, classify: C2) -> ThrottleBuilder<K, E, U, P, C2, M> {
         self.map_hooks(|h| Hooks {
             scopes: h.scopes,
             estimate: h.estimate,
             usage: h.usage,
             priority: h.priority,
             classify,
+            meta: h.meta,
         })
     }
 
@@ -345,10 +357,147 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
         self
     }
 
-    fn map_hooks<K2, E2, U2, P2, C2>(
+    /// Names the model of each call, for the price table: a closure `Fn(&Req) -> Option<&str>`.
+    /// Without it (or when it returns `None`), calls are priced by the table's
+    /// [`UnknownModel`](crate::UnknownModel) rule.
+    ///
+    /// ```
+    /// # use tollgate::{PriceTable, ThrottleLayer};
+    /// struct Req { model: String }
+    /// let layer = ThrottleLayer::builder()
+    ///     .prices(PriceTable::example())
+    ///     .model(|r: &Req| Some(r.model.as_str()))
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn model<Req, F>(self, f: F) -> ThrottleBuilder<K, E, U, P, C, ModelFn<F>>
+    where
+        F: Fn(&Req) -> Option<&str>,
+    {
+        self.call_meta(ModelFn::new(f))
+    }
+
+    /// The metadata hook ([`CallMeta`](crate::CallMeta)): the model and the attempt number of a
+    /// call, for prices and the call log.
+    pub fn call_meta<M2>(self, meta: M2) -> ThrottleBuilder<K, E, U, P, C, M2> {
+        self.map_hooks(|h| Hooks {
+            scopes: h.scopes,
+            estimate: h.estimate,
+            usage: h.usage,
+            priority: h.priority,
+            classify: h.classify,
+            meta,
+        })
+    }
+
+    /// The prices of the models (per million tokens), to turn each call's tokens into money. An
+    /// estimate is priced as an upper bound (the estimated input tokens, the estimated output
+    /// tokens at the output price); a settled call by its real usage
+    /// ([`ReadUsage::tokens`](crate::ReadUsage::tokens)).
+    ///
+    /// ```
+    /// # use tollgate::{PriceTable, ThrottleLayer};
+    /// assert!(ThrottleLayer::builder().prices(PriceTable::example()).build().is_ok());
+    /// ```
+    pub fn prices(mut self, table: crate::PriceTable) -> Self {
+        self.spend.prices = Some(table);
+        self
+    }
+
+    /// A spend cap with its alerts for the scope `key` (an exact key, `kind:*` for each key of a
+    /// kind, or `*` for every key). Needs [`prices`](Self::prices). Spend is counted per scope
+    /// key, in every budget of the call's scopes at once (reserve, then settle; see
+    /// [`BudgetState`](tollgate_core::BudgetState) for the exact guarantee).
+    ///
+    /// ```
+    /// use tollgate::{Budget, Micros, PriceTable, ThrottleLayer, WindowClock};
+    /// let layer = ThrottleLayer::builder()
+    ///     .prices(PriceTable::example())
+    ///     // The whole fleet: $100 a day (day boundary at 00:00 UTC−8), alerts at $20, $50, $100.
+    ///     .budget("global", Budget::daily(Micros::from_dollars(100))
+    ///         .clock(WindowClock::from_hours_minutes(-8, 0)?)
+    ///         .thresholds([20, 50, 100].map(Micros::from_dollars))
+    ///         .build()?)
+    ///     // Each agent on its own: $5 a day.
+    ///     .budget("agent:*", Budget::daily(Micros::from_dollars(5)).build()?)
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// # Ok::<(), tollgate::ConfigError>(())
+    /// ```
+    pub fn budget(mut self, key: impl Into<ScopeKey>, budget: crate::Budget) -> Self {
+        let key = key.into();
+        self.spend.budgets.retain(|(k, _)| *k != key);
+        self.spend.budgets.push((key, budget));
+        self
+    }
+
+    /// What a call does when a scope is at its cap or paused: refuse at once (the default) or
+    /// hold until the window resets.
+    ///
+    /// ```
+    /// # use tollgate::{spend::OnCap, ThrottleLayer};
+    /// assert!(ThrottleLayer::builder().on_cap(OnCap::Hold).build().is_ok());
+    /// ```
+    pub fn on_cap(mut self, on_cap: OnCap) -> Self {
+        self.spend.on_cap = on_cap;
+        self
+    }
+
+    /// Called for every crossed spend threshold (each fires once per window), besides the
+    /// `tracing` warning. Keep it short: it runs where the call settles. To a channel:
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// # use tollgate::ThrottleLayer;
+    /// let (tx, alerts) = mpsc::channel();
+    /// let layer = ThrottleLayer::builder()
+    ///     .on_alert(move |alert| {
+    ///         let _ = tx.send(alert.clone());
+    ///     })
+    ///     .build();
+    /// assert!(layer.is_ok());
+    /// # drop(alerts);
+    /// ```
+    pub fn on_alert(mut self, f: impl Fn(&BudgetAlert) + Send + Sync + 'static) -> Self {
+        self.spend.alert = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Writes one JSON line per call to `log` ([`CallLog`]). A log opened with
+    /// [`CallLog::append_to_file`] also seeds the spend of the current windows from the calls it
+    /// already holds, so a restart does not forget the day's spend.
+    pub fn call_log(mut self, log: CallLog) -> Self {
+        if let Some(replay) = log.replay() {
+            self.spend.seed = Some(replay.clone());
+        }
+        self.spend.log = Some(log);
+        self
+    }
+
+    /// Seeds the spend of the current windows from earlier calls (see [`Replay`]).
+    pub fn seed_spend(mut self, replay: Replay) -> Self {
+        self.spend.seed = Some(replay);
+        self
+    }
+
+    /// The wall-clock time at which the layer is built, in Unix milliseconds (default: the
+    /// system clock, read once). Spend windows follow it plus tokio's clock, so tests and
+    /// simulations on a paused clock get exact, repeatable windows.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// // 2026-01-01T00:00:00Z
+    /// assert!(ThrottleLayer::builder().wall_clock(1_767_225_600_000).build().is_ok());
+    /// ```
+    pub fn wall_clock(mut self, unix_ms: u64) -> Self {
+        self.wall_clock = Some(unix_ms);
+        self
+    }
+
+    fn map_hooks<K2, E2, U2, P2, C2, M2>(
         self,
-        f: impl FnOnce(Hooks<K, E, U, P, C>) -> Hooks<K2, E2, U2, P2, C2>,
-    ) -> ThrottleBuilder<K2, E2, U2, P2, C2> {
+        f: impl FnOnce(Hooks<K, E, U, P, C, M>) -> Hooks<K2, E2, U2, P2, C2, M2>,
+    ) -> ThrottleBuilder<K2, E2, U2, P2, C2, M2> {
         ThrottleBuilder {
             scopes: self.scopes,
             always: self.always,
@@ -362,6 +511,8 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
             cooldown: self.cooldown,
             header_sync: self.header_sync,
             adaptive_floor: self.adaptive_floor,
+            spend: self.spend,
+            wall_clock: self.wall_clock,
             hooks: f(self.hooks),
         }
     }
@@ -378,7 +529,7 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
     /// * [`Rule::ShareOutOfRange`], [`Rule::SharesExceedOne`] for the tiers;
     /// * [`Rule::ZeroDuration`] for a maximum wait of zero.
     #[allow(clippy::type_complexity)]
-    pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P, C>>, ConfigError> {
+    pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P, C, M>>, ConfigError> {
         self.build_with_store(MemoryStore::new())
     }
 
@@ -390,7 +541,7 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
     pub fn build_with_store<St: Store>(
         self,
         store: St,
-    ) -> Result<ThrottleLayer<Hooks<K, E, U, P, C>, St>, ConfigError> {
+    ) -> Result<ThrottleLayer<Hooks<K, E, U, P, C, M>, St>, ConfigError> {
         let h = self.headroom;
         if !(h.is_finite() && h > 0.0 && h <= 1.0) {
             return Err(ConfigError::new(
@@ -467,6 +618,15 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
                 Some(Adaptive::new(base, h, floor).map_err(|e| e.in_scope(key.as_str()))?)
             }
         };
+        for (key, _) in &self.spend.budgets {
+            crate::registry::validate_key(key.as_str())?;
+        }
+        if !self.spend.budgets.is_empty() && self.spend.prices.is_none() {
+            return Err(ConfigError::new(
+                Rule::BudgetWithoutPrices,
+                "budgets count money: give the layer a price table with `prices(..)`",
+            ));
+        }
         let registry = Registry::new(&self.scopes, self.always, self.unknown, h)?;
         let settings = WaitSettings {
             max_wait: self.max_wait,
@@ -477,8 +637,24 @@ impl<K, E, U, P, C> ThrottleBuilder<K, E, U, P, C> {
             header_sync: self.header_sync,
         };
         Ok(ThrottleLayer {
-            limiter: Limiter::new(store, registry, &self.tiers, settings, adaptive),
+            limiter: Limiter::new(
+                store,
+                registry,
+                &self.tiers,
+                settings,
+                adaptive,
+                self.spend,
+                self.wall_clock.unwrap_or_else(system_unix_ms),
+            ),
             hooks: self.hooks,
         })
     }
+}
+
+/// The system's wall clock in Unix milliseconds: read once per layer, for spend windows.
+#[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
+fn system_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -4,7 +4,7 @@ use crate::store::StoreError;
 use crate::ScopeKey;
 use std::fmt;
 use std::time::Duration;
-use tollgate_core::Dimension;
+use tollgate_core::{BudgetExhausted, Dimension, UnknownModelError};
 
 /// The error type of boxed service errors, as tower uses it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +45,12 @@ enum Kind {
     UnknownScope(ScopeKey),
     TooManyScopes(usize),
     Store(StoreError),
+    Budget {
+        scope: ScopeKey,
+        exhausted: BudgetExhausted,
+    },
+    Paused(ScopeKey),
+    UnknownModel(UnknownModelError),
     PolledAfterCompletion,
 }
 
@@ -93,6 +99,24 @@ impl ThrottleError {
         }
     }
 
+    pub(crate) fn budget(scope: ScopeKey, exhausted: BudgetExhausted) -> Self {
+        ThrottleError {
+            kind: Kind::Budget { scope, exhausted },
+        }
+    }
+
+    pub(crate) fn paused(scope: ScopeKey) -> Self {
+        ThrottleError {
+            kind: Kind::Paused(scope),
+        }
+    }
+
+    pub(crate) fn unknown_model(e: UnknownModelError) -> Self {
+        ThrottleError {
+            kind: Kind::UnknownModel(e),
+        }
+    }
+
     pub(crate) fn polled_after_completion() -> Self {
         ThrottleError {
             kind: Kind::PolledAfterCompletion,
@@ -119,10 +143,56 @@ impl ThrottleError {
         matches!(self.kind, Kind::Store(_))
     }
 
+    /// The spend cap of a scope ([`scope`](ThrottleError::scope)) refused the call: what was
+    /// spent and reserved, the cap, and when the window resets
+    /// ([`BudgetExhausted::resets_at`], Unix seconds).
+    ///
+    /// ```
+    /// use tollgate::spend::OnCap;
+    /// use tollgate::{Budget, Micros, PriceTable, ThrottleError, ThrottleLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ThrottleLayer::builder()
+    ///     .prices(PriceTable::new(tollgate::UnknownModel::Default(tollgate::Price::from_dollars(1.0, 1.0, 1.0, 1.0)?)))
+    ///     .budget("global", Budget::daily(Micros::from_cents(1)).build()?)
+    ///     .estimate(|_: &()| tollgate::Cost::request().with_input_tokens(20_000))
+    ///     .on_cap(OnCap::Refuse)
+    ///     .build()?;
+    /// let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::convert::Infallible>(()) }));
+    /// let err = svc.oneshot(()).await.unwrap_err();
+    /// let err = err.downcast_ref::<ThrottleError>().unwrap();
+    /// let exhausted = err.budget_exhausted().unwrap();
+    /// assert!(exhausted.never_fits()); // $0.02 estimated against a $0.01 cap
+    /// assert_eq!(err.scope().unwrap().as_str(), "global");
+    /// # Ok(()) }
+    /// ```
+    pub fn budget_exhausted(&self) -> Option<&BudgetExhausted> {
+        match &self.kind {
+            Kind::Budget { exhausted, .. } => Some(exhausted),
+            _ => None,
+        }
+    }
+
+    /// The scope ([`scope`](ThrottleError::scope)) was paused by hand with
+    /// [`Limiter::pause`](crate::Limiter::pause).
+    pub fn is_paused(&self) -> bool {
+        matches!(self.kind, Kind::Paused(_))
+    }
+
+    /// The call names a model that the price table does not list, and the table refuses unknown
+    /// models.
+    pub fn is_unknown_model(&self) -> bool {
+        matches!(self.kind, Kind::UnknownModel(_))
+    }
+
     /// The scope the error is about, for never-fits and unknown-scope errors.
     pub fn scope(&self) -> Option<&ScopeKey> {
         match &self.kind {
-            Kind::NeverFits { scope, .. } | Kind::UnknownScope(scope) => Some(scope),
+            Kind::NeverFits { scope, .. }
+            | Kind::UnknownScope(scope)
+            | Kind::Budget { scope, .. }
+            | Kind::Paused(scope) => Some(scope),
             _ => None,
         }
     }
@@ -185,6 +255,9 @@ impl fmt::Display for ThrottleError {
             Kind::UnknownScope(key) => write!(f, "scope `{key}` is not configured"),
             Kind::TooManyScopes(n) => write!(f, "a call may belong to at most 64 scopes, not {n}"),
             Kind::Store(e) => fmt::Display::fmt(e, f),
+            Kind::Budget { scope, exhausted } => write!(f, "scope `{scope}`: {exhausted}"),
+            Kind::Paused(scope) => write!(f, "scope `{scope}` is paused"),
+            Kind::UnknownModel(e) => fmt::Display::fmt(e, f),
             Kind::PolledAfterCompletion => write!(f, "response future polled after completion"),
         }
     }
@@ -194,6 +267,8 @@ impl std::error::Error for ThrottleError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Store(e) => Some(e),
+            Kind::Budget { exhausted, .. } => Some(exhausted),
+            Kind::UnknownModel(e) => Some(e),
             _ => None,
         }
     }

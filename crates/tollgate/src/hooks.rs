@@ -3,6 +3,7 @@
 
 use crate::{Cost, Priority, ScopeKey, Scopes};
 use smallvec::smallvec;
+use tollgate_core::TokenUsage;
 
 /// Maps a request to the scopes it belongs to (global, team, workflow, agent).
 ///
@@ -98,6 +99,14 @@ impl<Req> EstimateCost<Req> for OneRequest {
 pub trait ReadUsage<Res> {
     /// The real cost of the call that produced `res`.
     fn usage(&self, res: &Res) -> Option<Cost>;
+
+    /// The real usage in the detail that prices need (prompt-cache reads and writes apart). Only
+    /// asked when the layer tracks spend; by default the input and output tokens of
+    /// [`usage`](ReadUsage::usage), with no cache tokens.
+    fn tokens(&self, res: &Res) -> Option<TokenUsage> {
+        self.usage(res)
+            .map(|c| TokenUsage::new(c.input_tokens, c.output_tokens))
+    }
 }
 
 impl<Res, F> ReadUsage<Res> for F
@@ -152,6 +161,76 @@ impl<Req> AssignPriority<Req> for SamePriority {
     }
 }
 
+/// Tells what the layer cannot see in a request by itself: the model it calls (to price it) and
+/// its attempt number (for the call log). Only asked when the layer tracks spend or logs calls.
+///
+/// [`ThrottleBuilder::model`](crate::ThrottleBuilder::model) takes a closure that names the model
+/// ([`ModelFn`]); implement the trait to tell the attempt too.
+///
+/// ```
+/// use tollgate::CallMeta;
+///
+/// struct Req { model: String, attempt: u32 }
+/// struct Meta;
+/// impl CallMeta<Req> for Meta {
+///     fn model<'r>(&self, req: &'r Req) -> Option<&'r str> {
+///         Some(&req.model)
+///     }
+///     fn attempt(&self, req: &Req) -> u32 {
+///         req.attempt
+///     }
+/// }
+/// let req = Req { model: "claude-haiku-4-5".into(), attempt: 2 };
+/// assert_eq!(Meta.model(&req), Some("claude-haiku-4-5"));
+/// let by_closure = tollgate::ModelFn::new(|r: &Req| Some(r.model.as_str()));
+/// assert_eq!(by_closure.attempt(&req), 1);
+/// ```
+pub trait CallMeta<Req> {
+    /// The model the call asks for, if known.
+    fn model<'r>(&self, req: &'r Req) -> Option<&'r str>;
+
+    /// The attempt number, 1 for a first try.
+    fn attempt(&self, req: &Req) -> u32 {
+        let _ = req;
+        1
+    }
+}
+
+/// A [`CallMeta`] from a closure that names the model (every call is a first attempt).
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFn<F>(F);
+
+impl<F> ModelFn<F> {
+    /// Wraps `f`. The bound here lets the compiler see that the returned name borrows from the
+    /// request.
+    pub fn new<Req>(f: F) -> Self
+    where
+        F: Fn(&Req) -> Option<&str>,
+    {
+        ModelFn(f)
+    }
+}
+
+impl<Req, F> CallMeta<Req> for ModelFn<F>
+where
+    F: Fn(&Req) -> Option<&str>,
+{
+    fn model<'r>(&self, req: &'r Req) -> Option<&'r str> {
+        (self.0)(req)
+    }
+}
+
+/// The default metadata hook: no model (calls are priced by the price table's default price, if
+/// it has one), first attempt.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoMeta;
+
+impl<Req> CallMeta<Req> for NoMeta {
+    fn model<'r>(&self, _: &'r Req) -> Option<&'r str> {
+        None
+    }
+}
+
 /// The hooks of a layer, bundled: scopes, estimate, usage, priority and the classifier of answers.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hooks<
@@ -160,10 +239,12 @@ pub struct Hooks<
     U = KeepEstimate,
     P = SamePriority,
     C = crate::feedback::NoFeedback,
+    M = NoMeta,
 > {
     pub(crate) scopes: K,
     pub(crate) estimate: E,
     pub(crate) usage: U,
     pub(crate) priority: P,
     pub(crate) classify: C,
+    pub(crate) meta: M,
 }

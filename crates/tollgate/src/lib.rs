@@ -109,6 +109,7 @@ mod queue;
 mod registry;
 pub mod retry;
 mod scope;
+pub mod spend;
 mod stats;
 pub mod store;
 mod throttle;
@@ -117,8 +118,8 @@ pub use builder::ThrottleBuilder;
 pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};
 pub use error::{BoxError, ThrottleError};
 pub use hooks::{
-    AssignPriority, EstimateCost, ExtractScopes, GlobalScope, Hooks, KeepEstimate, OneRequest,
-    ReadUsage, SamePriority,
+    AssignPriority, CallMeta, EstimateCost, ExtractScopes, GlobalScope, Hooks, KeepEstimate,
+    ModelFn, NoMeta, OneRequest, ReadUsage, SamePriority,
 };
 pub use limiter::{Limiter, OnFailure};
 pub use registry::{ScopeId, ScopeRef, UnknownScopes};
@@ -126,4 +127,7 @@ pub use scope::{Priority, ScopeKey, Scopes};
 pub use stats::{BucketStats, Pressure, ScopeStats};
 pub use store::{MemoryStore, Store};
 pub use throttle::{ResponseFuture, Throttle, ThrottleLayer};
-pub use tollgate_core::{ConfigError, Cost, Dimension, Limit, Rule, ScopeLimits};
+pub use tollgate_core::{
+    Alert, Budget, BudgetExhausted, ConfigError, Cost, Dimension, Limit, Micros, Price, PriceTable,
+    Rule, ScopeLimits, TokenUsage, UnknownModel, Window, WindowClock,
+};

@@ -4,6 +4,9 @@
 use crate::feedback::{Cooldown, Feedback};
 use crate::queue::{Queue, WaitState};
 use crate::registry::{Registry, Resolved};
+use crate::spend::{
+    CallRecord, EstimateRecord, MoneyHold, OnCap, Refusal, Spend, SpendStats, TokensRecord,
+};
 use crate::stats::{self, BucketStats, ScopeCounters, ScopeStats};
 use crate::store::{Acquire, Decision, Settlement, Store};
 use crate::{ConfigError, Cost, Priority, ScopeKey, ScopeLimits, ScopeRef, ThrottleError};
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::{AdaptiveRate, Nanos};
+use tollgate_core::{AdaptiveRate, Micros, Nanos, Price, TokenUsage};
 
 /// What a failed call (an error from the inner service, or a future dropped while the call was in
 /// flight) is charged, since no usage is known.
@@ -119,6 +122,10 @@ struct Shared<St> {
     /// Rate-limited answers in a row, for the computed cooldown.
     consecutive_limited: AtomicU32,
     adaptive: Option<Mutex<Adaptive>>,
+    /// Budgets, prices and the call log; `None` when none is configured (calls skip it).
+    spend: Option<Spend>,
+    /// The Unix time (ms) at `origin`.
+    epoch_unix_ms: u64,
 }
 
 /// The limiter state that every clone of a [`ThrottleLayer`](crate::ThrottleLayer) and of its
@@ -147,7 +154,12 @@ impl<St: Store> Limiter<St> {
         tiers: &[(Priority, f64)],
         settings: WaitSettings,
         adaptive: Option<Adaptive>,
+        spend: crate::spend::SpendSettings,
+        epoch_unix_ms: u64,
     ) -> Self {
+        let spend = spend
+            .is_active()
+            .then(|| Spend::new(spend, epoch_unix_ms / 1000));
         Limiter {
             shared: Arc::new(Shared {
                 store,
@@ -159,8 +171,112 @@ impl<St: Store> Limiter<St> {
                 settings,
                 consecutive_limited: AtomicU32::new(0),
                 adaptive: adaptive.map(Mutex::new),
+                spend,
+                epoch_unix_ms,
             }),
         }
+    }
+
+    /// Wall-clock Unix milliseconds at tokio's instant `t`.
+    fn unix_ms(&self, t: Instant) -> u64 {
+        let since = t.saturating_duration_since(self.shared.origin);
+        self.shared
+            .epoch_unix_ms
+            .saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Pauses every call of the scope `key` (an exact key, budgeted or not) until
+    /// [`resume`](Limiter::resume): new calls are refused or held as the layer's
+    /// [`OnCap`] says; calls already admitted go on. Needs the money side of the layer (a budget,
+    /// a price table or a call log); returns `false` without one.
+    ///
+    /// ```
+    /// use tollgate::{spend::OnCap, ThrottleLayer, ThrottleError};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ThrottleLayer::builder()
+    ///     .prices(tollgate::PriceTable::example())
+    ///     .model(|_: &&str| Some("claude-haiku-4-5"))
+    ///     .on_cap(OnCap::Refuse)
+    ///     .build()?;
+    /// let svc = layer.layer(service_fn(|_: &str| async { Ok::<_, std::convert::Infallible>(()) }));
+    /// assert!(layer.limiter().pause("global"));
+    /// let err = svc.clone().oneshot("hello").await.unwrap_err();
+    /// assert!(err.downcast_ref::<ThrottleError>().unwrap().is_paused());
+    /// assert!(layer.limiter().resume("global"));
+    /// svc.oneshot("hello").await.unwrap();
+    /// # Ok(()) }
+    /// ```
+    pub fn pause(&self, key: impl Into<ScopeKey>) -> bool {
+        match &self.shared.spend {
+            Some(spend) => {
+                spend.pause(key.into());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends a [`pause`](Limiter::pause); held calls go on. `false` when the scope was not paused.
+    pub fn resume(&self, key: &str) -> bool {
+        self.shared.spend.as_ref().is_some_and(|s| s.resume(key))
+    }
+
+    /// Whether the scope `key` is paused by hand.
+    pub fn is_paused(&self, key: &str) -> bool {
+        self.shared.spend.as_ref().is_some_and(|s| s.is_paused(key))
+    }
+
+    /// The spend of the budgeted scope `key` in its current window, or `None` when it has no
+    /// budget.
+    pub fn spend(&self, key: &str) -> Option<SpendStats> {
+        let spend = self.shared.spend.as_ref()?;
+        let now = self.unix_ms(Instant::now()) / 1000;
+        spend.spent(&ScopeKey::from(key.to_owned()), now)
+    }
+
+    /// The money side of a call: its keys, price and estimate, or the error that ends it at once.
+    pub(crate) fn account(
+        &self,
+        keys: &crate::Scopes,
+        cost: Cost,
+        model: Option<&str>,
+        attempt: u32,
+    ) -> Result<Option<Box<Account>>, ThrottleError> {
+        let Some(spend) = &self.shared.spend else {
+            return Ok(None);
+        };
+        let price = match &spend.prices {
+            Some(table) => {
+                let found = table
+                    .lookup(model.unwrap_or(""))
+                    .map_err(ThrottleError::unknown_model)?;
+                if found.is_default() {
+                    spend.warn_default_price(model.unwrap_or(""));
+                }
+                Some(*found.price())
+            }
+            None => None,
+        };
+        let estimate = price.map_or(Micros::ZERO, |p| {
+            p.upper_bound(cost.input_tokens, cost.output_tokens)
+        });
+        let mut all: crate::Scopes = self.shared.registry.always().iter().cloned().collect();
+        for k in keys {
+            if !all.contains(k) {
+                all.push(k.clone());
+            }
+        }
+        Ok(Some(Box::new(Account {
+            keys: all,
+            model: model.map(str::to_owned),
+            attempt,
+            price,
+            estimate,
+            hold: None,
+            sleep: None,
+            admitted: None,
+        })))
     }
 
     /// The store.
@@ -354,6 +470,7 @@ impl<St: Store> Limiter<St> {
         keys: &crate::Scopes,
         cost: Cost,
         priority: Priority,
+        account: Option<Box<Account>>,
     ) -> Result<Ticket<St>, ThrottleError> {
         let resolved = self
             .shared
@@ -376,8 +493,28 @@ impl<St: Store> Limiter<St> {
             enqueued: false,
             pending: None,
             sleep: None,
+            account,
         })
     }
+}
+
+/// The money and log side of one call, carried from its ticket to its permit. Only calls of a
+/// layer with budgets, prices or a call log have one.
+#[derive(Debug)]
+pub(crate) struct Account {
+    /// Every scope key of the call (`always` first).
+    keys: crate::Scopes,
+    model: Option<String>,
+    attempt: u32,
+    price: Option<Price>,
+    /// The estimated cost (an upper bound when the token estimate is one).
+    estimate: Micros,
+    /// The money reserved against the call's budgets, once it is.
+    hold: Option<MoneyHold>,
+    /// The timer of a call held at a cap.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// When the call was admitted.
+    admitted: Option<Instant>,
 }
 
 /// A call waiting for admission. Dropping it leaves the queue and lets the next call go.
@@ -396,6 +533,7 @@ pub(crate) struct Ticket<St: Store> {
     pending: Option<St::AcquireFuture>,
     /// Allocated only once the call has to wait.
     sleep: Option<Pin<Box<Sleep>>>,
+    account: Option<Box<Account>>,
 }
 
 impl<St: Store> std::fmt::Debug for Ticket<St> {
@@ -459,7 +597,85 @@ impl<St: Store> Ticket<St> {
         for c in &self.counters {
             c.refused();
         }
+        if let Some(mut account) = self.account.take() {
+            let now = Instant::now();
+            let spend = self.limiter.shared.spend.as_ref();
+            if let (Some(hold), Some(spend)) = (account.hold.take(), spend) {
+                spend.release(hold);
+            }
+            let waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
+            self.limiter.log(
+                &account,
+                self.priority,
+                self.cost,
+                now,
+                waited,
+                None,
+                Micros::ZERO,
+                "refused",
+                Some(&err),
+            );
+        }
         Poll::Ready(Err(err))
+    }
+
+    /// Reserves the call's estimated cost against its budgets; `Pending` while it is held at a cap
+    /// or a pause.
+    fn reserve_money(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+    ) -> Poll<Result<(), ThrottleError>> {
+        let limiter = self.limiter.clone();
+        let deadline = self.arrived.and_then(|a| self.deadline(a));
+        let (Some(account), Some(spend)) = (&mut self.account, &limiter.shared.spend) else {
+            return Poll::Ready(Ok(()));
+        };
+        if account.hold.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let refusal =
+            match spend.reserve(&account.keys, limiter.unix_ms(now) / 1000, account.estimate) {
+                Ok(hold) => {
+                    account.hold = Some(hold);
+                    account.sleep = None;
+                    return Poll::Ready(Ok(()));
+                }
+                Err(r) => r,
+            };
+        let (err, until) = match refusal {
+            Refusal::Exhausted(scope, e) => {
+                let never = e.never_fits();
+                let reset = e.resets_at();
+                let err = ThrottleError::budget(scope, e);
+                if never {
+                    return Poll::Ready(Err(err));
+                }
+                (err, Some(limiter.instant_at_unix(reset)))
+            }
+            Refusal::Paused(scope) => (ThrottleError::paused(scope), None),
+        };
+        if spend.on_cap == OnCap::Refuse || deadline.is_some_and(|d| now >= d) {
+            return Poll::Ready(Err(err));
+        }
+        // Held: woken by a settle, a release, a resume, the window's reset or the deadline.
+        spend.wait(cx.waker());
+        let at = match (until, deadline) {
+            (Some(u), Some(d)) => Some(u.min(d)),
+            (u, d) => u.or(d),
+        };
+        if let Some(at) = at {
+            let sleep = account
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+            if sleep.as_mut().poll(cx).is_ready() {
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
     }
 
     fn max_wait_error(&mut self, now: Instant, predicted: Option<Instant>) -> ThrottleError {
@@ -513,11 +729,18 @@ impl<St: Store> Ticket<St> {
         for c in &self.counters {
             c.admitted(waited);
         }
+        let mut account = self.account.take();
+        if let Some(a) = &mut account {
+            a.admitted = Some(now);
+        }
         Poll::Ready(Ok(Permit {
             limiter: self.limiter.clone(),
             reservation,
             charged: self.cost,
             on_failure: self.limiter.shared.settings.on_failure,
+            account,
+            priority: self.priority,
+            waited: self.arrived.map_or(Duration::ZERO, |a| now - a),
         }))
     }
 
@@ -621,6 +844,13 @@ impl<St: Store> Ticket<St> {
                 }
             }
             let arrived = *self.arrived.get_or_insert(now);
+            if self.account.is_some() {
+                match self.reserve_money(cx, now) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return self.refuse(e),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
             if let Some(d) = self.deadline(arrived) {
                 if now >= d {
                     let predicted = match self.limiter.queue().state(self.priority, self.id) {
@@ -659,6 +889,11 @@ impl<St: Store> Ticket<St> {
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
         self.leave(false);
+        if let Some(hold) = self.account.as_mut().and_then(|a| a.hold.take()) {
+            if let Some(spend) = &self.limiter.shared.spend {
+                spend.release(hold);
+            }
+        }
     }
 }
 
@@ -668,6 +903,10 @@ pub(crate) struct Permit<St: Store> {
     reservation: Option<St::Reservation>,
     charged: Cost,
     on_failure: OnFailure,
+    account: Option<Box<Account>>,
+    priority: Priority,
+    /// How long the call waited for admission.
+    waited: Duration,
 }
 
 impl<St: Store> std::fmt::Debug for Permit<St> {
@@ -684,30 +923,131 @@ impl<St: Store> Permit<St> {
         &self.limiter
     }
 
-    /// Settles the call with its real usage (`None`: keep the estimate).
-    pub(crate) fn finish(mut self, usage: Option<Cost>) {
+    /// Whether the call's detailed token usage is wanted (the layer tracks spend or logs calls).
+    pub(crate) fn wants_tokens(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// Settles a call that got an answer, with its real usage (`None`: keep the estimate), its
+    /// detailed tokens for the price, and the outcome for the log.
+    pub(crate) fn finish(
+        mut self,
+        usage: Option<Cost>,
+        tokens: Option<TokenUsage>,
+        outcome: &'static str,
+    ) {
         let actual = usage.map_or(self.charged, |u| Cost {
             requests: self.charged.requests,
             ..u
         });
-        self.settle(actual);
+        self.settle(actual, tokens, outcome);
     }
 
-    fn settle(&mut self, actual: Cost) {
+    /// Settles a call whose inner service failed.
+    pub(crate) fn fail(mut self) {
+        let actual = self.on_failure.actual(self.charged);
+        self.settle(actual, None, "error");
+    }
+
+    fn settle(&mut self, actual: Cost, tokens: Option<TokenUsage>, outcome: &'static str) {
+        let now = Instant::now();
         if let Some(r) = self.reservation.take() {
-            let now = self.limiter.nanos(Instant::now());
-            self.limiter
-                .shared
-                .store
-                .settle(r, Settlement { now, actual });
+            self.limiter.shared.store.settle(
+                r,
+                Settlement {
+                    now: self.limiter.nanos(now),
+                    actual,
+                },
+            );
             self.limiter.wake_blocked();
         }
+        if let Some(mut account) = self.account.take() {
+            let used = tokens.unwrap_or(TokenUsage::new(actual.input_tokens, actual.output_tokens));
+            let cost = account.price.map_or(Micros::ZERO, |p| p.cost_of(used));
+            if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
+                spend.settle(hold, self.limiter.unix_ms(now) / 1000, cost);
+            }
+            let real = tokens.or(usage_known(outcome).then_some(used));
+            self.limiter.log(
+                &account,
+                self.priority,
+                self.charged,
+                now,
+                self.waited,
+                real,
+                cost,
+                outcome,
+                None,
+            );
+        }
+    }
+}
+
+/// Whether an outcome comes with a usage worth logging as real.
+fn usage_known(outcome: &str) -> bool {
+    outcome == "ok"
+}
+
+impl<St: Store> Limiter<St> {
+    /// The Tokio instant at which the wall clock reads `unix_secs`.
+    fn instant_at_unix(&self, unix_secs: u64) -> Instant {
+        let ms = unix_secs
+            .saturating_mul(1000)
+            .saturating_sub(self.shared.epoch_unix_ms);
+        self.shared.origin + Duration::from_millis(ms)
+    }
+
+    /// Writes a call's record to the call log, if there is one.
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        account: &Account,
+        priority: Priority,
+        estimated: Cost,
+        now: Instant,
+        waited: Duration,
+        real: Option<TokenUsage>,
+        cost: Micros,
+        outcome: &'static str,
+        refused: Option<&ThrottleError>,
+    ) {
+        let Some(log) = self.shared.spend.as_ref().and_then(|s| s.log.as_ref()) else {
+            return;
+        };
+        let unix_ms = self.unix_ms(now);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        log.write(CallRecord {
+            time: crate::spend::rfc3339_ms(unix_ms),
+            unix_ms,
+            scopes: account.keys.iter().map(|k| k.as_str().to_owned()).collect(),
+            priority: priority.0,
+            attempt: account.attempt,
+            model: account.model.clone(),
+            estimated: EstimateRecord {
+                requests: estimated.requests,
+                input_tokens: estimated.input_tokens,
+                output_tokens: estimated.output_tokens,
+            },
+            actual: real.map(|u| TokensRecord {
+                input_tokens: u.input,
+                output_tokens: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
+            }),
+            estimated_cost_micros: account.estimate.as_u64(),
+            cost_micros: cost.as_u64(),
+            cost_usd: cost.as_dollars_f64(),
+            wait_ms: ms(waited),
+            latency_ms: account.admitted.map(|a| ms(now - a)),
+            outcome: outcome.to_owned(),
+            refused_because: refused.map(ToString::to_string),
+        });
     }
 }
 
 impl<St: Store> Drop for Permit<St> {
     fn drop(&mut self) {
         let actual = self.on_failure.actual(self.charged);
-        self.settle(actual);
+        self.settle(actual, None, "dropped");
     }
 }

@@ -82,8 +82,33 @@ pub(crate) struct Registry {
     headroom: f64,
 }
 
+/// Checks that `name` is an exact scope key or a well-formed pattern (`kind:*` or `*`).
+pub(crate) fn validate_key(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.starts_with(':') || name.ends_with(':') {
+        return Err(ConfigError::new(
+            Rule::InvalidScopeKey,
+            format!("`{name}` is not a scope key (empty, or an empty kind or name)"),
+        ));
+    }
+    let bad_pattern = match pattern_kind(name) {
+        // The kind is what comes before the first `:` of a key, so it has neither `:` nor `*`.
+        Some(Some(kind)) => kind.contains([':', '*']),
+        Some(None) => false,
+        None => name.contains('*'),
+    };
+    if bad_pattern {
+        return Err(ConfigError::new(
+            Rule::InvalidScopeKey,
+            format!(
+                "`{name}`: `*` may only stand alone or as `kind:*`, with a kind that has no `:`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `Some(kind)` for `kind:*`, `Some("")`-free; `None` when `key` is not a pattern.
-fn pattern_kind(key: &str) -> Option<Option<&str>> {
+pub(crate) fn pattern_kind(key: &str) -> Option<Option<&str>> {
     if key == "*" {
         Some(None)
     } else {
@@ -132,24 +157,7 @@ impl Registry {
     /// Sets the limits of an exact key or a pattern, at build time or at run time.
     pub(crate) fn set(&self, key: ScopeKey, limits: &ScopeLimits) -> Result<(), ConfigError> {
         let name = key.as_str();
-        if name.is_empty() || name.starts_with(':') || name.ends_with(':') {
-            return Err(ConfigError::new(
-                Rule::InvalidScopeKey,
-                format!("`{name}` is not a scope key (empty, or an empty kind or name)"),
-            ));
-        }
-        let bad_pattern = match pattern_kind(name) {
-            // The kind is what comes before the first `:` of a key, so it has neither `:` nor `*`.
-            Some(Some(kind)) => kind.contains([':', '*']),
-            Some(None) => false,
-            None => name.contains('*'),
-        };
-        if bad_pattern {
-            return Err(ConfigError::new(
-                Rule::InvalidScopeKey,
-                format!("`{name}`: `*` may only stand alone or as `kind:*`, with a kind that has no `:`"),
-            ));
-        }
+        validate_key(name)?;
         let compiled = Arc::new(
             limits
                 .clone()
@@ -283,6 +291,11 @@ impl Registry {
             },
             counters: e.counters.clone(),
         }
+    }
+
+    /// The keys charged on every call.
+    pub(crate) fn always(&self) -> &[ScopeKey] {
+        &self.always
     }
 
     /// Increases with every change of limits.

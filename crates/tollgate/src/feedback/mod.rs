@@ -68,6 +68,24 @@ impl Outcome {
         )
     }
 
+    /// The outcome's name in the call log: `ok`, `rate_limited`, `overloaded`, `spend_cap`,
+    /// `transient` or `fatal`.
+    ///
+    /// ```
+    /// use tollgate::feedback::Outcome;
+    /// assert_eq!(Outcome::RateLimited { retry_after: None }.log_name(), "rate_limited");
+    /// ```
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Outcome::Success => "ok",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Overloaded { .. } => "overloaded",
+            Outcome::SpendCapReached => "spend_cap",
+            Outcome::Transient { .. } => "transient",
+            Outcome::Fatal => "fatal",
+        }
+    }
+
     /// Whether the outcome starts a shared cooldown (rate limited or overloaded).
     pub fn starts_cooldown(&self) -> bool {
         matches!(

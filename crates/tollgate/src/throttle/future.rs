@@ -134,9 +134,17 @@ where
                         let feedback = this.after.classify.classify(result.as_ref());
                         permit.limiter().feedback(&feedback);
                         match &result {
-                            Ok(res) => permit.finish(this.after.usage.usage(res)),
-                            // Dropping the permit settles it by the failure rule.
-                            Err(_) => drop(permit),
+                            Ok(res) => {
+                                let usage = this.after.usage.usage(res);
+                                let tokens = if permit.wants_tokens() {
+                                    this.after.usage.tokens(res)
+                                } else {
+                                    None
+                                };
+                                permit.finish(usage, tokens, feedback.outcome.log_name());
+                            }
+                            // Settled by the failure rule.
+                            Err(_) => permit.fail(),
                         }
                     }
                     this.state.set(State::Done);

@@ -1,7 +1,7 @@
 use super::future::After;
 use super::ResponseFuture;
 use crate::feedback::Classify;
-use crate::hooks::{AssignPriority, EstimateCost, ExtractScopes, Hooks, ReadUsage};
+use crate::hooks::{AssignPriority, CallMeta, EstimateCost, ExtractScopes, Hooks, ReadUsage};
 use crate::{BoxError, Limiter, MemoryStore, Store};
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -54,7 +54,7 @@ impl<S, H, St> Throttle<S, H, St> {
     }
 }
 
-impl<S, Req, K, E, U, P, C, St> Service<Req> for Throttle<S, Hooks<K, E, U, P, C>, St>
+impl<S, Req, K, E, U, P, C, M, St> Service<Req> for Throttle<S, Hooks<K, E, U, P, C, M>, St>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
@@ -63,6 +63,7 @@ where
     U: ReadUsage<S::Response> + Clone,
     P: AssignPriority<Req>,
     C: Classify<S::Response, S::Error> + Clone,
+    M: CallMeta<Req>,
     St: Store,
 {
     type Response = S::Response;
@@ -81,7 +82,13 @@ where
             usage: self.hooks.usage.clone(),
             classify: self.hooks.classify.clone(),
         };
-        match self.limiter.ticket(&keys, cost, priority) {
+        let account = self.limiter.account(
+            &keys,
+            cost,
+            self.hooks.meta.model(&req),
+            self.hooks.meta.attempt(&req),
+        );
+        match account.and_then(|a| self.limiter.ticket(&keys, cost, priority, a)) {
             Ok(ticket) => {
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
