@@ -77,6 +77,200 @@ pub struct ThrottleConfig {
     /// Priority tiers with a reserved share.
     #[serde(default)]
     pub tiers: Vec<TierConfig>,
+    /// What a call does at a spend cap or a manual pause: `"refuse"` (the default) or `"hold"`.
+    #[serde(default)]
+    pub on_cap: crate::spend::OnCap,
+    /// The prices of the models, needed by budgets.
+    #[serde(default)]
+    pub prices: Option<PricesConfig>,
+    /// Spend caps per scope key (exact, `kind:*` or `*`).
+    #[serde(default)]
+    pub budgets: BTreeMap<String, BudgetConfig>,
+    /// A JSON-lines file for the call log: appended to, and replayed at start-up so the spend of
+    /// the current windows survives a restart.
+    #[serde(default)]
+    pub call_log: Option<std::path::PathBuf>,
+}
+
+/// The `[prices]` table: model prices in dollars per million tokens.
+///
+/// ```toml
+/// [prices]
+/// example = true                 # start from the dated example table of Anthropic and OpenAI models
+/// unknown_model = "refuse"       # or a price: { input = 3.0, output = 15.0 }
+/// [prices.models."my-finetune"]
+/// input = 3.0
+/// output = 15.0
+/// cache_write = 3.75             # optional, default: the input price
+/// cache_read = 0.30              # optional, default: the input price
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesConfig {
+    /// Start from [`PriceTable::example`](crate::PriceTable::example).
+    #[serde(default)]
+    pub example: bool,
+    /// `"refuse"` (the default), or the price charged for models that are not listed.
+    #[serde(default)]
+    pub unknown_model: Option<UnknownModelConfig>,
+    /// Prices per model name.
+    #[serde(default)]
+    pub models: BTreeMap<String, PriceConfig>,
+}
+
+/// What an unlisted model costs: `"refuse"` or a price.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum UnknownModelConfig {
+    /// `"refuse"`.
+    Refuse(RefuseWord),
+    /// A default price.
+    Default(PriceConfig),
+}
+
+/// The word `refuse`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseWord {
+    /// Refuse calls to unlisted models.
+    Refuse,
+}
+
+/// A model's price in dollars per million tokens.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Input tokens.
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Tokens written to the prompt cache (default: the input price).
+    pub cache_write: Option<f64>,
+    /// Tokens read from the prompt cache (default: the input price).
+    pub cache_read: Option<f64>,
+}
+
+impl PriceConfig {
+    fn price(&self) -> Result<crate::Price, ConfigError> {
+        crate::Price::from_dollars(
+            self.input,
+            self.output,
+            self.cache_write.unwrap_or(self.input),
+            self.cache_read.unwrap_or(self.input),
+        )
+    }
+}
+
+/// A `[budgets."key"]` table.
+///
+/// ```toml
+/// [budgets."global"]
+/// cap_usd = 100.0
+/// window = "day"            # "hour", "day" (the default) or "month"
+/// utc_offset = "-08:00"     # where the day starts; default "+00:00"
+/// alerts_usd = [20.0, 50.0, 100.0]
+/// ```
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// The cap per window, in dollars.
+    pub cap_usd: f64,
+    /// The window.
+    #[serde(default = "day")]
+    pub window: crate::Window,
+    /// The UTC offset of the window's boundaries, `±HH:MM`.
+    #[serde(default)]
+    pub utc_offset: Option<String>,
+    /// Alert thresholds in dollars, ascending.
+    #[serde(default)]
+    pub alerts_usd: Vec<f64>,
+}
+
+fn day() -> crate::Window {
+    crate::Window::Day
+}
+
+fn dollars(what: &str, d: f64) -> Result<crate::Micros, ConfigError> {
+    crate::Micros::from_dollars_f64(d).ok_or_else(|| {
+        ConfigError::new(
+            Rule::Invalid,
+            format!("{what}: {d} is not an amount of dollars"),
+        )
+    })
+}
+
+impl BudgetConfig {
+    /// The validated budget.
+    ///
+    /// # Errors
+    /// A cap or threshold that is not an amount, an offset that is not `±HH:MM` in range, and
+    /// every rule of [`Budget`](crate::Budget).
+    pub fn budget(&self) -> Result<crate::Budget, ConfigError> {
+        let mut b = crate::Budget::builder(dollars("cap_usd", self.cap_usd)?, self.window);
+        if let Some(offset) = &self.utc_offset {
+            b = b.clock(parse_offset(offset)?);
+        }
+        let thresholds = self
+            .alerts_usd
+            .iter()
+            .map(|&d| dollars("alerts_usd", d))
+            .collect::<Result<Vec<_>, _>>()?;
+        b.thresholds(thresholds).build()
+    }
+}
+
+/// `±HH:MM` (or `Z`) as a [`WindowClock`](crate::WindowClock).
+fn parse_offset(text: &str) -> Result<crate::WindowClock, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            Rule::UtcOffsetOutOfRange,
+            format!("utc_offset `{text}` is not of the form +HH:MM or -HH:MM"),
+        )
+    };
+    if text == "Z" {
+        return Ok(crate::WindowClock::UTC);
+    }
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1i8, &text[1..]),
+        Some(b'-') => (-1i8, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u8 = h.parse().map_err(|_| bad())?;
+    let m: u8 = m.parse().map_err(|_| bad())?;
+    if m >= 60 {
+        return Err(bad());
+    }
+    crate::WindowClock::new(i32::from(sign) * (i32::from(h) * 3_600 + i32::from(m) * 60))
+}
+
+impl PricesConfig {
+    /// The price table.
+    ///
+    /// # Errors
+    /// A price that is not a finite number of dollars in `[0, 1e6]`.
+    pub fn table(&self) -> Result<crate::PriceTable, ConfigError> {
+        let mut t = if self.example {
+            crate::PriceTable::example()
+        } else {
+            crate::PriceTable::new(crate::UnknownModel::Refuse)
+        };
+        for (model, p) in &self.models {
+            let price = p.price().map_err(|e| e.in_scope(model))?;
+            t.insert(model.clone(), price);
+        }
+        match self.unknown_model {
+            None | Some(UnknownModelConfig::Refuse(_)) => {
+                Ok(t.with_unknown_model(crate::UnknownModel::Refuse))
+            }
+            Some(UnknownModelConfig::Default(p)) => {
+                Ok(t.with_unknown_model(crate::UnknownModel::Default(p.price()?)))
+            }
+        }
+    }
 }
 
 /// The limits of one scope in a [`ThrottleConfig`]. Each limit is a number, or a table
@@ -209,6 +403,20 @@ impl ThrottleConfig {
         }
         for t in &self.tiers {
             b = b.tier(Priority(t.priority), t.reserved_share);
+        }
+        b = b.on_cap(self.on_cap);
+        if let Some(p) = &self.prices {
+            b = b.prices(p.table()?);
+        }
+        for (key, budget) in &self.budgets {
+            let budget = budget.budget().map_err(|e| e.in_scope(key))?;
+            b = b.budget(ScopeKey::from(key.clone()), budget);
+        }
+        if let Some(path) = &self.call_log {
+            let log = crate::spend::CallLog::append_to_file(path).map_err(|e| {
+                ConfigError::new(Rule::Invalid, format!("call_log {}: {e}", path.display()))
+            })?;
+            b = b.call_log(log);
         }
         Ok(b)
     }

@@ -1170,3 +1170,106 @@ async fn set_limits_on_a_pattern_checks_the_rules() {
     assert_eq!(layer.limiter().stats().len(), 1);
     assert_eq!(global_buckets(&layer)[0].2, 90);
 }
+
+const MONEY: &str = r#"
+on_cap = "refuse"
+
+[prices]
+example = true
+unknown_model = { input = 1.0, output = 2.0 }
+[prices.models."my-finetune"]
+input = 3.0
+output = 15.0
+
+[budgets."global"]
+cap_usd = 0.001
+window = "day"
+utc_offset = "-08:00"
+alerts_usd = [0.0005, 0.001]
+
+[budgets."agent:*"]
+cap_usd = 5
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn toml_budgets_and_prices_limit_spend() {
+    use tower::{Layer, ServiceExt};
+    let layer = ThrottleConfig::from_toml(MONEY)
+        .unwrap()
+        .builder()
+        .unwrap()
+        // 1,000 input tokens and 0 output at the default $1/Mtok: $0.001 per call.
+        .estimate(|_: &()| tollgate::Cost::request().with_input_tokens(1_000))
+        .build()
+        .unwrap();
+    let svc = layer.layer(tower::service_fn(|_: ()| async {
+        Ok::<_, std::convert::Infallible>(())
+    }));
+    svc.clone().oneshot(()).await.unwrap();
+    let err = svc.oneshot(()).await.unwrap_err();
+    let err = err.downcast_ref::<tollgate::ThrottleError>().unwrap();
+    assert_eq!(err.budget_exhausted().unwrap().cap().as_u64(), 1_000);
+    assert_eq!(
+        layer.limiter().spend("global").unwrap().spent.as_u64(),
+        1_000
+    );
+}
+
+#[test]
+fn toml_money_errors_name_the_field() {
+    let with = |extra: &str| format!("[prices]\nexample = true\n{extra}");
+    let cases = [
+        (
+            with("[budgets.global]\ncap_usd = 1\nutc_offset = \"8:00\""),
+            Rule::UtcOffsetOutOfRange,
+            "8:00",
+        ),
+        (
+            with("[budgets.global]\ncap_usd = 1\nutc_offset = \"+15:00\""),
+            Rule::UtcOffsetOutOfRange,
+            "",
+        ),
+        (
+            with("[budgets.global]\ncap_usd = 1\nalerts_usd = [2]"),
+            Rule::ThresholdOutOfRange,
+            "",
+        ),
+        (
+            with("[budgets.global]\ncap_usd = -1"),
+            Rule::Invalid,
+            "cap_usd",
+        ),
+        (
+            with("[prices.models.x]\ninput = -3\noutput = 1"),
+            Rule::PriceOutOfRange,
+            "input",
+        ),
+        (
+            "[budgets.global]\ncap_usd = 1".to_owned(),
+            Rule::BudgetWithoutPrices,
+            "prices",
+        ),
+    ];
+    for (text, rule, needle) in cases {
+        let err = match ThrottleConfig::from_toml(&text).and_then(|c| c.builder()) {
+            Ok(b) => b.build().unwrap_err(),
+            Err(e) => e,
+        };
+        assert_eq!(err.rule(), rule, "{text}: {err}");
+        assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+    }
+    let err = toml_parse_err("[budgets.global]\ncap_usd = 1\ncap = 2");
+    assert_mentions(&err, "unknown field `cap`");
+    let err = toml_parse_err("[prices]\nunknown_model = \"maybe\"");
+    assert_eq!(err.rule(), Rule::Invalid);
+}
+
+#[test]
+fn toml_call_log_path_that_cannot_be_opened_is_a_config_error() {
+    let err = ThrottleConfig::from_toml("call_log = \"/nonexistent-dir/x/calls.jsonl\"")
+        .unwrap()
+        .builder()
+        .unwrap_err();
+    assert_eq!(err.rule(), Rule::Invalid);
+    assert_mentions(&err, "/nonexistent-dir/x/calls.jsonl");
+}
