@@ -1,7 +1,7 @@
 //! The engine: one scenario, one strategy, on a paused current-thread tokio runtime, against a
 //! fresh mock provider; then the metrics from what the provider saw.
 
-use crate::report::{Slot, StrategyResult, Timeline};
+use crate::report::{GroupResult, Slot, StrategyResult, Timeline};
 use crate::scenario::{Arrival, ProviderAlgorithm, Scenario};
 use crate::strategy::{
     agent_rng, start_wall_clock, unit, Call, Client, StrategyKind, EPOCH_UNIX_SECS,
@@ -260,14 +260,12 @@ fn measure(
             .map(|(_, l)| *l)
             .sum()
     };
-    let mut waits: Vec<f64> = records
-        .iter()
-        .filter_map(|r| {
-            let done = r.done?;
-            let held = (done - r.created).saturating_sub(latency_of(r.tag));
-            Some(held.as_secs_f64() * 1000.0)
-        })
-        .collect();
+    let wait_of = |r: &Record| -> Option<f64> {
+        let done = r.done?;
+        let held = (done - r.created).saturating_sub(latency_of(r.tag));
+        Some(held.as_secs_f64() * 1000.0)
+    };
+    let mut waits: Vec<f64> = records.iter().filter_map(wait_of).collect();
     waits.sort_unstable_by(f64::total_cmp);
 
     // Per-second timeline.
@@ -379,8 +377,42 @@ fn measure(
         0.0
     };
     let prices = scenario.prices;
-    let spend = stats.input_tokens_ok as f64 * prices.input_per_mtok / 1e6
-        + stats.output_tokens_ok as f64 * prices.output_per_mtok / 1e6;
+    let price = |input: u64, output: u64| {
+        input as f64 * prices.input_per_mtok / 1e6 + output as f64 * prices.output_per_mtok / 1e6
+    };
+    let spend = price(stats.input_tokens_ok, stats.output_tokens_ok);
+    // Agents are numbered group after group; a tag's high half is its agent.
+    let mut first_agent = 0u32;
+    let groups = scenario
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let agents = first_agent..first_agent + g.count;
+            first_agent += g.count;
+            let mine = |tag: u64| agents.contains(&((tag >> 32) as u32));
+            let calls: Vec<&Record> = records.iter().filter(|r| mine(r.tag)).collect();
+            let mut waits: Vec<f64> = calls.iter().copied().filter_map(wait_of).collect();
+            waits.sort_unstable_by(f64::total_cmp);
+            let (input, output) = events
+                .iter()
+                .filter(|e| e.status.as_u16() == 200 && mine(e.tag))
+                .fold((0, 0), |(i, o), e| {
+                    (i + e.input_tokens, o + e.output_tokens)
+                });
+            GroupResult {
+                group: i,
+                priority: g.priority,
+                agents: g.count,
+                calls: calls.len() as u64,
+                requests_ok: calls.iter().filter(|r| r.ok).count() as u64,
+                gave_up: calls.iter().filter(|r| !r.ok).count() as u64,
+                wait_p50_ms: quantile(&waits, 0.50),
+                wait_p99_ms: quantile(&waits, 0.99),
+                spend_usd: price(input, output),
+            }
+        })
+        .collect();
     let result = StrategyResult {
         strategy: kind.name().to_owned(),
         requests_sent: stats.received,
@@ -402,6 +434,7 @@ fn measure(
         wait_max_ms: waits.last().copied().unwrap_or(0.0),
         makespan_s: makespan.as_secs_f64(),
         spend_usd: spend,
+        groups,
     };
     Run {
         result,

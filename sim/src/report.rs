@@ -41,6 +41,31 @@ pub struct StrategyResult {
     pub makespan_s: f64,
     /// The price of the tokens of successful requests.
     pub spend_usd: f64,
+    /// The same per agent group, in the scenario's order (for priorities and runaway agents).
+    pub groups: Vec<GroupResult>,
+}
+
+/// One agent group's share of a strategy's run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GroupResult {
+    /// The group's position in the scenario (0-based).
+    pub group: usize,
+    /// The group's priority.
+    pub priority: u8,
+    /// Agents in the group.
+    pub agents: u32,
+    /// Calls the group's agents made.
+    pub calls: u64,
+    /// Calls that succeeded.
+    pub requests_ok: u64,
+    /// Calls that failed for good (refused, out of retries, cut at the end of the drain).
+    pub gave_up: u64,
+    /// Time a call was held back by the client (queue, pacing, backoff), 50th percentile.
+    pub wait_p50_ms: f64,
+    /// The same, 99th percentile.
+    pub wait_p99_ms: f64,
+    /// The price of the group's successful tokens.
+    pub spend_usd: f64,
 }
 
 /// One second of one strategy's run.
@@ -173,6 +198,41 @@ impl Report {
                 r.makespan_s,
                 r.spend_usd
             );
+        }
+        if self.scenario.agents.len() > 1 {
+            let _ = writeln!(s, "\nper agent group:");
+            let _ = writeln!(
+                s,
+                "{:<18} {:>5} {:>4} {:>6} {:>6} {:>6} {:>6} {:>9} {:>9} {:>8}",
+                "strategy",
+                "group",
+                "prio",
+                "agents",
+                "calls",
+                "ok",
+                "gaveup",
+                "wait_p50",
+                "wait_p99",
+                "spend$"
+            );
+            for r in &self.results {
+                for g in &r.groups {
+                    let _ = writeln!(
+                        s,
+                        "{:<18} {:>5} {:>4} {:>6} {:>6} {:>6} {:>6} {:>8.1}s {:>8.1}s {:>8.2}",
+                        r.strategy,
+                        g.group,
+                        g.priority,
+                        g.agents,
+                        g.calls,
+                        g.requests_ok,
+                        g.gave_up,
+                        g.wait_p50_ms / 1000.0,
+                        g.wait_p99_ms / 1000.0,
+                        g.spend_usd
+                    );
+                }
+            }
         }
         s
     }

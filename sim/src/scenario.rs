@@ -176,6 +176,53 @@ pub struct Scenario {
     /// Prices.
     #[serde(default)]
     pub prices: Prices,
+    /// Spend caps, applied by the tollgate strategies (the others have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetSpec>,
+}
+
+/// The `[budget]` of a scenario: spend caps per agent and for the whole fleet, per window, at
+/// the scenario's prices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetSpec {
+    /// Each agent's cap per window, in dollars.
+    #[serde(default)]
+    pub agent_usd: Option<f64>,
+    /// The fleet's cap per window, in dollars.
+    #[serde(default)]
+    pub global_usd: Option<f64>,
+    /// The window of the caps.
+    #[serde(default = "default_window")]
+    pub window: BudgetWindow,
+    /// What a call does at a cap.
+    #[serde(default)]
+    pub on_cap: CapMode,
+}
+
+/// The window of a scenario's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetWindow {
+    /// A clock hour.
+    Hour,
+    /// A day (UTC).
+    Day,
+}
+
+fn default_window() -> BudgetWindow {
+    BudgetWindow::Hour
+}
+
+/// What a call does at a cap: the layer's `OnCap`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapMode {
+    /// Refused at once.
+    #[default]
+    Refuse,
+    /// Held until the window resets.
+    Hold,
 }
 
 fn default_drain() -> Duration {
@@ -210,6 +257,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../scenarios/max-tokens-skew.toml"),
     ),
     ("priority", include_str!("../scenarios/priority.toml")),
+    ("runaway", include_str!("../scenarios/runaway.toml")),
 ];
 
 impl Scenario {
@@ -326,6 +374,19 @@ impl Scenario {
         if !(self.prices.input_per_mtok >= 0.0 && self.prices.output_per_mtok >= 0.0) {
             return err("prices cannot be negative".into());
         }
+        if let Some(b) = &self.budget {
+            for (name, cap) in [("agent_usd", b.agent_usd), ("global_usd", b.global_usd)] {
+                if cap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+                    return err(format!(
+                        "budget.{name} must be a positive number of dollars, got {}",
+                        cap.unwrap_or_default()
+                    ));
+                }
+            }
+            if b.agent_usd.is_none() && b.global_usd.is_none() {
+                return err("a [budget] needs agent_usd, global_usd or both".into());
+            }
+        }
         Ok(())
     }
 
@@ -377,5 +438,6 @@ fn unreachable_default() -> Scenario {
         spikes: Vec::new(),
         headroom: 1.0,
         prices: Prices::default(),
+        budget: None,
     }
 }

@@ -305,7 +305,20 @@ impl Client {
                 if kind == StrategyKind::TollgateAdaptive {
                     builder = builder.adaptive(0.1);
                 }
+                if let Some(budget) = &scenario.budget {
+                    builder = with_budget(builder, scenario, budget)?;
+                }
+                // Calls belong to their agent's scope only when a budget counts per agent.
+                let per_agent = scenario.budget.is_some();
                 let throttle = builder
+                    .extract_scopes(move |c: &Call| {
+                        let mut scopes = tollgate::Scopes::new();
+                        scopes.push(tollgate::ScopeKey::GLOBAL);
+                        if per_agent {
+                            scopes.push(tollgate::ScopeKey::from(format!("agent:{}", c.agent)));
+                        }
+                        scopes
+                    })
                     .estimate(|c: &Call| {
                         Cost::request()
                             .with_input_tokens(c.req.input_tokens)
@@ -427,6 +440,45 @@ impl Client {
             },
         }
     }
+}
+
+/// The scenario's budget on a layer: its prices, per-agent and fleet caps, windows starting at
+/// the simulation's fixed wall clock.
+fn with_budget(
+    builder: tollgate::ThrottleBuilder,
+    scenario: &Scenario,
+    spec: &crate::scenario::BudgetSpec,
+) -> Result<tollgate::ThrottleBuilder, BoxError> {
+    use tollgate::{Budget, Micros, Price, PriceTable, UnknownModel};
+    let p = scenario.prices;
+    let price = Price::from_dollars(
+        p.input_per_mtok,
+        p.output_per_mtok,
+        p.input_per_mtok,
+        p.input_per_mtok,
+    )?;
+    let window = match spec.window {
+        crate::scenario::BudgetWindow::Hour => tollgate::Window::Hour,
+        crate::scenario::BudgetWindow::Day => tollgate::Window::Day,
+    };
+    let cap = |usd: f64| -> Result<Budget, BoxError> {
+        let micros = Micros::from_dollars_f64(usd).ok_or("a budget cap is not an amount")?;
+        Ok(Budget::builder(micros, window).build()?)
+    };
+    let mut b = builder
+        .prices(PriceTable::new(UnknownModel::Default(price)))
+        .wall_clock(EPOCH_UNIX_SECS * 1000)
+        .on_cap(match spec.on_cap {
+            crate::scenario::CapMode::Refuse => tollgate::spend::OnCap::Refuse,
+            crate::scenario::CapMode::Hold => tollgate::spend::OnCap::Hold,
+        });
+    if let Some(usd) = spec.agent_usd {
+        b = b.budget("agent:*", cap(usd)?);
+    }
+    if let Some(usd) = spec.global_usd {
+        b = b.budget("global", cap(usd)?);
+    }
+    Ok(b)
 }
 
 async fn send_once(provider: &MockProvider, req: MockRequest) -> Answer {

@@ -99,6 +99,30 @@ fn reference_numbers_hold() {
 }
 
 #[test]
+fn the_runaway_agent_is_held_at_its_cap_while_the_critical_path_goes_on() {
+    let s = Scenario::built_in("runaway").unwrap();
+    let cap = s.budget.as_ref().unwrap().agent_usd.unwrap();
+    let report = simulate(&s, &[StrategyKind::None, StrategyKind::Tollgate], &[]).unwrap();
+    let (none, tollgate) = (&report.results[0], &report.results[1]);
+    let (critical, runaway) = (&tollgate.groups[0], &tollgate.groups[1]);
+    // Without a cap the loop spends three times the cap in half an hour.
+    assert!(none.groups[1].spend_usd > 2.5 * cap, "{}", report.table());
+    // With it, the loop's spend stops at the cap (all within one hourly window) ...
+    assert!(runaway.spend_usd <= cap, "{}", report.table());
+    assert!(runaway.spend_usd > 0.9 * cap, "{}", report.table());
+    assert!(runaway.gave_up > 0);
+    // ... and the critical path does every call it did without the runaway held back.
+    assert_eq!(critical.requests_ok, none.groups[0].requests_ok);
+    assert_eq!(critical.gave_up, 0);
+    assert_eq!(critical.calls, critical.requests_ok);
+    assert!(
+        (tollgate.spend_usd - critical.spend_usd - runaway.spend_usd).abs() < 1e-9,
+        "the groups add up to the total"
+    );
+    assert!(report.table().contains("per agent group"));
+}
+
+#[test]
 fn json_keeps_its_field_names() {
     let report = simulate(&short("reference", 1), &[StrategyKind::Tollgate], &[]).unwrap();
     let v: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();

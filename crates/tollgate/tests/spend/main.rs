@@ -506,9 +506,11 @@ struct Planned {
     latency_ms: u64,
 }
 
+/// Calls over two and a half hourly windows, in bursts so that many are in flight together.
 fn planned() -> impl Strategy<Value = Planned> {
     (
         0u32..3,
+        0u64..3,
         0u64..5_000,
         0u64..400,
         0u64..400,
@@ -516,9 +518,9 @@ fn planned() -> impl Strategy<Value = Planned> {
         0u64..3_000,
     )
         .prop_map(
-            |(agent, at_ms, input, max_output, share, latency_ms)| Planned {
+            |(agent, burst, at_ms, input, max_output, share, latency_ms)| Planned {
                 agent,
-                at_ms,
+                at_ms: burst * 3_300_000 + at_ms,
                 input,
                 max_output,
                 share,
@@ -527,13 +529,21 @@ fn planned() -> impl Strategy<Value = Planned> {
         )
 }
 
+fn hourly(cap: u64, thresholds: &[u64]) -> Budget {
+    Budget::hourly(Micros::new(cap))
+        .thresholds(thresholds.iter().map(|&t| Micros::new(t)))
+        .build()
+        .unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// With upper-bound estimates, whatever the interleaving, the settled spend of every budget
-    /// stays within its cap, and every threshold fires exactly once iff the spend reached it.
+    /// stays within its cap in every window, and every threshold fires exactly once in each
+    /// window whose spend reached it.
     #[test]
-    fn spend_never_exceeds_the_cap_and_alerts_fire_once(
+    fn spend_never_exceeds_the_cap_and_alerts_fire_once_per_window(
         calls in prop::collection::vec(planned(), 1..40),
         cap in 500u64..20_000,
         agent_cap in 300u64..10_000,
@@ -546,26 +556,32 @@ proptest! {
             .unwrap();
         rt.block_on(async move {
             let thresholds = [cap / 4, cap / 2, cap];
-            let alerts = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+            let alerts = Arc::new(Mutex::new(Vec::<(String, u64, u64)>::new()));
             let sink = alerts.clone();
             let log = Log::default();
+            let start = Instant::now();
             let (limiter, svc) = client(
                 money(ThrottleLayer::builder())
-                    .budget("global", daily(cap, &thresholds))
-                    .budget("agent:*", daily(agent_cap, &[]))
+                    .budget("global", hourly(cap, &thresholds))
+                    .budget("agent:*", hourly(agent_cap, &[]))
                     .on_cap(if hold { OnCap::Hold } else { OnCap::Refuse })
                     .max_wait(Duration::from_secs(30))
                     .on_alert(move |a| {
-                        sink.lock().unwrap().push((a.scope.to_string(), a.alert.threshold.as_u64()))
+                        sink.lock().unwrap().push((
+                            a.scope.to_string(),
+                            a.alert.window_start,
+                            a.alert.threshold.as_u64(),
+                        ))
                     }),
                 &log,
-                Instant::now(),
+                start,
             );
-            let reached = Arc::new(Mutex::new(Vec::<(u32, u64)>::new()));
+            // (agent, cost, the hour it settled in)
+            let settled = Arc::new(Mutex::new(Vec::<(u32, u64, u64)>::new()));
             let mut tasks = Vec::new();
             for (i, p) in calls.iter().cloned().enumerate() {
                 let svc = svc.clone();
-                let reached = reached.clone();
+                let settled = settled.clone();
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(p.at_ms)).await;
                     let output = (p.max_output as f64 * p.share) as u64;
@@ -574,28 +590,36 @@ proptest! {
                         .tokens(p.input, p.max_output, output)
                         .latency(Duration::from_millis(p.latency_ms));
                     if svc.oneshot(c).await.is_ok() {
-                        reached.lock().unwrap().push((p.agent, p.input + 2 * output));
+                        let hour = START / 3_600 + start.elapsed().as_secs() / 3_600;
+                        settled.lock().unwrap().push((p.agent, p.input + 2 * output, hour));
                     }
                 }));
             }
             for t in tasks {
                 t.await.unwrap();
             }
-            let reached = reached.lock().unwrap().clone();
-            let total: u64 = reached.iter().map(|(_, c)| c).sum();
-            let spend = limiter.spend("global").unwrap();
-            assert_eq!(spend.spent.as_u64(), total, "every call settled exactly once");
-            assert!(total <= cap, "spent {total} > cap {cap}");
-            assert_eq!(spend.reserved, Micros::ZERO);
-            for agent in 0..3u32 {
-                let a: u64 = reached.iter().filter(|(g, _)| *g == agent).map(|(_, c)| c).sum();
-                assert!(a <= agent_cap, "agent {agent} spent {a} > {agent_cap}");
-            }
+            let settled = settled.lock().unwrap().clone();
             let fired = alerts.lock().unwrap().clone();
-            for t in thresholds {
-                let n = fired.iter().filter(|(s, th)| s == "global" && *th == t).count();
-                assert_eq!(n, usize::from(total >= t), "threshold {t}, spent {total}: {fired:?}");
+            let mut hours: Vec<u64> = settled.iter().map(|s| s.2).collect();
+            hours.sort_unstable();
+            hours.dedup();
+            for hour in hours {
+                let in_hour = settled.iter().filter(|s| s.2 == hour);
+                let total: u64 = in_hour.clone().map(|s| s.1).sum();
+                assert!(total <= cap, "hour {hour}: spent {total} > cap {cap}");
+                for agent in 0..3u32 {
+                    let a: u64 = in_hour.clone().filter(|s| s.0 == agent).map(|s| s.1).sum();
+                    assert!(a <= agent_cap, "agent {agent} spent {a} > {agent_cap}");
+                }
+                for t in thresholds {
+                    let n = fired
+                        .iter()
+                        .filter(|(s, w, th)| s == "global" && *w == hour * 3_600 && *th == t)
+                        .count();
+                    assert_eq!(n, usize::from(total >= t), "hour {hour}, threshold {t}, spent {total}");
+                }
             }
+            assert_eq!(limiter.spend("global").unwrap().reserved, Micros::ZERO);
         });
     }
 }
