@@ -179,20 +179,34 @@ impl Gcra {
 
     /// The time `n` units take to refill, rounded up to a whole nanosecond.
     pub fn cost_ns(&self, n: u64) -> u64 {
+        let den = self.per_period_milli;
+        // Most products fit 64 bits: one division instead of a 128-bit one. Same result.
+        if let Some(num) = n
+            .checked_mul(self.period_ns)
+            .and_then(|x| x.checked_mul(1000))
+        {
+            return num.div_ceil(den);
+        }
         // Saturates: a time beyond u64 nanoseconds (584 years) is "never" either way.
         let num = (n as u128)
             .saturating_mul(self.period_ns as u128)
             .saturating_mul(1000);
-        let den = self.per_period_milli as u128;
-        u64::try_from(num.div_ceil(den)).unwrap_or(u64::MAX)
+        u64::try_from(num.div_ceil(den as u128)).unwrap_or(u64::MAX)
     }
 
     /// The time `n` units take to refill, rounded down to a whole nanosecond.
     fn floor_ns(&self, n: u64) -> u64 {
+        let den = self.per_period_milli;
+        if let Some(num) = n
+            .checked_mul(self.period_ns)
+            .and_then(|x| x.checked_mul(1000))
+        {
+            return num / den;
+        }
         let num = (n as u128)
             .saturating_mul(self.period_ns as u128)
             .saturating_mul(1000);
-        u64::try_from(num / self.per_period_milli as u128).unwrap_or(u64::MAX)
+        u64::try_from(num / den as u128).unwrap_or(u64::MAX)
     }
 
     /// The wait before `n` units fit a bucket in state `tat` at `now`; zero when they fit now.

@@ -105,6 +105,7 @@ mod error;
 pub mod feedback;
 mod hooks;
 mod limiter;
+mod pick;
 mod queue;
 mod registry;
 pub mod retry;

@@ -472,15 +472,15 @@ impl<St: Store> Limiter<St> {
         priority: Priority,
         account: Option<Box<Account>>,
     ) -> Result<Ticket<St>, ThrottleError> {
-        let resolved = self
-            .shared
+        let mut scopes = SmallVec::new();
+        let mut counters = SmallVec::new();
+        self.shared
             .registry
-            .resolve(keys)
+            .resolve_into(keys, &mut scopes, &mut counters)
             .map_err(ThrottleError::unknown_scope)?;
-        if resolved.len() > 64 {
-            return Err(ThrottleError::too_many_scopes(resolved.len()));
+        if scopes.len() > 64 {
+            return Err(ThrottleError::too_many_scopes(scopes.len()));
         }
-        let (scopes, counters) = resolved.into_iter().map(|r| (r.scope, r.counters)).unzip();
         Ok(Ticket {
             limiter: self.clone(),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
@@ -494,6 +494,7 @@ impl<St: Store> Limiter<St> {
             pending: None,
             sleep: None,
             account,
+            asked_at: Nanos::ZERO,
         })
     }
 }
@@ -534,6 +535,8 @@ pub(crate) struct Ticket<St: Store> {
     /// Allocated only once the call has to wait.
     sleep: Option<Pin<Box<Sleep>>>,
     account: Option<Box<Account>>,
+    /// The layer's time of the last request to the store (zero before the first).
+    asked_at: Nanos,
 }
 
 impl<St: Store> std::fmt::Debug for Ticket<St> {
@@ -741,6 +744,11 @@ impl<St: Store> Ticket<St> {
             account,
             priority: self.priority,
             waited: self.arrived.map_or(Duration::ZERO, |a| now - a),
+            admitted: if self.asked_at > Nanos::ZERO {
+                self.asked_at
+            } else {
+                self.limiter.nanos(now)
+            },
         }))
     }
 
@@ -874,8 +882,9 @@ impl<St: Store> Ticket<St> {
                         self.generation = registry.generation();
                         registry.refresh(&mut self.scopes);
                     }
+                    self.asked_at = self.limiter.nanos(now);
                     let call = Acquire {
-                        now: self.limiter.nanos(now),
+                        now: self.asked_at,
                         scopes: &self.scopes,
                         cost: self.cost,
                     };
@@ -907,6 +916,8 @@ pub(crate) struct Permit<St: Store> {
     priority: Priority,
     /// How long the call waited for admission.
     waited: Duration,
+    /// When it was admitted, in the layer's time.
+    admitted: Nanos,
 }
 
 impl<St: Store> std::fmt::Debug for Permit<St> {
@@ -950,18 +961,23 @@ impl<St: Store> Permit<St> {
     }
 
     fn settle(&mut self, actual: Cost, tokens: Option<TokenUsage>, outcome: &'static str) {
-        let now = Instant::now();
+        // A refund gives the same buckets at any time after admission (a bucket refunded below
+        // the present is simply full), so it is booked at the admission's time and the clock is
+        // not read again; a shortfall is charged as debt from now.
+        let c = self.charged;
+        let debt = actual.requests > c.requests
+            || actual.input_tokens > c.input_tokens
+            || actual.output_tokens > c.output_tokens;
+        let read = (debt || self.account.is_some()).then(Instant::now);
         if let Some(r) = self.reservation.take() {
-            self.limiter.shared.store.settle(
-                r,
-                Settlement {
-                    now: self.limiter.nanos(now),
-                    actual,
-                },
-            );
+            let now = read.map_or(self.admitted, |t| self.limiter.nanos(t));
+            self.limiter
+                .shared
+                .store
+                .settle(r, Settlement { now, actual });
             self.limiter.wake_blocked();
         }
-        if let Some(mut account) = self.account.take() {
+        if let (Some(mut account), Some(now)) = (self.account.take(), read) {
             let used = tokens.unwrap_or(TokenUsage::new(actual.input_tokens, actual.output_tokens));
             let cost = account.price.map_or(Micros::ZERO, |p| p.cost_of(used));
             if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {

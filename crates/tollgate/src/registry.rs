@@ -58,7 +58,9 @@ struct Pattern {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_key: HashMap<ScopeKey, ScopeId>,
+    /// Keys are hashed with foldhash (randomly seeded, several times faster than SipHash on
+    /// short keys): one lookup per key of every call.
+    by_key: HashMap<ScopeKey, ScopeId, foldhash::fast::RandomState>,
     entries: Vec<Entry>,
     patterns: Vec<Pattern>,
     generation: u64,
@@ -226,28 +228,35 @@ impl Registry {
         id
     }
 
-    /// The limited scopes of a call: `always` first, then `keys`, without duplicates.
+    /// The limited scopes of a call, `always` first, then `keys`, without duplicates: appended to
+    /// `scopes`, with their counters in `counters`.
     ///
     /// # Errors
     /// The first key that is unknown when unknown keys are rejected.
-    pub(crate) fn resolve(&self, keys: &Scopes) -> Result<SmallVec<[Resolved; 4]>, ScopeKey> {
-        let mut out: SmallVec<[Resolved; 4]> = SmallVec::new();
+    pub(crate) fn resolve_into(
+        &self,
+        keys: &Scopes,
+        scopes: &mut SmallVec<[ScopeRef; 4]>,
+        counters: &mut SmallVec<[Arc<ScopeCounters>; 4]>,
+    ) -> Result<(), ScopeKey> {
         let mut missing: SmallVec<[&ScopeKey; 4]> = SmallVec::new();
+        let mut push = |inner: &Inner, id: ScopeId| {
+            if !scopes.iter().any(|s| s.id == id) {
+                scopes.push(Self::scope_ref(inner, id));
+                counters.push(inner.entries[id as usize].counters.clone());
+            }
+        };
         {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
             for key in self.always.iter().chain(keys.iter()) {
                 match inner.by_key.get(key) {
-                    Some(&id) => {
-                        if !out.iter().any(|r| r.scope.id == id) {
-                            out.push(Self::resolved(&inner, id));
-                        }
-                    }
+                    Some(&id) => push(&inner, id),
                     None => missing.push(key),
                 }
             }
         }
         if missing.is_empty() {
-            return Ok(out);
+            return Ok(());
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         for key in missing {
@@ -273,23 +282,25 @@ impl Registry {
                     }
                 }
             };
-            if !out.iter().any(|r| r.scope.id == id) {
-                out.push(Self::resolved(&inner, id));
-            }
+            push(&inner, id);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    fn scope_ref(inner: &Inner, id: ScopeId) -> ScopeRef {
+        let e = &inner.entries[id as usize];
+        ScopeRef {
+            id,
+            key: e.key.clone(),
+            generation: e.generation,
+            limits: e.limits.clone(),
+        }
     }
 
     fn resolved(inner: &Inner, id: ScopeId) -> Resolved {
-        let e = &inner.entries[id as usize];
         Resolved {
-            scope: ScopeRef {
-                id,
-                key: e.key.clone(),
-                generation: e.generation,
-                limits: e.limits.clone(),
-            },
-            counters: e.counters.clone(),
+            scope: Self::scope_ref(inner, id),
+            counters: inner.entries[id as usize].counters.clone(),
         }
     }
 

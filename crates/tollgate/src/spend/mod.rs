@@ -14,6 +14,7 @@ mod log;
 
 pub use log::{CallLog, CallRecord, EstimateRecord, Replay, ReplayedCall, TokensRecord};
 
+use crate::pick::pick_mut;
 use crate::registry::pattern_kind;
 use crate::{ScopeKey, Scopes};
 use smallvec::SmallVec;
@@ -403,16 +404,10 @@ fn with_budgets<T>(
     ids: &[usize],
     f: impl FnOnce(&mut [(&Budget, &mut BudgetState)]) -> T,
 ) -> T {
-    let mut pairs: SmallVec<[(usize, (&Budget, &mut BudgetState)); 4]> = entries
-        .iter_mut()
-        .enumerate()
-        .filter_map(|(i, e)| {
-            let pos = ids.iter().position(|&id| id == i)?;
-            Some((pos, (&*e.budget, &mut e.state)))
-        })
+    let mut pairs: SmallVec<[(&Budget, &mut BudgetState); 4]> = pick_mut(entries, ids)
+        .into_iter()
+        .flatten()
+        .map(|e| (&*e.budget, &mut e.state))
         .collect();
-    pairs.sort_unstable_by_key(|(pos, _)| *pos);
-    let mut ordered: SmallVec<[(&Budget, &mut BudgetState); 4]> =
-        pairs.into_iter().map(|(_, p)| p).collect();
-    f(&mut ordered)
+    f(&mut pairs)
 }

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the buckets in this process, behind one mutex.
 
 use super::{Acquire, Decision, ScopeState, Settlement, Store, StoreError};
+use crate::pick::pick_mut;
 use crate::registry::ScopeId;
 use crate::ScopeRef;
 use smallvec::SmallVec;
@@ -60,28 +61,28 @@ impl MemoryStore {
         }
     }
 
-    /// Runs `f` over the slots of `ids`, as core's `(limits, state)` pairs in the order of `ids`.
-    /// The slots are taken out for the call and put back after it.
+    /// Runs `f` over the slots of `ids`, as core's `(limits, state)` pairs in the order of `ids`,
+    /// borrowed in place.
     fn with_scopes<T>(
         slots: &mut [Option<Slot>],
         ids: &[ScopeId],
         f: impl FnOnce(&mut [(&CompiledScope, &mut tollgate_core::ScopeState)]) -> T,
     ) -> T {
-        let mut taken: SmallVec<[(ScopeId, Slot); 4]> = ids
-            .iter()
-            .filter_map(|&id| Some((id, slots.get_mut(id as usize)?.take()?)))
-            .collect();
-        let out = {
-            let mut pairs: SmallVec<[(&CompiledScope, &mut tollgate_core::ScopeState); 4]> = taken
-                .iter_mut()
-                .map(|(_, s)| (&*s.limits, &mut s.state))
-                .collect();
-            f(&mut pairs)
-        };
-        for (id, slot) in taken {
-            slots[id as usize] = Some(slot);
+        if let [id] = ids {
+            // The common case, without collecting anything.
+            return match slots.get_mut(*id as usize) {
+                Some(Some(s)) => f(&mut [(&*s.limits, &mut s.state)]),
+                _ => f(&mut []),
+            };
         }
-        out
+        let indices: SmallVec<[usize; 4]> = ids.iter().map(|&id| id as usize).collect();
+        let mut pairs: SmallVec<[(&CompiledScope, &mut tollgate_core::ScopeState); 4]> =
+            pick_mut(slots, &indices)
+                .into_iter()
+                .flatten()
+                .filter_map(|slot| slot.as_mut().map(|s| (&*s.limits, &mut s.state)))
+                .collect();
+        f(&mut pairs)
     }
 }
 
@@ -94,7 +95,10 @@ impl Store for MemoryStore {
         for scope in call.scopes {
             Self::refresh(&mut slots, scope, call.now);
         }
-        let ids: SmallVec<[ScopeId; 4]> = call.scopes.iter().map(|s| s.id).collect();
+        let mut ids: SmallVec<[ScopeId; 4]> = SmallVec::new();
+        for scope in call.scopes {
+            ids.push(scope.id);
+        }
         let admission =
             Self::with_scopes(&mut slots, &ids, |pairs| admit(call.now, call.cost, pairs));
         drop(slots);

@@ -47,7 +47,9 @@ pub enum Decision<R> {
 /// The end of an admitted call, given to [`Store::settle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settlement {
-    /// The layer's time.
+    /// The layer's time: now when the call cost more than it was charged (the shortfall is debt
+    /// from now); otherwise it may be the time the call was admitted, since a refund leaves the
+    /// same bucket at any time after that (a bucket refunded to before the present is full).
     pub now: Nanos,
     /// What the call really cost. The difference to the estimate is refunded or charged as debt.
     pub actual: Cost,
