@@ -531,7 +531,7 @@ pub(crate) struct Ticket<St: Store> {
     /// Set at the first poll.
     arrived: Option<Instant>,
     enqueued: bool,
-    pending: Option<St::AcquireFuture>,
+    pending: Option<Box<St::AcquireFuture>>,
     /// Allocated only once the call has to wait.
     sleep: Option<Pin<Box<Sleep>>>,
     account: Option<Box<Account>>,
@@ -733,8 +733,10 @@ impl<St: Store> Ticket<St> {
             c.admitted(waited);
         }
         let mut account = self.account.take();
+        let mut waited = Duration::ZERO;
         if let Some(a) = &mut account {
             a.admitted = Some(now);
+            waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
         }
         Poll::Ready(Ok(Permit {
             limiter: self.limiter.clone(),
@@ -743,7 +745,7 @@ impl<St: Store> Ticket<St> {
             on_failure: self.limiter.shared.settings.on_failure,
             account,
             priority: self.priority,
-            waited: self.arrived.map_or(Duration::ZERO, |a| now - a),
+            waited,
             admitted: if self.asked_at > Nanos::ZERO {
                 self.asked_at
             } else {
@@ -839,58 +841,69 @@ impl<St: Store> Ticket<St> {
     ) -> Poll<Result<Permit<St>, ThrottleError>> {
         // One clock read per poll: a decision made in this poll is made at this time.
         let now = Instant::now();
-        loop {
-            if let Some(fut) = &mut self.pending {
-                let decision = ready!(Pin::new(fut).poll(cx));
-                self.pending = None;
-                match decision {
-                    Ok(d) => match self.decided(cx, now, d) {
-                        Poll::Pending => return Poll::Pending,
-                        ready => return ready,
-                    },
-                    Err(e) => return self.refuse(ThrottleError::store(e)),
-                }
+        if let Some(fut) = &mut self.pending {
+            let decision = ready!(Pin::new(&mut **fut).poll(cx));
+            self.pending = None;
+            return self.on_decision(cx, now, decision);
+        }
+        let arrived = *self.arrived.get_or_insert(now);
+        if self.account.is_some() {
+            match self.reserve_money(cx, now) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return self.refuse(e),
+                Poll::Pending => return Poll::Pending,
             }
-            let arrived = *self.arrived.get_or_insert(now);
-            if self.account.is_some() {
-                match self.reserve_money(cx, now) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(e)) => return self.refuse(e),
-                    Poll::Pending => return Poll::Pending,
-                }
+        }
+        if let Some(d) = self.deadline(arrived) {
+            if now >= d {
+                let predicted = match self.limiter.queue().state(self.priority, self.id) {
+                    Some(WaitState::Blocked { until, .. }) => *until,
+                    _ => None,
+                };
+                let err = self.max_wait_error(now, predicted);
+                return self.refuse(err);
             }
-            if let Some(d) = self.deadline(arrived) {
-                if now >= d {
-                    let predicted = match self.limiter.queue().state(self.priority, self.id) {
-                        Some(WaitState::Blocked { until, .. }) => *until,
-                        _ => None,
-                    };
-                    let err = self.max_wait_error(now, predicted);
-                    return self.refuse(err);
+        }
+        match self.turn(cx, now) {
+            Err(e) => self.refuse(e),
+            Ok(Turn::Wait) => self.arm(cx, None),
+            Ok(Turn::Go) if self.scopes.is_empty() => self.admitted(now, None),
+            Ok(Turn::Go) => {
+                let registry = &self.limiter.shared.registry;
+                if registry.generation() != self.generation {
+                    // Limits changed while the call waited.
+                    self.generation = registry.generation();
+                    registry.refresh(&mut self.scopes);
                 }
-            }
-            match self.turn(cx, now) {
-                Err(e) => return self.refuse(e),
-                Ok(Turn::Wait) => return self.arm(cx, None),
-                Ok(Turn::Go) => {
-                    if self.scopes.is_empty() {
-                        return self.admitted(now, None);
+                self.asked_at = self.limiter.nanos(now);
+                let call = Acquire {
+                    now: self.asked_at,
+                    scopes: &self.scopes,
+                    cost: self.cost,
+                };
+                let mut fut = self.limiter.shared.store.acquire(&call);
+                // A store in this process answers at once; only a remote one's future is kept
+                // (boxed, so the ticket stays small).
+                match Pin::new(&mut fut).poll(cx) {
+                    Poll::Ready(decision) => self.on_decision(cx, now, decision),
+                    Poll::Pending => {
+                        self.pending = Some(Box::new(fut));
+                        Poll::Pending
                     }
-                    let registry = &self.limiter.shared.registry;
-                    if registry.generation() != self.generation {
-                        // Limits changed while the call waited.
-                        self.generation = registry.generation();
-                        registry.refresh(&mut self.scopes);
-                    }
-                    self.asked_at = self.limiter.nanos(now);
-                    let call = Acquire {
-                        now: self.asked_at,
-                        scopes: &self.scopes,
-                        cost: self.cost,
-                    };
-                    self.pending = Some(self.limiter.shared.store.acquire(&call));
                 }
             }
+        }
+    }
+
+    fn on_decision(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: Instant,
+        decision: Result<Decision<St::Reservation>, crate::store::StoreError>,
+    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+        match decision {
+            Ok(d) => self.decided(cx, now, d),
+            Err(e) => self.refuse(ThrottleError::store(e)),
         }
     }
 }
@@ -914,7 +927,7 @@ pub(crate) struct Permit<St: Store> {
     on_failure: OnFailure,
     account: Option<Box<Account>>,
     priority: Priority,
-    /// How long the call waited for admission.
+    /// How long the call waited for admission (for the call log; zero without one).
     waited: Duration,
     /// When it was admitted, in the layer's time.
     admitted: Nanos,
