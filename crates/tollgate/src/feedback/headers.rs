@@ -7,14 +7,25 @@ use http::{HeaderMap, HeaderName};
 use smallvec::SmallVec;
 use std::time::{Duration, SystemTime};
 
-fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Option<&'a str> {
-    // `HeaderName::from_static` is a const fn: callers pass literals, and a `HeaderName` key is
-    // found without parsing the name again.
-    let value = headers.get(HeaderName::from_static(name))?;
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    // Callers pass constants: `HeaderName::from_static` runs at compile time there, and the
+    // lookup hashes a name that is already parsed.
+    ascii(name, headers.get(name)?)
+}
+
+/// A header's value, trimmed; `None` with a warning when it is not visible ASCII.
+fn ascii<'a>(name: &HeaderName, value: &'a http::HeaderValue) -> Option<&'a str> {
     match value.to_str() {
         Ok(s) => Some(s.trim()),
         Err(_) => {
-            tracing::warn!(header = name, "ignoring a header that is not visible ASCII");
+            tracing::warn!(
+                header = name.as_str(),
+                "ignoring a header that is not visible ASCII"
+            );
             None
         }
     }
@@ -42,7 +53,7 @@ fn seconds(s: &str) -> Option<Duration> {
 /// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_millis(1500)));
 /// ```
 pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = header(headers, "retry-after-ms") {
+    if let Some(ms) = header(headers, &RETRY_AFTER_MS) {
         match ms.parse::<f64>() {
             Ok(v) if v.is_finite() && v >= 0.0 => {
                 return Some(Duration::from_secs_f64(v.min(1e12) / 1000.0))
@@ -50,7 +61,7 @@ pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             _ => tracing::warn!(value = ms, "ignoring a malformed retry-after-ms header"),
         }
     }
-    let ra = header(headers, "retry-after")?;
+    let ra = header(headers, &RETRY_AFTER)?;
     if let Some(d) = seconds(ra) {
         return Some(d);
     }
@@ -129,95 +140,84 @@ impl ProviderHeaders {
     /// assert_eq!((limits[0].dimension, limits[0].remaining), (Dimension::Requests, 59));
     /// ```
     pub fn parse(headers: &HeaderMap, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
+        // One pass over the answer's headers (instead of a lookup per name): each rate-limit
+        // header lands in its group's `[limit, remaining, reset]` slot, the first value winning.
+        let mut slots: [[Option<&str>; 3]; GROUPS.len()] = Default::default();
+        for (name, value) in headers {
+            let Some((group, field)) = rate_limit_header(name.as_str()) else {
+                continue;
+            };
+            if slots[group][field].is_none() {
+                slots[group][field] = ascii(name, value);
+            }
+        }
         let mut out = SmallVec::new();
-        // Header names written out, so parsing allocates nothing.
-        const ANTHROPIC: [(Dimension, [&str; 3]); 4] = [
-            (
-                Dimension::Requests,
-                [
-                    "anthropic-ratelimit-requests-limit",
-                    "anthropic-ratelimit-requests-remaining",
-                    "anthropic-ratelimit-requests-reset",
-                ],
-            ),
-            (
-                Dimension::TotalTokens,
-                [
-                    "anthropic-ratelimit-tokens-limit",
-                    "anthropic-ratelimit-tokens-remaining",
-                    "anthropic-ratelimit-tokens-reset",
-                ],
-            ),
-            (
-                Dimension::InputTokens,
-                [
-                    "anthropic-ratelimit-input-tokens-limit",
-                    "anthropic-ratelimit-input-tokens-remaining",
-                    "anthropic-ratelimit-input-tokens-reset",
-                ],
-            ),
-            (
-                Dimension::OutputTokens,
-                [
-                    "anthropic-ratelimit-output-tokens-limit",
-                    "anthropic-ratelimit-output-tokens-remaining",
-                    "anthropic-ratelimit-output-tokens-reset",
-                ],
-            ),
-        ];
-        const OPENAI: [(Dimension, [&str; 3]); 2] = [
-            (
-                Dimension::Requests,
-                [
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ],
-            ),
-            (
-                Dimension::TotalTokens,
-                [
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ],
-            ),
-        ];
-        // Anthropic writes a reset as the RFC 3339 time the bucket is full again; OpenAI as the
-        // duration until then.
-        family(headers, &mut out, &ANTHROPIC, |r| {
-            humantime::parse_rfc3339(r)
-                .ok()
-                .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
-        });
-        family(headers, &mut out, &OPENAI, parse_go_duration);
+        for (&(family, dimension), [limit, remaining, reset]) in GROUPS.iter().zip(slots) {
+            // Anthropic writes a reset as the RFC 3339 time the bucket is full again; OpenAI as
+            // the duration until then.
+            let reset = reset.and_then(|r| {
+                let d = match family {
+                    Family::Anthropic => humantime::parse_rfc3339(r)
+                        .ok()
+                        .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO)),
+                    Family::OpenAi => parse_go_duration(r),
+                };
+                if d.is_none() {
+                    tracing::warn!(%dimension, value = r, "ignoring a malformed reset");
+                }
+                d
+            });
+            push(&mut out, dimension, limit, remaining, reset);
+        }
         out
     }
 }
 
-/// The limits of one header family: `[limit, remaining, reset]` names per dimension.
-fn family(
-    headers: &HeaderMap,
-    out: &mut SmallVec<[ProviderLimit; 4]>,
-    names: &[(Dimension, [&'static str; 3])],
-    parse_reset: impl Fn(&str) -> Option<Duration>,
-) {
-    for &(dimension, [limit, remaining, reset]) in names {
-        let reset = header(headers, reset).and_then(|r| {
-            let d = parse_reset(r);
-            if d.is_none() {
-                tracing::warn!(header = reset, value = r, "ignoring a malformed reset");
-            }
-            d
-        });
-        push(
-            out,
-            dimension,
-            header(headers, limit),
-            header(headers, remaining),
-            reset,
-        );
+#[derive(Clone, Copy)]
+enum Family {
+    Anthropic,
+    OpenAi,
+}
+
+/// The rate-limit groups, in the order their limits are reported.
+const GROUPS: [(Family, Dimension); 6] = [
+    (Family::Anthropic, Dimension::Requests),
+    (Family::Anthropic, Dimension::TotalTokens),
+    (Family::Anthropic, Dimension::InputTokens),
+    (Family::Anthropic, Dimension::OutputTokens),
+    (Family::OpenAi, Dimension::Requests),
+    (Family::OpenAi, Dimension::TotalTokens),
+];
+
+/// `(group, field)` of a rate-limit header name (field 0 limit, 1 remaining, 2 reset):
+/// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` or
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+fn rate_limit_header(name: &str) -> Option<(usize, usize)> {
+    let field = |f: &str| match f {
+        "limit" => Some(0),
+        "remaining" => Some(1),
+        "reset" => Some(2),
+        _ => None,
+    };
+    if let Some(rest) = name.strip_prefix("anthropic-ratelimit-") {
+        let (dimension, f) = rest.rsplit_once('-')?;
+        let group = match dimension {
+            "requests" => 0,
+            "tokens" => 1,
+            "input-tokens" => 2,
+            "output-tokens" => 3,
+            _ => return None,
+        };
+        return Some((group, field(f)?));
     }
+    let rest = name.strip_prefix("x-ratelimit-")?;
+    let (f, dimension) = rest.split_once('-')?;
+    let group = match dimension {
+        "requests" => 4,
+        "tokens" => 5,
+        _ => return None,
+    };
+    Some((group, field(f)?))
 }
 
 fn push(
@@ -306,7 +306,7 @@ impl HttpClassifier {
         let now = (self.now)();
         let limits = ProviderHeaders::parse(headers, now);
         let delay = retry_delay(headers, now);
-        let should_retry = match header(headers, "x-should-retry") {
+        let should_retry = match header(headers, &X_SHOULD_RETRY) {
             Some("true") => Some(true),
             Some("false") => Some(false),
             _ => None,
