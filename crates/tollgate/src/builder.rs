@@ -474,6 +474,20 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
         self
     }
 
+    /// Where spend is kept (default: the store's own ledger if it has one, such as a Redis
+    /// store's, else a [`MemoryLedger`](crate::spend::MemoryLedger) in this process).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tollgate::spend::MemoryLedger;
+    /// # use tollgate::ThrottleLayer;
+    /// assert!(ThrottleLayer::builder().ledger(Arc::new(MemoryLedger::new())).build().is_ok());
+    /// ```
+    pub fn ledger(mut self, ledger: std::sync::Arc<dyn crate::spend::Ledger>) -> Self {
+        self.spend.ledger = Some(ledger);
+        self
+    }
+
     /// Seeds the spend of the current windows from earlier calls (see [`Replay`]).
     pub fn seed_spend(mut self, replay: Replay) -> Self {
         self.spend.seed = Some(replay);
@@ -627,6 +641,10 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
                 "budgets count money: give the layer a price table with `prices(..)`",
             ));
         }
+        let mut spend = self.spend;
+        if spend.ledger.is_none() {
+            spend.ledger = store.ledger();
+        }
         let registry = Registry::new(&self.scopes, self.always, self.unknown, h)?;
         let settings = WaitSettings {
             max_wait: self.max_wait,
@@ -643,7 +661,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
                 &self.tiers,
                 settings,
                 adaptive,
-                self.spend,
+                spend,
                 self.wall_clock.unwrap_or_else(system_unix_ms),
             ),
             hooks: self.hooks,

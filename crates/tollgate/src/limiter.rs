@@ -5,7 +5,8 @@ use crate::feedback::{Cooldown, Feedback};
 use crate::queue::{Queue, WaitState};
 use crate::registry::{Registry, Resolved};
 use crate::spend::{
-    CallRecord, EstimateRecord, MoneyHold, OnCap, Refusal, Spend, SpendStats, TokensRecord,
+    CallBudgets, CallRecord, EstimateRecord, LedgerFuture, LedgerHold, MoneyStep, OnCap, Refusal,
+    Spend, SpendStats, TokensRecord,
 };
 use crate::stats::{self, BucketStats, ScopeCounters, ScopeStats};
 use crate::store::{Acquire, Decision, Settlement, Store};
@@ -157,9 +158,13 @@ impl<St: Store> Limiter<St> {
         spend: crate::spend::SpendSettings,
         epoch_unix_ms: u64,
     ) -> Self {
-        let spend = spend
-            .is_active()
-            .then(|| Spend::new(spend, epoch_unix_ms / 1000));
+        let spend = spend.is_active().then(|| {
+            let ledger = spend
+                .ledger
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::spend::MemoryLedger::new()));
+            Spend::new(spend, ledger, epoch_unix_ms / 1000)
+        });
         Limiter {
             shared: Arc::new(Shared {
                 store,
@@ -268,12 +273,14 @@ impl<St: Store> Limiter<St> {
             }
         }
         Ok(Some(Box::new(Account {
+            budgets: spend.budgets(&all),
             keys: all,
             model: model.map(str::to_owned),
             attempt,
             price,
             estimate,
             hold: None,
+            pending: None,
             sleep: None,
             admitted: None,
         })))
@@ -501,7 +508,6 @@ impl<St: Store> Limiter<St> {
 
 /// The money and log side of one call, carried from its ticket to its permit. Only calls of a
 /// layer with budgets, prices or a call log have one.
-#[derive(Debug)]
 pub(crate) struct Account {
     /// Every scope key of the call (`always` first).
     keys: crate::Scopes,
@@ -510,12 +516,27 @@ pub(crate) struct Account {
     price: Option<Price>,
     /// The estimated cost (an upper bound when the token estimate is one).
     estimate: Micros,
-    /// The money reserved against the call's budgets, once it is.
-    hold: Option<MoneyHold>,
+    /// The call's budgets.
+    budgets: CallBudgets,
+    /// The money reserved against them, once it is.
+    hold: Option<LedgerHold>,
+    /// A reservation a shared ledger is making.
+    pending: Option<LedgerFuture>,
     /// The timer of a call held at a cap.
     sleep: Option<Pin<Box<Sleep>>>,
     /// When the call was admitted.
     admitted: Option<Instant>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("keys", &self.keys)
+            .field("model", &self.model)
+            .field("estimate", &self.estimate)
+            .field("hold", &self.hold)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A call waiting for admission. Dropping it leaves the queue and lets the next call go.
@@ -604,7 +625,7 @@ impl<St: Store> Ticket<St> {
             let now = Instant::now();
             let spend = self.limiter.shared.spend.as_ref();
             if let (Some(hold), Some(spend)) = (account.hold.take(), spend) {
-                spend.release(hold);
+                spend.release(hold, &account.budgets);
             }
             let waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
             self.limiter.log(
@@ -637,15 +658,40 @@ impl<St: Store> Ticket<St> {
         if account.hold.is_some() {
             return Poll::Ready(Ok(()));
         }
-        let refusal =
-            match spend.reserve(&account.keys, limiter.unix_ms(now) / 1000, account.estimate) {
-                Ok(hold) => {
-                    account.hold = Some(hold);
-                    account.sleep = None;
-                    return Poll::Ready(Ok(()));
+        let step = match &mut account.pending {
+            Some(fut) => match fut.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(answer) => {
+                    account.pending = None;
+                    match answer {
+                        Ok(Ok(hold)) => MoneyStep::Held(hold),
+                        Ok(Err(refused)) => {
+                            MoneyStep::Refused(spend.refusal(&account.budgets, refused))
+                        }
+                        // Spend caps fail closed.
+                        Err(e) => return Poll::Ready(Err(ThrottleError::store(e))),
+                    }
                 }
-                Err(r) => r,
-            };
+            },
+            None => spend.reserve(
+                &account.keys,
+                &account.budgets,
+                limiter.unix_ms(now) / 1000,
+                account.estimate,
+            ),
+        };
+        let refusal = match step {
+            MoneyStep::Held(hold) => {
+                account.hold = Some(hold);
+                account.sleep = None;
+                return Poll::Ready(Ok(()));
+            }
+            MoneyStep::Pending(fut) => {
+                account.pending = Some(fut);
+                return self.reserve_money(cx, now);
+            }
+            MoneyStep::Refused(r) => r,
+        };
         let (err, until) = match refusal {
             Refusal::Exhausted(scope, e) => {
                 let never = e.never_fits();
@@ -661,8 +707,14 @@ impl<St: Store> Ticket<St> {
         if spend.on_cap == OnCap::Refuse || deadline.is_some_and(|d| now >= d) {
             return Poll::Ready(Err(err));
         }
-        // Held: woken by a settle, a release, a resume, the window's reset or the deadline.
+        // Held: woken by a settle, a release, a resume, the window's reset or the deadline; with
+        // a shared ledger also every second, since other processes' settles wake no one here.
         spend.wait(cx.waker());
+        let until = match (until, spend.is_shared()) {
+            (Some(u), true) => Some(u.min(now + Duration::from_secs(1))),
+            (None, true) => Some(now + Duration::from_secs(1)),
+            (u, false) => u,
+        };
         let at = match (until, deadline) {
             (Some(u), Some(d)) => Some(u.min(d)),
             (u, d) => u.or(d),
@@ -911,9 +963,9 @@ impl<St: Store> Ticket<St> {
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
         self.leave(false);
-        if let Some(hold) = self.account.as_mut().and_then(|a| a.hold.take()) {
-            if let Some(spend) = &self.limiter.shared.spend {
-                spend.release(hold);
+        if let Some(account) = self.account.as_mut() {
+            if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
+                spend.release(hold, &account.budgets);
             }
         }
     }
@@ -994,7 +1046,12 @@ impl<St: Store> Permit<St> {
             let used = tokens.unwrap_or(TokenUsage::new(actual.input_tokens, actual.output_tokens));
             let cost = account.price.map_or(Micros::ZERO, |p| p.cost_of(used));
             if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
-                spend.settle(hold, self.limiter.unix_ms(now) / 1000, cost);
+                spend.settle(
+                    hold,
+                    &account.budgets,
+                    self.limiter.unix_ms(now) / 1000,
+                    cost,
+                );
             }
             let real = tokens.or(usage_known(outcome).then_some(used));
             self.limiter.log(

@@ -22,6 +22,17 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The reservation of `estimate` that a store kept elsewhere (in another process, or as
+    /// numbers in a shared store) and now gives back to settle or release it.
+    ///
+    /// ```
+    /// use tollgate_core::{Micros, Reservation};
+    /// assert_eq!(Reservation::new(Micros::new(5)).estimate(), Micros::new(5));
+    /// ```
+    pub fn new(estimate: Micros) -> Reservation {
+        Reservation { estimate }
+    }
+
     /// The estimate reserved.
     ///
     /// ```

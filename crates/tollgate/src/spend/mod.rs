@@ -10,11 +10,14 @@
 //! with [`ThrottleBuilder::wall_clock`](crate::ThrottleBuilder::wall_clock)) plus the elapsed
 //! time of tokio's clock, so budgets follow tokio's paused clock in tests and in the simulator.
 
+mod ledger;
 mod log;
 
+pub use ledger::{
+    Alerts, BudgetRef, Ledger, LedgerFuture, LedgerHold, MemoryLedger, Refused, Reserve,
+};
 pub use log::{CallLog, CallRecord, EstimateRecord, Replay, ReplayedCall, TokensRecord};
 
-use crate::pick::pick_mut;
 use crate::registry::pattern_kind;
 use crate::{ScopeKey, Scopes};
 use smallvec::SmallVec;
@@ -22,10 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use tollgate_core::{
-    release_budgets, reserve_budgets, settle_budgets, Alert, Budget, BudgetExhausted, BudgetState,
-    Micros, PriceTable, Reservation,
-};
+use tollgate_core::{Alert, Budget, BudgetExhausted, Micros, PriceTable};
 
 /// What a call does when one of its scopes is at its spend cap, or paused by hand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -79,6 +79,7 @@ pub(crate) struct SpendSettings {
     pub(crate) alert: Option<AlertSink>,
     pub(crate) log: Option<CallLog>,
     pub(crate) seed: Option<Replay>,
+    pub(crate) ledger: Option<Arc<dyn Ledger>>,
 }
 
 impl fmt::Debug for SpendSettings {
@@ -100,18 +101,8 @@ impl SpendSettings {
     }
 }
 
-struct Entry {
-    key: ScopeKey,
-    budget: Arc<Budget>,
-    state: BudgetState,
-}
-
 #[derive(Default)]
-struct State {
-    entries: Vec<Entry>,
-    by_key: HashMap<ScopeKey, usize>,
-    /// Keys known to have no budget (so the patterns are not searched again).
-    unbudgeted: HashSet<ScopeKey>,
+struct Local {
     paused: HashSet<ScopeKey>,
     /// Models already warned about being priced at the default price.
     defaulted: HashSet<String>,
@@ -119,16 +110,21 @@ struct State {
     waiters: Vec<Waker>,
 }
 
-/// The spend of every budgeted scope, shared by every clone of a layer.
+/// The budgets of one call: each budgeted scope key with its budget.
+pub(crate) type CallBudgets = SmallVec<[(ScopeKey, Arc<Budget>); 4]>;
+
+/// The money side of every clone of a layer: which budget applies to which key, the ledger that
+/// keeps the spend, pauses, held calls and alerts.
 pub(crate) struct Spend {
     exact: HashMap<ScopeKey, Arc<Budget>>,
     /// `(Some(kind), budget)` for `kind:*`, `(None, budget)` for `*`.
     patterns: Vec<(Option<String>, Arc<Budget>)>,
     pub(crate) prices: Option<PriceTable>,
     pub(crate) on_cap: OnCap,
-    alert: Option<AlertSink>,
+    alerts: Alerts,
     pub(crate) log: Option<CallLog>,
-    state: Mutex<State>,
+    ledger: Arc<dyn Ledger>,
+    local: Mutex<Local>,
 }
 
 impl fmt::Debug for Spend {
@@ -137,20 +133,27 @@ impl fmt::Debug for Spend {
             .field("exact", &self.exact)
             .field("patterns", &self.patterns)
             .field("on_cap", &self.on_cap)
+            .field("shared_ledger", &self.ledger.is_shared())
             .finish_non_exhaustive()
     }
 }
 
-/// The money a call holds between admission and settlement. Give it back with
-/// [`Spend::settle`] or [`Spend::release`].
-#[derive(Debug)]
-pub(crate) struct MoneyHold {
-    entries: SmallVec<[usize; 4]>,
-    reservation: Reservation,
+/// What [`Spend::reserve`] decided.
+pub(crate) enum MoneyStep {
+    Held(LedgerHold),
+    Refused(Refusal),
+    Pending(LedgerFuture),
+}
+
+fn refs(budgets: &CallBudgets) -> SmallVec<[BudgetRef<'_>; 4]> {
+    budgets
+        .iter()
+        .map(|(scope, budget)| BudgetRef { scope, budget })
+        .collect()
 }
 
 impl Spend {
-    pub(crate) fn new(settings: SpendSettings, now_unix: u64) -> Self {
+    pub(crate) fn new(settings: SpendSettings, ledger: Arc<dyn Ledger>, now_unix: u64) -> Self {
         let mut exact = HashMap::new();
         let mut patterns = Vec::new();
         for (key, budget) in settings.budgets {
@@ -167,9 +170,10 @@ impl Spend {
             patterns,
             prices: settings.prices,
             on_cap: settings.on_cap,
-            alert: settings.alert,
+            alerts: Alerts::new(settings.alert),
             log: settings.log,
-            state: Mutex::new(State::default()),
+            ledger,
+            local: Mutex::new(Local::default()),
         };
         if let Some(seed) = &settings.seed {
             spend.seed(seed, now_unix);
@@ -177,8 +181,13 @@ impl Spend {
         spend
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether other processes share the ledger.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.ledger.is_shared()
     }
 
     /// The budget of `key`: its own, else that of its kind's pattern, else that of `*`.
@@ -194,131 +203,93 @@ impl Spend {
             .map(|(_, b)| b.clone())
     }
 
-    /// The entry of `key`, created on first sight; `None` when the key has no budget.
-    fn entry(&self, st: &mut State, key: &ScopeKey, now_unix: u64) -> Option<usize> {
-        if let Some(&i) = st.by_key.get(key) {
-            return Some(i);
+    /// The budgets of a call with these keys.
+    pub(crate) fn budgets(&self, keys: &Scopes) -> CallBudgets {
+        let mut out = CallBudgets::new();
+        if self.exact.is_empty() && self.patterns.is_empty() {
+            return out;
         }
-        if st.unbudgeted.contains(key) {
-            return None;
-        }
-        match self.budget_of(key) {
-            None => {
-                st.unbudgeted.insert(key.clone());
-                None
-            }
-            Some(budget) => {
-                let i = st.entries.len();
-                st.entries.push(Entry {
-                    key: key.clone(),
-                    state: BudgetState::new(&budget, now_unix),
-                    budget,
-                });
-                st.by_key.insert(key.clone(), i);
-                Some(i)
+        for key in keys {
+            if let Some(b) = self.budget_of(key) {
+                out.push((key.clone(), b));
             }
         }
+        out
     }
 
     /// Seeds the spend of the current windows from earlier calls (a restart).
     fn seed(&self, replay: &Replay, now_unix: u64) {
-        let mut st = self.lock();
-        let mut sums: HashMap<usize, Micros> = HashMap::new();
+        let mut sums: HashMap<ScopeKey, (Arc<Budget>, Micros)> = HashMap::new();
         for call in replay.calls() {
             let at = call.unix_ms / 1000;
             for key in &call.scopes {
-                let Some(i) = self.entry(&mut st, key, now_unix) else {
+                let Some(budget) = self.budget_of(key) else {
                     continue;
                 };
-                let budget = &st.entries[i].budget;
                 if budget.window_start(at) == budget.window_start(now_unix) {
-                    *sums.entry(i).or_default() += call.cost;
+                    sums.entry(key.clone()).or_insert((budget, Micros::ZERO)).1 += call.cost;
                 }
             }
         }
-        for (i, spent) in sums {
-            let e = &mut st.entries[i];
-            e.state = BudgetState::seeded(&e.budget, now_unix, spent);
+        for (scope, (budget, spent)) in &sums {
+            self.ledger
+                .seed(BudgetRef { scope, budget }, now_unix, *spent);
         }
     }
 
-    /// Reserves `estimate` against the budget of every key, all or nothing.
+    /// Reserves `estimate` against `budgets` (all or nothing), unless a key is paused.
     pub(crate) fn reserve(
         &self,
         keys: &Scopes,
+        budgets: &CallBudgets,
         now_unix: u64,
         estimate: Micros,
-    ) -> Result<MoneyHold, Refusal> {
-        let mut st = self.lock();
-        if let Some(k) = keys.iter().find(|k| st.paused.contains(*k)) {
-            return Err(Refusal::Paused(k.clone()));
-        }
-        let mut entries: SmallVec<[usize; 4]> = SmallVec::new();
-        for key in keys {
-            if let Some(i) = self.entry(&mut st, key, now_unix) {
-                if !entries.contains(&i) {
-                    entries.push(i);
-                }
+    ) -> MoneyStep {
+        {
+            let local = self.lock();
+            if let Some(k) = keys.iter().find(|k| local.paused.contains(*k)) {
+                return MoneyStep::Refused(Refusal::Paused(k.clone()));
             }
         }
-        let result = with_budgets(&mut st.entries, &entries, |pairs| {
-            reserve_budgets(now_unix, estimate, pairs)
-        });
-        match result {
-            Ok(reservation) => Ok(MoneyHold {
-                entries,
-                reservation,
-            }),
-            Err((i, e)) => Err(Refusal::Exhausted(st.entries[entries[i]].key.clone(), e)),
+        if budgets.is_empty() {
+            return MoneyStep::Held(LedgerHold::new(0, estimate));
+        }
+        match self.ledger.reserve(&refs(budgets), now_unix, estimate) {
+            Reserve::Done(Ok(hold)) => MoneyStep::Held(hold),
+            Reserve::Done(Err(refused)) => MoneyStep::Refused(self.refusal(budgets, refused)),
+            Reserve::Pending(fut) => MoneyStep::Pending(fut),
         }
     }
 
-    /// Settles a held reservation with the call's real cost; tells the alerts and wakes held calls.
-    pub(crate) fn settle(&self, hold: MoneyHold, now_unix: u64, actual: Micros) {
-        let alerts: Vec<BudgetAlert> = {
-            let mut st = self.lock();
-            let MoneyHold {
-                entries,
-                reservation,
-            } = hold;
-            let fired = with_budgets(&mut st.entries, &entries, |pairs| {
-                settle_budgets(now_unix, reservation, actual, pairs)
-            });
-            let alerts = fired
-                .into_iter()
-                .map(|(i, alert)| BudgetAlert {
-                    scope: st.entries[entries[i]].key.clone(),
-                    alert,
-                })
-                .collect();
-            wake_all(&mut st);
-            alerts
-        };
-        for a in &alerts {
-            tracing::warn!(
-                scope = %a.scope,
-                spent = %a.alert.spent,
-                threshold = %a.alert.threshold,
-                cap = %a.alert.cap,
-                "spend alert: {a}"
-            );
-            if let Some(sink) = &self.alert {
-                sink(a);
-            }
-        }
+    /// The refusal of the budget a ledger named.
+    pub(crate) fn refusal(&self, budgets: &CallBudgets, refused: Refused) -> Refusal {
+        let scope = budgets
+            .get(refused.index)
+            .map_or(ScopeKey::GLOBAL, |(k, _)| k.clone());
+        Refusal::Exhausted(scope, refused.exhausted)
     }
 
-    /// Gives a reservation back unused.
-    pub(crate) fn release(&self, hold: MoneyHold) {
-        let mut st = self.lock();
-        let MoneyHold {
-            entries,
-            reservation,
-        } = hold;
-        with_budgets(&mut st.entries, &entries, |pairs| {
-            release_budgets(reservation, pairs)
-        });
-        wake_all(&mut st);
+    /// Settles a hold with the call's real cost; tells the alerts and wakes held calls.
+    pub(crate) fn settle(
+        &self,
+        hold: LedgerHold,
+        budgets: &CallBudgets,
+        now_unix: u64,
+        actual: Micros,
+    ) {
+        if !budgets.is_empty() {
+            self.ledger
+                .settle(hold, &refs(budgets), now_unix, actual, &self.alerts);
+        }
+        wake_all(&mut self.lock());
+    }
+
+    /// Gives a hold back unused.
+    pub(crate) fn release(&self, hold: LedgerHold, budgets: &CallBudgets) {
+        if !budgets.is_empty() {
+            self.ledger.release(hold, &refs(budgets));
+        }
+        wake_all(&mut self.lock());
     }
 
     /// Registers a held call to be woken when money comes back or a scope resumes.
@@ -357,18 +328,16 @@ impl Spend {
         self.lock().paused.contains(key)
     }
 
-    /// The spend of `key` in its current window: `(spent, reserved, cap, resets_at)`.
+    /// The spend of `key` in its current window.
     pub(crate) fn spent(&self, key: &ScopeKey, now_unix: u64) -> Option<SpendStats> {
-        let mut st = self.lock();
-        let i = self.entry(&mut st, key, now_unix)?;
-        let e = &mut st.entries[i];
-        e.state.roll(&e.budget, now_unix);
-        Some(SpendStats {
-            spent: e.state.spent,
-            reserved: e.state.reserved,
-            cap: e.budget.cap(),
-            resets_at: e.state.resets_at(&e.budget),
-        })
+        let budget = self.budget_of(key)?;
+        self.ledger.spent(
+            BudgetRef {
+                scope: key,
+                budget: &budget,
+            },
+            now_unix,
+        )
     }
 }
 
@@ -392,22 +361,8 @@ pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn wake_all(st: &mut State) {
+fn wake_all(st: &mut Local) {
     for w in st.waiters.drain(..) {
         w.wake();
     }
-}
-
-/// Runs `f` over the `(budget, state)` pairs of `ids`, in the order of `ids` (distinct indices).
-fn with_budgets<T>(
-    entries: &mut [Entry],
-    ids: &[usize],
-    f: impl FnOnce(&mut [(&Budget, &mut BudgetState)]) -> T,
-) -> T {
-    let mut pairs: SmallVec<[(&Budget, &mut BudgetState); 4]> = pick_mut(entries, ids)
-        .into_iter()
-        .flatten()
-        .map(|e| (&*e.budget, &mut e.state))
-        .collect();
-    f(&mut pairs)
 }

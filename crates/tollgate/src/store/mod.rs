@@ -123,4 +123,11 @@ pub trait Store: Send + Sync + 'static {
     /// Lowers the bucket of `dimension` in `scope` so that at most `remaining` units are available
     /// at `now` (what the provider reported); never raises it. Must not block.
     fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64);
+
+    /// The ledger that keeps spend beside these buckets, if the store has one (a store shared by
+    /// several processes should, so that spend caps hold across them). `None`, the default,
+    /// keeps spend in this process.
+    fn ledger(&self) -> Option<std::sync::Arc<dyn crate::spend::Ledger>> {
+        None
+    }
 }

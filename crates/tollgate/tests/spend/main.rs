@@ -623,3 +623,121 @@ proptest! {
         });
     }
 }
+
+/// A ledger "in another process": answers after 10 ms, shared, and can fail.
+struct RemoteLedger {
+    inner: Arc<tollgate::spend::MemoryLedger>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tollgate::spend::Ledger for RemoteLedger {
+    fn reserve(
+        &self,
+        budgets: &[tollgate::spend::BudgetRef<'_>],
+        now_unix: u64,
+        estimate: Micros,
+    ) -> tollgate::spend::Reserve {
+        use tollgate::spend::{BudgetRef, Reserve};
+        let owned: Vec<(tollgate::ScopeKey, Budget)> = budgets
+            .iter()
+            .map(|b| (b.scope.clone(), b.budget.clone()))
+            .collect();
+        let (inner, down) = (self.inner.clone(), self.down.clone());
+        Reserve::Pending(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(tollgate::store::StoreError::new("ledger unreachable"));
+            }
+            let refs: Vec<BudgetRef<'_>> = owned
+                .iter()
+                .map(|(scope, budget)| BudgetRef { scope, budget })
+                .collect();
+            match inner.reserve(&refs, now_unix, estimate) {
+                Reserve::Done(r) => Ok(r),
+                Reserve::Pending(_) => unreachable!("the memory ledger answers at once"),
+            }
+        }))
+    }
+    fn settle(
+        &self,
+        hold: tollgate::spend::LedgerHold,
+        budgets: &[tollgate::spend::BudgetRef<'_>],
+        now_unix: u64,
+        actual: Micros,
+        alerts: &tollgate::spend::Alerts,
+    ) {
+        self.inner.settle(hold, budgets, now_unix, actual, alerts)
+    }
+    fn release(
+        &self,
+        hold: tollgate::spend::LedgerHold,
+        budgets: &[tollgate::spend::BudgetRef<'_>],
+    ) {
+        self.inner.release(hold, budgets)
+    }
+    fn spent(
+        &self,
+        b: tollgate::spend::BudgetRef<'_>,
+        now_unix: u64,
+    ) -> Option<tollgate::spend::SpendStats> {
+        self.inner.spent(b, now_unix)
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_ledger_reserves_remotely_fails_closed_and_is_rechecked_while_held() {
+    use tollgate::spend::{BudgetRef, Ledger, Reserve};
+    let inner = Arc::new(tollgate::spend::MemoryLedger::new());
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ledger = Arc::new(RemoteLedger {
+        inner: inner.clone(),
+        down: down.clone(),
+    });
+    let log = Log::default();
+    let start = Instant::now();
+    let (limiter, svc) = client(
+        money(ThrottleLayer::builder())
+            .budget("global", daily(1_000, &[]))
+            .on_cap(OnCap::Hold)
+            .ledger(ledger),
+        &log,
+        start,
+    );
+    // The reservation takes the ledger's round trip.
+    svc.clone().oneshot(call(1, 0, 200)).await.unwrap();
+    assert_eq!(log.entries()[0], (1, Duration::from_millis(10)));
+    assert_eq!(limiter.spend("global").unwrap().spent, Micros::new(500));
+
+    // Another process holds the rest of the cap; a call here is held ...
+    let budget = daily(1_000, &[]);
+    let key = tollgate::ScopeKey::GLOBAL;
+    let other = [BudgetRef {
+        scope: &key,
+        budget: &budget,
+    }];
+    let Reserve::Done(Ok(theirs)) = inner.reserve(&other, START, Micros::new(500)) else {
+        panic!("the other process's reservation fits");
+    };
+    let held = spawn(&svc, call(2, 0, 200));
+    tokio::time::advance(Duration::from_secs(5)).await;
+    run_tasks().await;
+    assert!(!held.is_finished());
+    // ... until the other process gives its money back, which wakes no one here: the held call
+    // looks again within a second.
+    let released_at = start.elapsed();
+    inner.release(theirs, &other);
+    held.await.unwrap().unwrap();
+    let went = log.entries()[1].1;
+    assert!(
+        went > released_at && went <= released_at + Duration::from_millis(1_010),
+        "{went:?}"
+    );
+
+    // Unreachable: the call is refused, spend caps fail closed.
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let e = err(svc.oneshot(call(3, 0, 0)).await.unwrap_err());
+    assert!(e.is_store(), "{e}");
+}
