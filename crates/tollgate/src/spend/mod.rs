@@ -2,9 +2,11 @@
 //! per-call log.
 //!
 //! The arithmetic (reserve, settle, release, windows, thresholds) is `tollgate-core`'s
-//! [`BudgetState`]; this module keeps one state per scope key, decides what a call that does not
-//! fit does ([`OnCap`]), tells the user about crossed thresholds ([`BudgetAlert`]) and holds the
-//! calls that wait for a window to reset or for a manual [`resume`](crate::Limiter::resume).
+//! [`BudgetState`](tollgate_core::BudgetState), kept per scope key by a [`Ledger`]
+//! ([`MemoryLedger`] in this process by default). This module decides which budgets a call is
+//! charged to and what a call that does not fit does ([`OnCap`]), tells the user about crossed
+//! thresholds ([`BudgetAlert`]), holds the calls that wait for a window to reset or for a manual
+//! [`resume`](crate::Limiter::resume), and writes the [`CallLog`].
 //!
 //! Time here is wall-clock time: the Unix time at which the layer was built (read once, or set
 //! with [`ThrottleBuilder::wall_clock`](crate::ThrottleBuilder::wall_clock)) plus the elapsed
