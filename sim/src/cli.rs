@@ -20,7 +20,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, verbatim_doc_comment)]
 pub struct Args {
-    /// A built-in scenario (reference, launch-spike, shared-key, max-tokens-skew, priority) or a
+    /// A built-in scenario (reference, launch-spike, shared-key, max-tokens-skew, priority, runaway) or a
     /// TOML file. Without it, the default scenario built from --agents and --rpm.
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
