@@ -189,15 +189,21 @@ impl RedisStoreBuilder {
                 Err(_) => return Err(Error::unreachable(&self.url, None, self.timeout)),
             };
         let keys = crate::script::Keys::new(&self.prefix, &self.tag);
-        let client_id: u64 = match tokio::time::timeout(
+        // This process's name in reservation ids: a counter, unique while it lives (it expires a
+        // day after the last process registered), and the server's time, unique after that.
+        let register = redis::Script::new(
+            "local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 86400) \
+             local t = redis.call('TIME') return {n, tonumber(t[1]), tonumber(t[2])}",
+        );
+        let client_id: String = match tokio::time::timeout(
             self.timeout,
-            redis::cmd("INCR")
-                .arg(keys.clients())
-                .query_async(&mut probe),
+            register
+                .key(keys.clients())
+                .invoke_async::<(u64, u64, u64)>(&mut probe),
         )
         .await
         {
-            Ok(Ok(id)) => id,
+            Ok(Ok((n, secs, micros))) => format!("{n}@{secs}.{micros:06}"),
             Ok(Err(e)) => return Err(Error::unreachable(&self.url, Some(e), self.timeout)),
             Err(_) => return Err(Error::unreachable(&self.url, None, self.timeout)),
         };

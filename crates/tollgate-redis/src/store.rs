@@ -84,7 +84,7 @@ pub(crate) struct Inner {
     conn: ConnectionManager,
     scripts: Scripts,
     keys: Keys,
-    client: u64,
+    client: String,
     next: AtomicU64,
     settings: Settings,
     health: Health,
@@ -103,7 +103,7 @@ impl Inner {
     pub(crate) fn new(
         conn: ConnectionManager,
         keys: Keys,
-        client: u64,
+        client: String,
         settings: Settings,
     ) -> Self {
         Inner {
@@ -179,9 +179,22 @@ enum Held {
         keys: Arc<[String]>,
         scopes: Vec<ScopeRef>,
         charged: Cost,
+        /// The server's time of the admission, µs since the Unix epoch.
+        at: u64,
     },
     /// Admitted by the local limiter while Redis was away.
     Local(MemoryReservation),
+}
+
+impl RedisReservation {
+    /// When Redis admitted the call, by the server's clock (µs since the Unix epoch); `None` for a
+    /// call admitted by the local limiter while Redis was away.
+    pub fn admitted_at(&self) -> Option<u64> {
+        match self.held {
+            Held::Redis { at, .. } => Some(at),
+            Held::Local(_) => None,
+        }
+    }
 }
 
 /// The future of [`RedisStore`]'s `acquire`: ready at once for a call that never fits or while
@@ -240,10 +253,63 @@ impl RedisStore {
         self.inner.health.is_down()
     }
 
-    /// The number this process got from Redis when the store was built (unique per store key
-    /// space); reservation ids start with it.
-    pub fn client_id(&self) -> u64 {
-        self.inner.client
+    /// The name this store got from Redis when it was built (unique among the stores of one
+    /// prefix and hash tag): a counter, `@`, and the server's time. Reservation ids start with it.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client
+    }
+
+    /// Settles a reservation as [`Store::settle`] does, but waits for Redis and returns the
+    /// server's time of the settle (µs since the Unix epoch), or `None` when the reservation was
+    /// already settled or reclaimed, or was admitted by the local limiter (then it is settled
+    /// there). For audits and tests; the layer uses the background [`Store::settle`].
+    ///
+    /// # Errors
+    /// Redis failed or did not answer within the timeout; the settle is then kept and retried in
+    /// the background, as [`Store::settle`] would.
+    pub async fn settle_and_wait(
+        &self,
+        reservation: RedisReservation,
+        settlement: Settlement,
+    ) -> Result<Option<u64>, Error> {
+        let Held::Redis {
+            id,
+            keys,
+            scopes,
+            charged,
+            ..
+        } = reservation.held
+        else {
+            if let (Held::Local(r), Some(local)) = (reservation.held, &self.inner.local) {
+                local.settle(r, settlement);
+            }
+            return Ok(None);
+        };
+        let inner = &self.inner;
+        let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
+        match inner
+            .invoke::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
+            .await
+        {
+            Ok(reply) => {
+                inner.health.succeeded(false);
+                match reply[..] {
+                    [1, at] => Ok(Some(u64::try_from(at).unwrap_or(0))),
+                    [0, _] => Ok(None),
+                    _ => Err(Error::reply(format!("settle returned {reply:?}"))),
+                }
+            }
+            Err(e) => {
+                inner.health.failed(false, &e, inner.fails_open());
+                inner.keep(Op {
+                    kind: OpKind::Settle,
+                    keys,
+                    args,
+                    give_up: Instant::now() + inner.settings.ttl,
+                });
+                Err(e)
+            }
+        }
     }
 
     /// Settles and writes that failed and wait to be retried.
@@ -282,6 +348,8 @@ impl Inner {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.settings.timeout, inv.invoke_async(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
+            // The connection's own response timeout is the same as ours.
+            Ok(Err(e)) if e.is_timeout() => Err(Error::timeout(self.settings.timeout)),
             Ok(Err(e)) => Err(Error::redis(e)),
             Err(_) => Err(Error::timeout(self.settings.timeout)),
         }
@@ -417,6 +485,7 @@ impl Inner {
                             keys,
                             scopes,
                             charged: cost,
+                            at: reply.get(1).map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
                         },
                     }),
                 })
@@ -672,6 +741,7 @@ impl Store for RedisStore {
                 keys,
                 scopes,
                 charged,
+                ..
             } => {
                 let args = self
                     .inner

@@ -7,10 +7,10 @@
 --   1 if the scope holds a concurrency slot else 0, number of buckets, then per bucket:
 --   field, rate, delta in µs (positive: charge the shortfall as debt; negative: refund)
 --
--- Returns 1 when the reservation was settled now, 0 when it was not in flight.
+-- Returns {1, now} when the reservation was settled now, {0, now} when it was not in flight.
 local now = now_us()
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  return 0
+  return { 0, now }
 end
 local a = 3
 for i = 1, tonumber(ARGV[2]) do
@@ -48,4 +48,4 @@ for i = 1, tonumber(ARGV[2]) do
     a = a + 3 * nb
   end
 end
-return 1
+return { 1, now }
