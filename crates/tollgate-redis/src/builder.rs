@@ -127,9 +127,11 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long an admitted call may stay unsettled (default 10 minutes). After it, its
-    /// concurrency slots are given back (a process that died, or a call that never ended) and a
-    /// late settle changes nothing: the estimate stays charged. Set it above your longest call.
+    /// How long an admitted call holds its concurrency slots without being settled (default 10
+    /// minutes). After it the slots count no more: a process that died, or an admission whose
+    /// reply was lost, gives them back. Its rate charge (the estimate) stays until a settle
+    /// reconciles it, which may come later. Set it above your longest call: a call that runs
+    /// longer loses its slot early and the cap may be exceeded meanwhile.
     ///
     /// ```
     /// # use std::time::Duration;

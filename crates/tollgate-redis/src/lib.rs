@@ -41,18 +41,21 @@
 //!   arithmetic is tollgate-core's GCRA in integer microseconds: charges round up, refunds down,
 //!   a call larger than a burst never fits (decided in the process, without a round trip).
 //! * **Settling** after the response (refund or debt, release of the concurrency slot) runs in the
-//!   background and is idempotent by reservation id. If Redis is away it is kept and retried.
-//! * **Reclaim**: a reservation not settled within the [reservation
-//!   TTL](RedisStoreBuilder::reservation_ttl) (default 10 minutes) is dropped by the next
-//!   admission: its concurrency slots come back, its estimate stays charged. This covers a
-//!   process that died, and an admission whose reply was lost.
+//!   background and is idempotent by reservation id (a marker key per settled id, kept twice the
+//!   reservation TTL). If Redis is away it is kept and retried until the TTL has passed.
+//! * **Reclaim**: a concurrency slot is a member of the scope's set of calls in flight, scored
+//!   with its expiry; a slot not given back within the [reservation
+//!   TTL](RedisStoreBuilder::reservation_ttl) (default 10 minutes) no longer counts. This covers
+//!   a process that died, and an admission whose reply was lost. A call whose settle never comes
+//!   keeps its estimate charged, which errs on the safe side.
 //! * **Cooldown and header sync** ([`Store::cool_down`](tollgate::Store::cool_down),
 //!   [`Store::sync_remaining`](tollgate::Store::sync_remaining)) are written to Redis, so one
 //!   process's 429 pauses every process.
-//! * **Keys**: `<prefix>:{<hash tag>}:s:<scope>` (buckets and cooldown, a hash),
-//!   `…:f:<scope>` (calls in flight), `…:r` (reservations), `…:clients`. The hash tag keeps every
-//!   key of a store in one Redis Cluster slot; keys expire when idle (once their buckets are full
-//!   again, plus a second).
+//! * **Keys**: `<prefix>:{<hash tag>}:s:<scope>` (buckets and cooldown, one string),
+//!   `…:f:<scope>` (calls in flight of a capped scope), `…:d:<reservation>` (settled markers),
+//!   `…:clients`. The hash tag keeps every key of a store in one Redis Cluster slot. Every key
+//!   expires when idle: a scope's state once its buckets are full again and its cooldown is over
+//!   (plus a second), the rest after the reservation TTL or a day.
 //!
 //! # Waiting and fairness
 //! Within a process, the layer's queue is FIFO per priority tier, as with the in-memory store.

@@ -65,12 +65,12 @@ impl Keys {
         }
     }
 
-    /// The sorted set of reservations in flight.
-    pub(crate) fn reservations(&self) -> String {
-        format!("{}r", self.base)
+    /// The marker of a settled reservation.
+    pub(crate) fn settled(&self, id: &str) -> String {
+        format!("{}d:{id}", self.base)
     }
 
-    /// The hash of a scope's buckets and cooldown.
+    /// The state of a scope's buckets and cooldown.
     pub(crate) fn scope(&self, scope: &ScopeRef) -> String {
         format!("{}s:{}", self.base, scope.key)
     }
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = Keys::new("tollgate", "org-1");
-        assert_eq!(k.reservations(), "tollgate:{org-1}:r");
+        assert_eq!(k.settled("3@1.000002#7"), "tollgate:{org-1}:d:3@1.000002#7");
         assert_eq!(k.clients(), "tollgate:{org-1}:clients");
     }
 }

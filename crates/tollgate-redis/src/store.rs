@@ -34,9 +34,9 @@ const MAX_KEPT: usize = 100_000;
 /// * **Settling** (reconcile and release) is sent in the background and is idempotent: each
 ///   admission has a reservation id, and a second settle of it changes nothing. A settle that
 ///   fails because Redis is away is kept and retried until the reservation TTL has passed.
-/// * **Reclaim**: a reservation not settled within the [TTL](RedisStoreBuilder::reservation_ttl)
-///   (its process died, or its admission reply was lost) gives back its concurrency slots; its
-///   estimate stays charged.
+/// * **Reclaim**: concurrency slots not given back within the
+///   [TTL](RedisStoreBuilder::reservation_ttl) (the process died, or the admission reply was
+///   lost) no longer count; the estimate stays charged.
 /// * **When Redis is away**, the [`FailMode`] applies; see [`RedisStoreBuilder`].
 ///
 /// Cloning is cheap and shares the connection.
@@ -155,7 +155,8 @@ struct Op {
     kind: OpKind,
     keys: Arc<[String]>,
     args: Vec<Arg>,
-    /// After this the write is pointless (the reservation was reclaimed, the cooldown is over).
+    /// After this the write is given up (the reservation's slots were reclaimed, the cooldown is
+    /// over, the reported remainder is stale).
     give_up: Instant,
 }
 
@@ -261,7 +262,7 @@ impl RedisStore {
 
     /// Settles a reservation as [`Store::settle`] does, but waits for Redis and returns the
     /// server's time of the settle (µs since the Unix epoch), or `None` when the reservation was
-    /// already settled or reclaimed, or was admitted by the local limiter (then it is settled
+    /// already settled, or was admitted by the local limiter (then it is settled
     /// there). For audits and tests; the layer uses the background [`Store::settle`].
     ///
     /// # Errors
@@ -287,6 +288,7 @@ impl RedisStore {
         };
         let inner = &self.inner;
         let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
+        let keys = inner.settle_keys(&id, &keys);
         match inner
             .invoke::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
             .await
@@ -377,15 +379,21 @@ impl Inner {
         }
     }
 
-    /// The keys of a call: the reservations, then each scope's hash and set of calls in flight.
+    /// The keys of a call: each scope's state and set of calls in flight.
     fn call_keys(&self, scopes: &[ScopeRef]) -> Arc<[String]> {
-        let mut keys = Vec::with_capacity(1 + 2 * scopes.len());
-        keys.push(self.keys.reservations());
+        let mut keys = Vec::with_capacity(2 * scopes.len());
         for s in scopes {
             keys.push(self.keys.scope(s));
             keys.push(self.keys.in_flight(s));
         }
         keys.into()
+    }
+
+    /// The keys of settle.lua: the reservation's marker, then the call's keys.
+    fn settle_keys(&self, id: &str, call: &[String]) -> Arc<[String]> {
+        std::iter::once(self.keys.settled(id))
+            .chain(call.iter().cloned())
+            .collect()
     }
 
     fn acquire_args(&self, id: &str, scopes: &[ScopeRef], cost: Cost) -> Vec<Arg> {
@@ -415,8 +423,11 @@ impl Inner {
     /// The arguments of settle.lua; `None` for `cost` releases the reservation without
     /// reconciling (the admission's outcome is unknown).
     fn settle_args(&self, id: &str, scopes: &[ScopeRef], costs: Option<(Cost, Cost)>) -> Vec<Arg> {
-        let mut args = Vec::with_capacity(2 + scopes.len() * 5);
+        let mut args = Vec::with_capacity(3 + scopes.len() * 5);
         args.push(Arg::Str(id.to_owned()));
+        // The marker outlives every retry of the settle (kept until the TTL has passed).
+        let marker_ms = u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX);
+        args.push(marker_ms.saturating_mul(2).max(1).into());
         args.push((scopes.len() as u64).into());
         for s in scopes {
             args.push(u64::from(s.limits.concurrency().is_some()).into());
@@ -561,7 +572,7 @@ impl Inner {
             kept.pop_front();
             tracing::warn!(
                 "more than {MAX_KEPT} redis writes wait for a retry: the oldest is dropped \
-                 (its reservation is reclaimed after the TTL)"
+                 (its concurrency slots are reclaimed after the TTL)"
             );
         }
         kept.push_back(op);
@@ -699,7 +710,7 @@ impl Drop for Unsettled<'_> {
             let args = self.inner.settle_args(self.id, self.scopes, None);
             self.inner.send(Op {
                 kind: OpKind::Settle,
-                keys: self.keys.clone(),
+                keys: self.inner.settle_keys(self.id, self.keys),
                 args,
                 give_up: Instant::now() + self.inner.settings.ttl,
             });
@@ -748,7 +759,7 @@ impl Store for RedisStore {
                     .settle_args(&id, &scopes, Some((charged, settlement.actual)));
                 self.inner.send(Op {
                     kind: OpKind::Settle,
-                    keys,
+                    keys: self.inner.settle_keys(&id, &keys),
                     args,
                     give_up: Instant::now() + self.inner.settings.ttl,
                 });

@@ -1,7 +1,6 @@
 -- Admits one call in every one of its scopes, or in none.
 --
--- KEYS[1]          the set of reservations in flight (score: expiry in µs)
--- KEYS[2i], [2i+1] scope i: its hash of buckets, its set of calls in flight
+-- KEYS[2i-1], KEYS[2i]: scope i's state and its set of calls in flight (score: expiry in µs).
 -- ARGV[1] reservation id, ARGV[2] reservation TTL in µs, ARGV[3] number of scopes, then per scope:
 --   concurrency cap (0: none), number of buckets, then per bucket:
 --   field, rate (units per period × 1000), charge in µs, room in µs (the backlog allowed before
@@ -11,7 +10,11 @@
 -- scope indices (0-based)...}.
 local now = now_us()
 local id, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local states = {}
+for i = 1, n do
+  states[i] = KEYS[2 * i - 1]
+end
+local vals = redis.call('MGET', unpack(states))
 
 local a = 4
 local wait, conc = 0, 0
@@ -20,44 +23,34 @@ local plan = {}
 for i = 1, n do
   local cap, nb = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
-  local fields = { 'cd' }
-  for b = 0, nb - 1 do
-    local f = ARGV[a + 4 * b]
-    fields[#fields + 1] = f
-    fields[#fields + 1] = f .. '#m'
-  end
-  local vals = redis.call('HMGET', KEYS[2 * i], unpack(fields))
+  local st = decode(vals[i])
   local refused = false
-  local cd = tonumber(vals[1]) or 0
-  if cd > now then
+  if st.cd > now then
     refused = true
-    wait = math.max(wait, cd - now)
+    wait = math.max(wait, st.cd - now)
   end
-  local tats = {}
-  for b = 1, nb do
-    local base = a + 4 * (b - 1)
+  local list = {}
+  for b = 0, nb - 1 do
+    local base = a + 4 * b
+    local f = ARGV[base]
     local rate, charge, room = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-    local tat = carried(tonumber(vals[2 * b]) or 0, tonumber(vals[2 * b + 1]), rate, now)
-    local from = math.max(tat, now)
+    local from = math.max(carried(st.at[f], rate, now), now)
     local w = from - now - room
     if w > 0 then
       refused = true
       wait = math.max(wait, w)
     end
-    tats[b] = from + charge
+    list[b + 1] = { f, from + charge, rate }
   end
-  if cap > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[2 * i + 1], '-inf', now)
-    if redis.call('ZCARD', KEYS[2 * i + 1]) >= cap then
-      refused = true
-      conc = 1
-    end
+  a = a + 4 * nb
+  if cap > 0 and redis.call('ZCOUNT', KEYS[2 * i], now, '+inf') >= cap then
+    refused = true
+    conc = 1
   end
   if refused then
     blocked[#blocked + 1] = i - 1
   end
-  plan[i] = { a = a, nb = nb, cap = cap, cd = cd, tats = tats }
-  a = a + 4 * nb
+  plan[i] = { cap = cap, cd = st.cd, list = list }
 end
 
 if #blocked > 0 then
@@ -68,29 +61,16 @@ if #blocked > 0 then
   return out
 end
 
-local expires = now + ttl
+local expires = int(now + ttl)
 local ttl_ms = math.ceil(ttl / 1000) + SLACK_MS
 for i = 1, n do
   local p = plan[i]
-  if p.nb > 0 then
-    local args = {}
-    local keep = math.max(p.cd - now, 0)
-    for b = 1, p.nb do
-      local base = p.a + 4 * (b - 1)
-      args[#args + 1] = ARGV[base]
-      args[#args + 1] = int(p.tats[b])
-      args[#args + 1] = ARGV[base] .. '#m'
-      args[#args + 1] = ARGV[base + 1]
-      keep = math.max(keep, p.tats[b] - now)
-    end
-    redis.call('HSET', KEYS[2 * i], unpack(args))
-    redis.call('PEXPIRE', KEYS[2 * i], math.ceil(keep / 1000) + SLACK_MS)
+  if #p.list > 0 then
+    store(KEYS[2 * i - 1], p.cd, p.list, now)
   end
   if p.cap > 0 then
-    redis.call('ZADD', KEYS[2 * i + 1], int(expires), id)
-    extend(KEYS[2 * i + 1], ttl_ms)
+    redis.call('ZADD', KEYS[2 * i], expires, id)
+    redis.call('PEXPIRE', KEYS[2 * i], ttl_ms)
   end
 end
-redis.call('ZADD', KEYS[1], int(expires), id)
-extend(KEYS[1], ttl_ms)
 return { 1, now }

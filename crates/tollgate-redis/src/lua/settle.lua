@@ -1,50 +1,49 @@
 -- Settles one reservation: reconciles each bucket by the difference between the real cost and the
--- estimate, and gives back the concurrency slots. Idempotent: a reservation settled before, or
--- reclaimed after its TTL, changes nothing.
+-- estimate, and gives back the concurrency slots. Idempotent: a marker key per reservation id
+-- (kept twice the reservation TTL) makes a second settle of the same id change nothing.
 --
--- KEYS as for acquire.lua.
--- ARGV[1] reservation id, ARGV[2] number of scopes, then per scope:
+-- KEYS[1] the reservation's marker; KEYS[2i], KEYS[2i+1]: scope i's state and set of calls in
+-- flight.
+-- ARGV[1] reservation id, ARGV[2] how long the marker lives in ms, ARGV[3] number of scopes,
+-- then per scope:
 --   1 if the scope holds a concurrency slot else 0, number of buckets, then per bucket:
 --   field, rate, delta in µs (positive: charge the shortfall as debt; negative: refund)
 --
--- Returns {1, now} when the reservation was settled now, {0, now} when it was not in flight.
+-- Returns {1, now} when the reservation was settled now, {0, now} when it had been before.
 local now = now_us()
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
   return { 0, now }
 end
-local a = 3
-for i = 1, tonumber(ARGV[2]) do
+local a = 4
+for i = 1, tonumber(ARGV[3]) do
   local slot, nb = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 2
   if slot > 0 then
-    redis.call('ZREM', KEYS[2 * i + 1], ARGV[1])
+    local flight = KEYS[2 * i + 1]
+    redis.call('ZREM', flight, ARGV[1])
+    -- Reservations of processes that died, past their TTL: no longer counted, now forgotten.
+    redis.call('ZREMRANGEBYSCORE', flight, '-inf', now)
   end
   if nb > 0 then
-    local fields = {}
+    local st = decode(redis.call('GET', KEYS[2 * i]))
     for b = 0, nb - 1 do
-      fields[#fields + 1] = ARGV[a + 3 * b]
-      fields[#fields + 1] = ARGV[a + 3 * b] .. '#m'
-    end
-    local vals = redis.call('HMGET', KEYS[2 * i], unpack(fields))
-    local args = {}
-    local keep = 0
-    for b = 1, nb do
-      local base = a + 3 * (b - 1)
+      local base = a + 3 * b
+      local f = ARGV[base]
       local rate, delta = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
-      local tat = carried(tonumber(vals[2 * b - 1]) or 0, tonumber(vals[2 * b]), rate, now)
+      local e = st.at[f]
+      local tat = carried(e, rate, now)
       if delta > 0 then
         tat = math.max(tat, now) + delta
       else
         tat = math.max(tat + delta, now)
       end
-      args[#args + 1] = ARGV[base]
-      args[#args + 1] = int(tat)
-      args[#args + 1] = ARGV[base] .. '#m'
-      args[#args + 1] = ARGV[base + 1]
-      keep = math.max(keep, tat - now)
+      if e == nil then
+        e = { f, 0, 0 }
+        st.list[#st.list + 1] = e
+      end
+      e[2], e[3] = tat, rate
     end
-    redis.call('HSET', KEYS[2 * i], unpack(args))
-    extend(KEYS[2 * i], math.ceil(keep / 1000) + SLACK_MS)
+    store(KEYS[2 * i], st.cd, st.list, now)
     a = a + 3 * nb
   end
 end

@@ -118,8 +118,8 @@ async fn hammer(url: &str, limits: ScopeLimits) {
     std::fs::write(std::env::var(OUT).unwrap(), out).unwrap();
 }
 
-/// Takes every slot of a concurrency cap, says so on stdout with the admission time, and waits
-/// to be killed.
+/// Takes every slot of a concurrency cap, says so on stdout with the first admission's time, and
+/// waits to be killed.
 async fn hold(url: &str) {
     let store = RedisStore::builder(url)
         .fail_mode(FailMode::Closed)
@@ -132,8 +132,8 @@ async fn hold(url: &str) {
     for _ in 0..3 {
         held.push(admitted(acquire(&store, &sc, Cost::request()).await));
     }
-    let last = held.iter().filter_map(|r| r.admitted_at()).max().unwrap();
-    println!("held {last}");
+    let first = held.iter().filter_map(|r| r.admitted_at()).min().unwrap();
+    println!("held {first}");
     tokio::time::sleep(Duration::from_secs(60)).await;
     drop(held);
 }
@@ -326,7 +326,7 @@ async fn slots_of_a_killed_process_come_back_after_the_ttl() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    // Not before the TTL of the child's last reservation had passed.
+    // Not before the TTL of the child's first reservation had passed.
     let at = r.admitted_at().unwrap();
     assert!(
         at >= held_at + HELD_TTL.as_micros() as u64,

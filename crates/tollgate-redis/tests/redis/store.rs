@@ -216,7 +216,6 @@ async fn every_key_carries_the_hash_tag_and_expires_when_idle() {
         [
             "app:{org-7}:clients",
             "app:{org-7}:f:global",
-            "app:{org-7}:r",
             "app:{org-7}:s:agent:1",
             "app:{org-7}:s:global",
         ]
