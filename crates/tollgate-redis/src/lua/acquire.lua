@@ -61,7 +61,7 @@ if #blocked > 0 then
   return out
 end
 
-local expires = int(now + ttl)
+local expires = now + ttl
 local ttl_ms = math.ceil(ttl / 1000) + SLACK_MS
 for i = 1, n do
   local p = plan[i]

@@ -5,19 +5,13 @@
 --
 -- A scope's state is one string key, read with one GET (or one MGET for every scope of a call)
 -- and written with one SET … PX, which also sets its expiry: every redis.call costs a few µs of
--- script overhead, far more than the arithmetic. The string is
---   <cooldown end>|<field>|<tat>|<rate>|<field>|<tat>|<rate>…
--- with one field per bucket (`<dimension>/<period in ns>`), its theoretical arrival time in µs and
+-- script overhead. The string is binary (`struct`, little-endian doubles: turning numbers into
+-- decimal text is the slowest thing a script can do): the cooldown end, then per bucket its
+-- field (`<dimension>/<period in ns>`, zero-terminated), its theoretical arrival time in µs and
 -- the rate it was charged at (units per period × 1000).
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-
--- An integer as a decimal string: Redis turns Lua numbers into strings with 14 significant
--- digits, which would round a time in µs.
-local function int(x)
-  return string.format('%.0f', x)
 end
 
 -- Idle keys live this long after their state has become that of a fresh key.
@@ -30,38 +24,28 @@ local function decode(s)
   if not s then
     return st
   end
-  local i, e = 0, nil
-  for tok in string.gmatch(s, '[^|]+') do
-    if i == 0 then
-      st.cd = tonumber(tok)
-    else
-      local k = (i - 1) % 3
-      if k == 0 then
-        e = { tok, 0, 0 }
-        st.list[#st.list + 1] = e
-        st.at[tok] = e
-      elseif k == 1 then
-        e[2] = tonumber(tok)
-      else
-        e[3] = tonumber(tok)
-      end
-    end
-    i = i + 1
+  local pos
+  st.cd, pos = struct.unpack('<d', s)
+  local len = #s
+  while pos <= len do
+    local f, tat, rate
+    f, tat, rate, pos = struct.unpack('<sdd', s, pos)
+    local e = { f, tat, rate }
+    st.list[#st.list + 1] = e
+    st.at[f] = e
   end
   return st
 end
 
 -- Writes a scope's state; it expires once its buckets are full again and its cooldown is over.
 local function store(key, cd, list, now)
-  local parts = { int(cd) }
+  local parts = { struct.pack('<d', cd) }
   local keep = math.max(cd - now, 0)
-  for _, e in ipairs(list) do
-    parts[#parts + 1] = e[1]
-    parts[#parts + 1] = int(e[2])
-    parts[#parts + 1] = int(e[3])
+  for i, e in ipairs(list) do
+    parts[i + 1] = struct.pack('<sdd', e[1], e[2], e[3])
     keep = math.max(keep, e[2] - now)
   end
-  redis.call('SET', key, table.concat(parts, '|'), 'PX', math.ceil(keep / 1000) + SLACK_MS)
+  redis.call('SET', key, table.concat(parts), 'PX', math.ceil(keep / 1000) + SLACK_MS)
 end
 
 -- The TAT of a bucket charged at rate `old`, carried over to rate `new`: the units it owes stay
