@@ -37,7 +37,8 @@ impl Default for FailMode {
 /// use std::time::Duration;
 /// use tollgate_redis::{FailMode, RedisStore};
 ///
-/// # async fn run() -> Result<(), tollgate_redis::Error> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tollgate_redis::Error> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("myapp")
 ///     .hash_tag("openai-org-1")

@@ -45,7 +45,8 @@ const MAX_KEPT: usize = 100_000;
 /// use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
 /// use tollgate_redis::RedisStore;
 ///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379").hash_tag("org-1").build().await?;
 /// let layer = ThrottleLayer::builder()
 ///     .scope("global", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 500)))
@@ -233,7 +234,8 @@ impl RedisStore {
     /// or `rediss://` with TLS where the `redis` crate is built with it).
     ///
     /// ```no_run
-    /// # async fn run() -> Result<(), tollgate_redis::Error> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tollgate_redis::Error> {
     /// let store = tollgate_redis::RedisStore::builder("redis://127.0.0.1:6379").build().await?;
     /// # let _ = store;
     /// # Ok(())
