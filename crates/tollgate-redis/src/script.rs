@@ -23,29 +23,24 @@ pub(crate) struct Scripts {
     pub(crate) state: Script,
 }
 
+/// A script of `src/lua/` with the shared prelude.
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
 impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
-            acquire: Script::new(concat!(
-                include_str!("lua/common.lua"),
-                include_str!("lua/acquire.lua")
-            )),
-            settle: Script::new(concat!(
-                include_str!("lua/common.lua"),
-                include_str!("lua/settle.lua")
-            )),
-            cool_down: Script::new(concat!(
-                include_str!("lua/common.lua"),
-                include_str!("lua/cool_down.lua")
-            )),
-            sync: Script::new(concat!(
-                include_str!("lua/common.lua"),
-                include_str!("lua/sync.lua")
-            )),
-            state: Script::new(concat!(
-                include_str!("lua/common.lua"),
-                include_str!("lua/state.lua")
-            )),
+            acquire: script!("acquire.lua"),
+            settle: script!("settle.lua"),
+            cool_down: script!("cool_down.lua"),
+            sync: script!("sync.lua"),
+            state: script!("state.lua"),
         }
     }
 }

@@ -555,17 +555,27 @@ impl Inner {
         }
         let inner = self.clone();
         self.runtime.spawn(async move {
-            match inner
-                .invoke::<redis::Value>(inner.script(op.kind), &op.keys, &op.args)
-                .await
-            {
-                Ok(_) => inner.health.succeeded(false),
-                Err(e) => {
-                    inner.health.failed(false, &e, inner.fails_open());
-                    inner.keep(op);
-                }
+            if !inner.write(&op).await {
+                inner.keep(op);
             }
         });
+    }
+
+    /// Runs a background write once; whether Redis took it.
+    async fn write(&self, op: &Op) -> bool {
+        match self
+            .invoke::<redis::Value>(self.script(op.kind), &op.keys, &op.args)
+            .await
+        {
+            Ok(_) => {
+                self.health.succeeded(false);
+                true
+            }
+            Err(e) => {
+                self.health.failed(false, &e, self.fails_open());
+                false
+            }
+        }
     }
 
     fn keep(self: &Arc<Self>, op: Op) {
@@ -612,19 +622,12 @@ impl Inner {
                     }
                     continue;
                 };
-                match self
-                    .invoke::<redis::Value>(self.script(op.kind), &op.keys, &op.args)
-                    .await
-                {
-                    Ok(_) => self.health.succeeded(false),
-                    Err(e) => {
-                        self.health.failed(false, &e, self.fails_open());
-                        self.kept
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_front(op);
-                        break;
-                    }
+                if !self.write(&op).await {
+                    self.kept
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_front(op);
+                    break;
                 }
             }
         }

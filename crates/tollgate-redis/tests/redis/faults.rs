@@ -110,13 +110,15 @@ async fn a_frozen_redis_fails_closed_within_the_timeout_and_no_settle_is_lost() 
         )),
     )];
     assert!(wait_of(&acquire(&s, &tokens_only, tokens(1)).await).is_some());
+    assert_logged_down_and_back("WARN redis is unreachable: refusing calls");
+}
+
+/// `tracing` said Redis went away (`down`) and came back.
+fn assert_logged_down_and_back(down: &str) {
     let logs = logs();
-    assert!(logs
-        .iter()
-        .any(|l| l.starts_with("WARN redis is unreachable: refusing calls")));
-    assert!(logs
-        .iter()
-        .any(|l| l.starts_with("INFO redis is reachable again")));
+    assert!(logs.iter().any(|l| l.starts_with(down)), "{down}: {logs:?}");
+    let back = "INFO redis is reachable again";
+    assert!(logs.iter().any(|l| l.starts_with(back)), "{back}: {logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,13 +187,7 @@ async fn a_killed_redis_fails_open_to_the_local_share_and_the_store_reconnects()
     }
     let up = run(Duration::from_secs(1)).await;
     assert!(up >= 80, "{up} calls a second after redis came back");
-    let logs = logs();
-    assert!(logs
-        .iter()
-        .any(|l| l.starts_with("WARN redis is unreachable: falling back to the local limiter")));
-    assert!(logs
-        .iter()
-        .any(|l| l.starts_with("INFO redis is reachable again")));
+    assert_logged_down_and_back("WARN redis is unreachable: falling back to the local limiter");
 }
 
 #[tokio::test]

@@ -204,6 +204,15 @@ async fn run_children(mode: &str) -> Vec<Vec<(char, u64, u64)>> {
     logs
 }
 
+/// Units admitted count up, units refunded down.
+fn signed(e: &(char, u64, u64)) -> i64 {
+    if e.0 == 'a' {
+        e.2 as i64
+    } else {
+        -(e.2 as i64)
+    }
+}
+
 /// The most units any window of `window_us` starting at an admission saw admitted, minus those
 /// refunded inside it: `events` are `('a', at, units)` and `('s', at, refund)`.
 fn busiest_window(events: &[(char, u64, u64)], window_us: u64) -> i64 {
@@ -214,13 +223,7 @@ fn busiest_window(events: &[(char, u64, u64)], window_us: u64) -> i64 {
         let net: i64 = sorted[i..]
             .iter()
             .take_while(|e| e.1 <= start.1 + window_us)
-            .map(|e| {
-                if e.0 == 'a' {
-                    e.2 as i64
-                } else {
-                    -(e.2 as i64)
-                }
-            })
+            .map(signed)
             .sum();
         best = best.max(net);
     }
@@ -246,16 +249,7 @@ fn check_windows(logs: &[Vec<(char, u64, u64)>], rate_per_s: f64, burst: u64) {
         );
     }
     // The processes kept the limit busy: at least half of what it allowed over the run.
-    let net: i64 = all
-        .iter()
-        .map(|e| {
-            if e.0 == 'a' {
-                e.2 as i64
-            } else {
-                -(e.2 as i64)
-            }
-        })
-        .sum();
+    let net: i64 = all.iter().map(signed).sum();
     let span_s = (last - first) as f64 / 1e6;
     assert!(
         net as f64 >= 0.5 * rate_per_s * span_s,
