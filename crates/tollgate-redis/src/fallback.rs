@@ -13,11 +13,12 @@ use tollgate::{MemoryStore, ScopeId, ScopeRef, Store};
 use tollgate_core::{CompiledScope, Dimension, Limit, Nanos, ScopeLimits};
 
 /// Whether Redis answered lately: a circuit breaker. After a failure, calls take the fail mode
-/// without asking Redis until the probe interval has passed; then one call at a time asks again.
+/// without asking Redis; once every probe interval one call asks it again (if that call is
+/// dropped before the answer, the next interval's call asks).
 #[derive(Debug)]
 pub(crate) struct Health {
     down: AtomicBool,
-    probing: AtomicBool,
+    /// While down: when the next call may ask Redis.
     retry_at: Mutex<Instant>,
     probe: Duration,
 }
@@ -25,8 +26,8 @@ pub(crate) struct Health {
 /// Where a call goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
-    /// Ask Redis (`probe`: the one call that tests whether it is back).
-    Redis { probe: bool },
+    /// Ask Redis.
+    Redis,
     /// Redis is away: take the fail mode.
     Away,
 }
@@ -35,7 +36,6 @@ impl Health {
     pub(crate) fn new(probe: Duration) -> Self {
         Health {
             down: AtomicBool::new(false),
-            probing: AtomicBool::new(false),
             retry_at: Mutex::new(Instant::now()),
             probe,
         }
@@ -47,33 +47,28 @@ impl Health {
 
     pub(crate) fn route(&self) -> Route {
         if !self.is_down() {
-            return Route::Redis { probe: false };
+            return Route::Redis;
         }
-        let due = *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) <= Instant::now();
-        if due
-            && self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            Route::Redis { probe: true }
+        let now = Instant::now();
+        let mut retry_at = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        if *retry_at <= now {
+            // This call probes; the others keep the fail mode for another interval.
+            *retry_at = now + self.probe;
+            Route::Redis
         } else {
             Route::Away
         }
     }
 
     /// Redis answered.
-    pub(crate) fn succeeded(&self, probe: bool) {
+    pub(crate) fn succeeded(&self) {
         if self.down.swap(false, Ordering::AcqRel) {
             tracing::info!("redis is reachable again: the shared limits apply again");
-        }
-        if probe {
-            self.probing.store(false, Ordering::Release);
         }
     }
 
     /// Redis failed with `err`.
-    pub(crate) fn failed(&self, probe: bool, err: &crate::Error, fail_open: bool) {
+    pub(crate) fn failed(&self, err: &crate::Error, fail_open: bool) {
         *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now() + self.probe;
         if !self.down.swap(true, Ordering::AcqRel) {
             if fail_open {
@@ -81,9 +76,6 @@ impl Health {
             } else {
                 tracing::warn!(error = %err, "redis is unreachable: refusing calls (fail closed)");
             }
-        }
-        if probe {
-            self.probing.store(false, Ordering::Release);
         }
     }
 }

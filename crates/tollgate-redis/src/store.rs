@@ -296,7 +296,7 @@ impl RedisStore {
             .await
         {
             Ok(reply) => {
-                inner.health.succeeded(false);
+                inner.health.succeeded();
                 match reply[..] {
                     [1, at] => Ok(Some(u64::try_from(at).unwrap_or(0))),
                     [0, _] => Ok(None),
@@ -304,7 +304,7 @@ impl RedisStore {
                 }
             }
             Err(e) => {
-                inner.health.failed(false, &e, inner.fails_open());
+                inner.health.failed(&e, inner.fails_open());
                 inner.keep(Op {
                     kind: OpKind::Settle,
                     keys,
@@ -460,7 +460,6 @@ impl Inner {
 
     async fn acquire_remote(
         self: Arc<Self>,
-        probe: bool,
         now: Nanos,
         scopes: Vec<ScopeRef>,
         cost: Cost,
@@ -486,7 +485,7 @@ impl Inner {
             .await;
         match reply {
             Ok(reply) => {
-                self.health.succeeded(probe);
+                self.health.succeeded();
                 unsettled.armed = false;
                 drop(unsettled);
                 let decision = self.decided(&reply, &scopes)?;
@@ -504,7 +503,7 @@ impl Inner {
                 })
             }
             Err(e) => {
-                self.health.failed(probe, &e, self.fails_open());
+                self.health.failed(&e, self.fails_open());
                 drop(unsettled);
                 let call = Acquire {
                     now,
@@ -568,11 +567,11 @@ impl Inner {
             .await
         {
             Ok(_) => {
-                self.health.succeeded(false);
+                self.health.succeeded();
                 true
             }
             Err(e) => {
-                self.health.failed(false, &e, self.fails_open());
+                self.health.failed(&e, self.fails_open());
                 false
             }
         }
@@ -734,9 +733,8 @@ impl Store for RedisStore {
         let inner = &self.inner;
         match inner.health.route() {
             Route::Away => AcquireFuture::ready(inner.away(call, Error::unavailable())),
-            Route::Redis { probe } => AcquireFuture {
+            Route::Redis => AcquireFuture {
                 inner: Box::pin(inner.clone().acquire_remote(
-                    probe,
                     call.now,
                     call.scopes.to_vec(),
                     call.cost,
