@@ -257,3 +257,46 @@ async fn stats_show_the_shared_state_one_read_late() {
     assert_eq!(state.in_flight, 1);
     assert!((state.available[0] - 600.0).abs() < 1.0, "{state:?}");
 }
+
+/// The settle script's own contract, called directly: a second settle of the same reservation id
+/// (a retry whose first attempt did reach Redis) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_settle_changes_nothing() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let hour = Duration::from_secs(3_600);
+    let sc = [scope(0, "global", per(Dimension::InputTokens, 3_600, hour))];
+    // 3,600 tokens an hour: one token refills in 1 s. Take them all.
+    let _r = admitted(acquire(&s, &sc, tokens(3_600)).await);
+    let settle = redis::Script::new(concat!(
+        include_str!("../../src/lua/common.lua"),
+        include_str!("../../src/lua/settle.lua")
+    ));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Refund 100 tokens (100 s) under reservation id `x`, twice.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (settled, _now): (i64, i64) = settle
+            .key("tollgate:{default}:d:x")
+            .key("tollgate:{default}:s:global")
+            .key("tollgate:{default}:f:global")
+            .arg("x")
+            .arg(60_000)
+            .arg(1)
+            .arg(0)
+            .arg(1)
+            .arg(format!("input_tokens/{}", hour.as_nanos()))
+            .arg(3_600_000)
+            .arg(-100_000_000i64)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        answers.push(settled);
+    }
+    assert_eq!(answers, [1, 0]);
+    // 100 tokens came back, not 200.
+    admitted(acquire(&s, &sc, tokens(100)).await);
+    let wait = wait_of(&acquire(&s, &sc, tokens(1)).await).unwrap();
+    assert!(wait > Duration::from_millis(900), "{wait:?}");
+}
