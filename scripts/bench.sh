@@ -24,7 +24,9 @@ target="${CARGO_TARGET_DIR:-target}"
 if [ "${1:-}" = redis ]; then
     # Kept apart from target/criterion, which results/bench/ratios.md is generated from.
     shift
-    CRITERION_HOME="$target/criterion-redis" exec cargo bench -p tollgate-benches --bench redis -- \
+    # (Absolute: the bench runs in benches/.)
+    case "$target" in /*) home="$target" ;; *) home="$PWD/$target" ;; esac
+    CRITERION_HOME="$home/criterion-redis" exec cargo bench -p tollgate-benches --bench redis -- \
         --warm-up-time 1 --measurement-time 3 "$@"
 fi
 
