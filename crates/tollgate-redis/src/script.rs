@@ -93,14 +93,21 @@ impl Bucket {
     pub(crate) fn new(g: &Gcra) -> Self {
         Bucket {
             g: *g,
-            milli: ((g.per_period() * 1000.0).round() as u64).max(1),
+            milli: ((g.per_period() * 1000.0).round() as u64).clamp(1, MAX_US),
         }
     }
 
-    /// The hash field of the bucket: its dimension and period, so that limits that change amount
-    /// keep their state and limits of another period start afresh (as `CompiledScope::carry_over`).
-    pub(crate) fn field(&self) -> String {
-        format!("{}/{}", self.g.dimension().name(), self.g.period().as_u64())
+    /// The bucket's id in a scope's state: its dimension and period (`dimension × 10^15 + period
+    /// in µs`), so that limits that change amount keep their state and limits of another period
+    /// start afresh (as `CompiledScope::carry_over`). Below 2^53, so a Lua double holds it.
+    pub(crate) fn id(&self) -> u64 {
+        let dim = match self.g.dimension() {
+            Dimension::Requests => 1,
+            Dimension::InputTokens => 2,
+            Dimension::OutputTokens => 3,
+            Dimension::TotalTokens => 4,
+        };
+        dim * 1_000_000_000_000_000 + (self.g.period().as_u64() / 1_000).min(999_999_999_999_999)
     }
 
     pub(crate) fn rate(&self) -> u64 {
@@ -221,6 +228,17 @@ mod tests {
         assert_eq!(b.lowered_backlog_us(10), Some(50_000_000));
         assert_eq!(b.lowered_backlog_us(60), Some(0));
         assert_eq!(b.lowered_backlog_us(61), None);
+    }
+
+    #[test]
+    fn bucket_ids_tell_dimension_and_period_apart() {
+        let id = |l: Limit| bucket(l).id();
+        let rpm = id(Limit::per_minute(Dimension::Requests, 60));
+        assert_eq!(rpm, 1_000_000_060_000_000);
+        assert_eq!(rpm, id(Limit::per_minute(Dimension::Requests, 600)));
+        assert_ne!(rpm, id(Limit::per_minute(Dimension::InputTokens, 60)));
+        assert_ne!(rpm, id(Limit::per_day(Dimension::Requests, 60)));
+        assert!(id(Limit::per_day(Dimension::TotalTokens, 1)) < 1 << 53);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 -- KEYS[1] the scope's state. Returns the end of the cooldown in µs.
 local now = now_us()
 local ends = now + tonumber(ARGV[1])
-local st = decode(redis.call('GET', KEYS[1]))
-if st.cd >= ends then
-  return st.cd
+local cd, list = decode(redis.call('GET', KEYS[1]))
+if cd >= ends then
+  return cd
 end
-store(KEYS[1], ends, st.list, now)
+store(KEYS[1], ends, list, now)
 return ends

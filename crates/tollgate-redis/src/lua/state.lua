@@ -1,12 +1,12 @@
 -- Reads one scope for statistics; changes nothing.
 --
--- KEYS[1] the scope's state, KEYS[2] its set of calls in flight. ARGV: the buckets' fields.
+-- KEYS[1] the scope's state, KEYS[2] its set of calls in flight. ARGV: the buckets' ids.
 -- Returns {now, tat, rate, tat, rate, ..., calls in flight} (0, 0 for a bucket never charged).
 local now = now_us()
-local st = decode(redis.call('GET', KEYS[1]))
+local _, list = decode(redis.call('GET', KEYS[1]))
 local out = { now }
-for _, f in ipairs(ARGV) do
-  local e = st.at[f]
+for i, a in ipairs(ARGV) do
+  local e = find(list, tonumber(a), i)
   out[#out + 1] = e and e[2] or 0
   out[#out + 1] = e and e[3] or 0
 end

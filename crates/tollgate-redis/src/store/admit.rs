@@ -115,7 +115,7 @@ impl Inner {
     }
 
     pub(super) fn acquire_args(&self, id: &str, scopes: &[ScopeRef], cost: Cost) -> Vec<Arg> {
-        let mut args = Vec::with_capacity(3 + scopes.len() * 6);
+        let mut args = Vec::with_capacity(3 + scopes.len());
         args.push(Arg::Str(id.to_owned()));
         args.push(
             u64::try_from(self.settings.ttl.as_micros())
@@ -124,16 +124,17 @@ impl Inner {
         );
         args.push((scopes.len() as u64).into());
         for s in scopes {
-            args.push(s.limits.concurrency().unwrap_or(0).into());
-            args.push((s.limits.gcras().len() as u64).into());
-            for g in s.limits.gcras() {
+            let gcras = s.limits.gcras();
+            let head = [
+                s.limits.concurrency().unwrap_or(0) as f64,
+                gcras.len() as f64,
+            ];
+            let buckets = gcras.iter().flat_map(|g| {
                 let b = Bucket::new(g);
                 let n = cost.amount(g.dimension());
-                args.push(Arg::Str(b.field()));
-                args.push(b.rate().into());
-                args.push(b.charge_us(n).into());
-                args.push(b.room_us(n).into());
-            }
+                [b.id(), b.rate(), b.charge_us(n), b.room_us(n)].map(|v| v as f64)
+            });
+            args.push(Arg::doubles(head.into_iter().chain(buckets)));
         }
         args
     }
@@ -146,35 +147,33 @@ impl Inner {
         scopes: &[ScopeRef],
         costs: Option<(Cost, Cost)>,
     ) -> Vec<Arg> {
-        let mut args = Vec::with_capacity(3 + scopes.len() * 5);
+        let mut args = Vec::with_capacity(3 + scopes.len());
         args.push(Arg::Str(id.to_owned()));
         // The marker outlives every retry of the settle (kept until the TTL has passed).
         let marker_ms = u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX);
         args.push(marker_ms.saturating_mul(2).max(1).into());
         args.push((scopes.len() as u64).into());
         for s in scopes {
-            args.push(u64::from(s.limits.concurrency().is_some()).into());
-            let Some((charged, actual)) = costs else {
-                args.push(0u64.into());
-                continue;
+            let slot = f64::from(u8::from(s.limits.concurrency().is_some()));
+            let changed: SmallVec<[(Bucket, i64); 4]> = match costs {
+                None => SmallVec::new(),
+                Some((charged, actual)) => s
+                    .limits
+                    .gcras()
+                    .iter()
+                    .map(|g| {
+                        let b = Bucket::new(g);
+                        let d = g.dimension();
+                        (b, b.delta_us(charged.amount(d), actual.amount(d)))
+                    })
+                    .filter(|(_, delta)| *delta != 0)
+                    .collect(),
             };
-            let changed: SmallVec<[(Bucket, i64); 4]> = s
-                .limits
-                .gcras()
+            let head = [slot, changed.len() as f64];
+            let buckets = changed
                 .iter()
-                .map(|g| {
-                    let b = Bucket::new(g);
-                    let d = g.dimension();
-                    (b, b.delta_us(charged.amount(d), actual.amount(d)))
-                })
-                .filter(|(_, delta)| *delta != 0)
-                .collect();
-            args.push((changed.len() as u64).into());
-            for (b, delta) in changed {
-                args.push(Arg::Str(b.field()));
-                args.push(b.rate().into());
-                args.push(Arg::Int(delta));
-            }
+                .flat_map(|(b, delta)| [b.id() as f64, b.rate() as f64, *delta as f64]);
+            args.push(Arg::doubles(head.into_iter().chain(buckets)));
         }
         args
     }

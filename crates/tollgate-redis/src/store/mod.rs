@@ -7,7 +7,7 @@ mod writer;
 pub use admit::{AcquireFuture, RedisReservation};
 
 use admit::Held;
-use writer::{Arg, Op, OpKind};
+use writer::{Op, OpKind};
 
 use crate::fallback::{Health, Local, Route};
 use crate::script::{never_fits, sync_bucket, Keys, Scripts};
@@ -319,11 +319,7 @@ impl Store for RedisStore {
         self.inner.send(Op {
             kind: OpKind::Sync,
             keys: vec![self.inner.keys.scope(scope)].into(),
-            args: vec![
-                Arg::Str(bucket.field()),
-                bucket.rate().into(),
-                backlog.into(),
-            ],
+            args: vec![bucket.id().into(), bucket.rate().into(), backlog.into()],
             give_up: Instant::now() + 2 * self.inner.settings.probe,
         });
     }

@@ -24,7 +24,7 @@ impl Inner {
         self.runtime.spawn(async move {
             let buckets: Vec<Bucket> = scope.limits.gcras().iter().map(Bucket::new).collect();
             let keys = [inner.keys.scope(&scope), inner.keys.in_flight(&scope)];
-            let args: Vec<Arg> = buckets.iter().map(|b| Arg::Str(b.field())).collect();
+            let args: Vec<Arg> = buckets.iter().map(|b| b.id().into()).collect();
             let reply = inner
                 .invoke::<Vec<i64>>(&inner.scripts.state, &keys, &args)
                 .await;

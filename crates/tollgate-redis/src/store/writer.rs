@@ -16,6 +16,15 @@ const MAX_KEPT: usize = 100_000;
 pub(super) enum Arg {
     Str(String),
     Int(i64),
+    /// Numbers packed as little-endian doubles, as the scripts unpack them with `struct`.
+    Doubles(Vec<u8>),
+}
+
+impl Arg {
+    /// Packs `values` (each exact as a double: below 2^53 in magnitude).
+    pub(super) fn doubles(values: impl IntoIterator<Item = f64>) -> Self {
+        Arg::Doubles(values.into_iter().flat_map(f64::to_le_bytes).collect())
+    }
 }
 
 impl ToRedisArgs for Arg {
@@ -23,6 +32,7 @@ impl ToRedisArgs for Arg {
         match self {
             Arg::Str(s) => s.write_redis_args(out),
             Arg::Int(i) => i.write_redis_args(out),
+            Arg::Doubles(b) => b.write_redis_args(out),
         }
     }
 }

@@ -274,7 +274,19 @@ async fn a_repeated_settle_changes_nothing() {
     ));
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    // Refund 100 tokens (100 s) under reservation id `x`, twice.
+    // Refund 100 tokens (100 s) under reservation id `x`, twice. The scope's argument: no slot,
+    // one bucket (input tokens per hour: id 2 × 10^15 + the period in µs), its rate (units per
+    // period × 1000) and the change in µs, as little-endian doubles.
+    let scope_arg: Vec<u8> = [
+        0.0,
+        1.0,
+        2_000_003_600_000_000.0,
+        3_600_000.0,
+        -100_000_000.0,
+    ]
+    .into_iter()
+    .flat_map(f64::to_le_bytes)
+    .collect();
     let mut answers = Vec::new();
     for _ in 0..2 {
         let (settled, _now): (i64, i64) = settle
@@ -284,11 +296,7 @@ async fn a_repeated_settle_changes_nothing() {
             .arg("x")
             .arg(60_000)
             .arg(1)
-            .arg(0)
-            .arg(1)
-            .arg(format!("input_tokens/{}", hour.as_nanos()))
-            .arg(3_600_000)
-            .arg(-100_000_000i64)
+            .arg(&scope_arg[..])
             .invoke_async(&mut conn)
             .await
             .unwrap();
