@@ -31,7 +31,7 @@ impl Default for FailMode {
 /// Builds a [`RedisStore`]: `RedisStore::builder(url)`, setters, then `build().await`.
 ///
 /// Defaults: prefix `tollgate`, hash tag `default`, [`FailMode::Open`] at half the limits,
-/// timeout 100 ms, reservation TTL 10 minutes, probe interval 1 s, poll interval 50 ms.
+/// timeout 100 ms, reservation TTL 30 s, probe interval 1 s, poll interval 50 ms.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -72,7 +72,7 @@ impl RedisStoreBuilder {
             tag: "default".into(),
             fail: FailMode::default(),
             timeout: Duration::from_millis(100),
-            ttl: Duration::from_secs(600),
+            ttl: Duration::from_secs(30),
             probe: Duration::from_secs(1),
             poll: Duration::from_millis(50),
         }
@@ -128,11 +128,12 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long an admitted call holds its concurrency slots without being settled (default 10
-    /// minutes). After it the slots count no more: a process that died, or an admission whose
-    /// reply was lost, gives them back. Its rate charge (the estimate) stays until a settle
-    /// reconciles it, which may come later. Set it above your longest call: a call that runs
-    /// longer loses its slot early and the cap may be exceeded meanwhile.
+    /// How long concurrency slots outlive the process that holds them (default 30 s). While a
+    /// call runs, its process refreshes its slots every third of the TTL, so calls may run as
+    /// long as they like; a process that dies (or an admission whose reply was lost) gives its
+    /// slots back at most one TTL after its last refresh. A call whose settle never comes keeps
+    /// its estimate charged. Shorter gives slots back sooner; it must stay well above the time a
+    /// refresh can be late (a busy runtime, a Redis failover).
     ///
     /// ```
     /// # use std::time::Duration;

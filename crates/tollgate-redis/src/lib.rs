@@ -42,12 +42,14 @@
 //!   a call larger than a burst never fits (decided in the process, without a round trip).
 //! * **Settling** after the response (refund or debt, release of the concurrency slot) runs in the
 //!   background and is idempotent by reservation id (a marker key per settled id, kept twice the
-//!   reservation TTL). If Redis is away it is kept and retried until the TTL has passed.
+//!   settle window). If Redis is away it is kept and retried for the settle window: the
+//!   [reservation TTL](RedisStoreBuilder::reservation_ttl), and at least 10 minutes.
 //! * **Reclaim**: a concurrency slot is a member of the scope's set of calls in flight, scored
-//!   with its expiry; a slot not given back within the [reservation
-//!   TTL](RedisStoreBuilder::reservation_ttl) (default 10 minutes) no longer counts. This covers
-//!   a process that died, and an admission whose reply was lost. A call whose settle never comes
-//!   keeps its estimate charged, which errs on the safe side.
+//!   with its expiry. While the call runs, its process moves the expiry forward every third of
+//!   the [reservation TTL](RedisStoreBuilder::reservation_ttl) (default 30 s); a slot whose
+//!   process died, or whose admission reply was lost, no longer counts one TTL after its last
+//!   refresh. A call whose settle never comes keeps its estimate charged, which errs on the safe
+//!   side.
 //! * **Cooldown and header sync** ([`Store::cool_down`](tollgate::Store::cool_down),
 //!   [`Store::sync_remaining`](tollgate::Store::sync_remaining)) are written to Redis, so one
 //!   process's 429 pauses every process.

@@ -21,6 +21,7 @@ pub(crate) struct Scripts {
     pub(crate) cool_down: Script,
     pub(crate) sync: Script,
     pub(crate) state: Script,
+    pub(crate) touch: Script,
 }
 
 /// A script of `src/lua/` with the shared prelude.
@@ -41,6 +42,7 @@ impl Scripts {
             cool_down: script!("cool_down.lua"),
             sync: script!("sync.lua"),
             state: script!("state.lua"),
+            touch: script!("touch.lua"),
         }
     }
 }

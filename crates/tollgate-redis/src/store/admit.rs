@@ -1,6 +1,7 @@
 //! The admission path: the acquire script's arguments and answer, the reservation it hands out,
 //! and the release of an admission whose answer was never read.
 
+use super::heartbeat::Beat;
 use super::writer::{Arg, Op, OpKind};
 use super::Inner;
 use crate::script::Bucket;
@@ -33,6 +34,8 @@ pub(super) enum Held {
         charged: Cost,
         /// The server's time of the admission, µs since the Unix epoch.
         at: u64,
+        /// Keeps the concurrency slots alive while the reservation is held.
+        _beat: Beat,
     },
     /// Admitted by the local limiter while Redis was away.
     Local(MemoryReservation),
@@ -149,8 +152,8 @@ impl Inner {
     ) -> Vec<Arg> {
         let mut args = Vec::with_capacity(3 + scopes.len());
         args.push(Arg::Str(id.to_owned()));
-        // The marker outlives every retry of the settle (kept until the TTL has passed).
-        let marker_ms = u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX);
+        // The marker outlives every retry of the settle.
+        let marker_ms = u64::try_from(self.settle_window().as_millis()).unwrap_or(u64::MAX);
         args.push(marker_ms.saturating_mul(2).max(1).into());
         args.push((scopes.len() as u64).into());
         for s in scopes {
@@ -211,15 +214,24 @@ impl Inner {
                 let decision = self.decided(&reply, &scopes)?;
                 Ok(match decision {
                     Some(wait) => wait,
-                    None => Decision::Admitted(RedisReservation {
-                        held: Held::Redis {
-                            id,
-                            keys,
-                            scopes,
-                            charged: cost,
-                            at: reply.get(1).map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
-                        },
-                    }),
+                    None => {
+                        let flights = scopes
+                            .iter()
+                            .filter(|s| s.limits.concurrency().is_some())
+                            .map(|s| self.keys.in_flight(s))
+                            .collect();
+                        let beat = self.beat_for(&id, flights);
+                        Decision::Admitted(RedisReservation {
+                            held: Held::Redis {
+                                id,
+                                keys,
+                                scopes,
+                                charged: cost,
+                                at: reply.get(1).map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
+                                _beat: beat,
+                            },
+                        })
+                    }
                 })
             }
             Err(e) => {
@@ -284,7 +296,7 @@ impl Drop for Unsettled<'_> {
                 kind: OpKind::Settle,
                 keys: self.inner.settle_keys(self.id, self.keys),
                 args,
-                give_up: Instant::now() + self.inner.settings.ttl,
+                give_up: Instant::now() + self.inner.settle_window(),
             });
         }
     }

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: the [`Store`] whose buckets live in Redis.
 
 mod admit;
+mod heartbeat;
 mod stats;
 mod writer;
 
@@ -32,10 +33,11 @@ use tollgate_core::{Dimension, Nanos};
 ///   charges them all or returns the wait.
 /// * **Settling** (reconcile and release) is sent in the background and is idempotent: each
 ///   admission has a reservation id, and a second settle of it changes nothing. A settle that
-///   fails because Redis is away is kept and retried until the reservation TTL has passed.
-/// * **Reclaim**: concurrency slots not given back within the
-///   [TTL](RedisStoreBuilder::reservation_ttl) (the process died, or the admission reply was
-///   lost) no longer count; the estimate stays charged.
+///   fails because Redis is away is kept and retried for the settle window (the reservation
+///   TTL, and at least 10 minutes).
+/// * **Reclaim**: a running call's concurrency slots are refreshed every third of the
+///   [TTL](RedisStoreBuilder::reservation_ttl); those of a process that died (or of an admission
+///   whose reply was lost) no longer count one TTL after their last refresh.
 /// * **When Redis is away**, the [`FailMode`] applies; see [`RedisStoreBuilder`].
 ///
 /// Cloning is cheap and shares the connection.
@@ -96,6 +98,9 @@ pub(crate) struct Inner {
     /// The last state read of each scope, for [`Store::state`].
     states: Mutex<HashMap<ScopeKey, ScopeState>>,
     reading: Mutex<HashSet<ScopeKey>>,
+    /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
+    live: Mutex<HashMap<String, Vec<String>>>,
+    beating: AtomicBool,
 }
 
 impl Inner {
@@ -123,7 +128,17 @@ impl Inner {
             retrying: AtomicBool::new(false),
             states: Mutex::default(),
             reading: Mutex::default(),
+            live: Mutex::default(),
+            beating: AtomicBool::new(false),
         }
+    }
+}
+
+impl Inner {
+    /// How long a settle is retried while Redis is away: the reservation TTL, and at least 10
+    /// minutes (after it the estimate stays charged). The settled marker lives twice as long.
+    fn settle_window(&self) -> Duration {
+        self.settings.ttl.max(Duration::from_secs(600))
     }
 }
 
@@ -209,7 +224,7 @@ impl RedisStore {
                     kind: OpKind::Settle,
                     keys,
                     args,
-                    give_up: Instant::now() + inner.settings.ttl,
+                    give_up: Instant::now() + inner.settle_window(),
                 });
                 Err(e)
             }
@@ -268,7 +283,7 @@ impl Store for RedisStore {
                     kind: OpKind::Settle,
                     keys: self.inner.settle_keys(&id, &keys),
                     args,
-                    give_up: Instant::now() + self.inner.settings.ttl,
+                    give_up: Instant::now() + self.inner.settle_window(),
                 });
             }
         }

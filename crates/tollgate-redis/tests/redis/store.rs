@@ -308,3 +308,39 @@ async fn a_repeated_settle_changes_nothing() {
     let wait = wait_of(&acquire(&s, &sc, tokens(1)).await).unwrap();
     assert!(wait > Duration::from_millis(900), "{wait:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_runs_longer_than_the_ttl_keeps_its_slot() {
+    let server = Server::start().await;
+    let a = tollgate_redis::RedisStore::builder(server.url())
+        .reservation_ttl(Duration::from_millis(600))
+        .build()
+        .await
+        .unwrap();
+    let b = store(&server.url()).await;
+    let sc = [scope(0, "global", ScopeLimits::new().concurrency(1))];
+    let r = admitted(acquire(&a, &sc, Cost::request()).await);
+    // Four TTLs later the call still runs: its process has kept the slot alive.
+    tokio::time::sleep(Duration::from_millis(2_400)).await;
+    assert!(wait_of(&acquire(&b, &sc, Cost::request()).await).is_some());
+    a.settle_and_wait(r, settlement(Cost::request()))
+        .await
+        .unwrap();
+    admitted(acquire(&b, &sc, Cost::request()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_dropped_without_a_settle_gives_its_slot_back_after_the_ttl() {
+    let server = Server::start().await;
+    let ttl = Duration::from_millis(500);
+    let a = tollgate_redis::RedisStore::builder(server.url())
+        .reservation_ttl(ttl)
+        .build()
+        .await
+        .unwrap();
+    let sc = [scope(0, "global", ScopeLimits::new().concurrency(1))];
+    drop(admitted(acquire(&a, &sc, Cost::request()).await));
+    assert!(wait_of(&acquire(&a, &sc, Cost::request()).await).is_some());
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    admitted(acquire(&a, &sc, Cost::request()).await);
+}
