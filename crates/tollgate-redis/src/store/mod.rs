@@ -2,10 +2,12 @@
 
 mod admit;
 mod heartbeat;
+mod spend;
 mod stats;
 mod writer;
 
 pub use admit::{AcquireFuture, RedisReservation};
+pub use spend::{SpendAlert, SpendDecision, SpendRefused, SpendReservation};
 
 use admit::Held;
 use writer::{Op, OpKind};
@@ -101,6 +103,9 @@ pub(crate) struct Inner {
     /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
     live: Mutex<HashMap<String, Vec<String>>>,
     beating: AtomicBool,
+    /// The server's clock (Unix seconds) when last read, and when that was: spend windows are
+    /// computed from it (the scripts check them against `TIME`).
+    server_clock: Mutex<(u64, Instant)>,
 }
 
 impl Inner {
@@ -109,6 +114,7 @@ impl Inner {
         conn: ConnectionManager,
         keys: Keys,
         client: String,
+        server_secs: u64,
         settings: Settings,
     ) -> Self {
         Inner {
@@ -130,6 +136,7 @@ impl Inner {
             reading: Mutex::default(),
             live: Mutex::default(),
             beating: AtomicBool::new(false),
+            server_clock: Mutex::new((server_secs, Instant::now())),
         }
     }
 }
