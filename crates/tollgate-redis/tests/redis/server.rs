@@ -95,8 +95,9 @@ impl Server {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("the server runs").id();
-        let ok = Command::new("kill")
-            .args([sig, &pid.to_string()])
+        // The shell's own `kill`: a minimal system may have no kill binary.
+        let ok = Command::new("sh")
+            .args(["-c", &format!("kill {sig} {pid}")])
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill {sig} {pid} failed");
