@@ -199,7 +199,7 @@ impl RedisStoreBuilder {
             "local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], 86400) \
              local t = redis.call('TIME') return {n, tonumber(t[1]), tonumber(t[2])}",
         );
-        let (client_id, server_secs): (String, u64) = match tokio::time::timeout(
+        let client_id: String = match tokio::time::timeout(
             self.timeout,
             register
                 .key(keys.clients())
@@ -207,7 +207,7 @@ impl RedisStoreBuilder {
         )
         .await
         {
-            Ok(Ok((n, secs, micros))) => (format!("{n}@{secs}.{micros:06}"), secs),
+            Ok(Ok((n, secs, micros))) => format!("{n}@{secs}.{micros:06}"),
             Ok(Err(e)) => return Err(Error::unreachable(&self.url, Some(e), self.timeout)),
             Err(_) => return Err(Error::unreachable(&self.url, None, self.timeout)),
         };
@@ -236,11 +236,7 @@ impl RedisStoreBuilder {
             poll: self.poll,
         };
         Ok(RedisStore::from_inner(Inner::new(
-            conn,
-            keys,
-            client_id,
-            server_secs,
-            settings,
+            conn, keys, client_id, settings,
         )))
     }
 

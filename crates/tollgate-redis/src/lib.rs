@@ -59,14 +59,6 @@
 //!   expires when idle: a scope's state once its buckets are full again and its cooldown is over
 //!   (plus a second), the rest after the reservation TTL or a day.
 //!
-//! # Spend
-//! [`RedisStore::reserve_spend`], [`settle_spend`](RedisStore::settle_spend) and
-//! [`release_spend`](RedisStore::release_spend) keep money budgets ([`tollgate_core::Budget`]:
-//! a cap per hour, day or month, alert thresholds) in Redis with the semantics of
-//! [`tollgate_core::BudgetState`], all or nothing across the budgets of a call, on the server's
-//! clock. Spend always fails closed. The layer does not call them yet: they are the primitives
-//! for sharing the layer's budgets between processes.
-//!
 //! # Waiting and fairness
 //! Within a process, the layer's queue is FIFO per priority tier, as with the in-memory store.
 //! Across processes, each process's first waiting call asks again exactly when Redis said its
@@ -99,7 +91,4 @@ mod store;
 
 pub use builder::{FailMode, RedisStoreBuilder};
 pub use error::Error;
-pub use store::{
-    AcquireFuture, RedisReservation, RedisStore, SpendAlert, SpendDecision, SpendRefused,
-    SpendReservation,
-};
+pub use store::{AcquireFuture, RedisReservation, RedisStore};

@@ -22,8 +22,6 @@ pub(crate) struct Scripts {
     pub(crate) sync: Script,
     pub(crate) state: Script,
     pub(crate) touch: Script,
-    pub(crate) spend_reserve: Script,
-    pub(crate) spend_settle: Script,
 }
 
 /// A script of `src/lua/` with the shared prelude.
@@ -45,8 +43,6 @@ impl Scripts {
             sync: script!("sync.lua"),
             state: script!("state.lua"),
             touch: script!("touch.lua"),
-            spend_reserve: script!("spend_reserve.lua"),
-            spend_settle: script!("spend_settle.lua"),
         }
     }
 }
@@ -79,17 +75,6 @@ impl Keys {
     /// The sorted set of a scope's calls in flight.
     pub(crate) fn in_flight(&self, scope: &ScopeRef) -> String {
         format!("{}f:{}", self.base, scope.key)
-    }
-
-    /// The spend ledger of one budget of a scope (its window kind and clock are part of the name:
-    /// `next_reset(0)` differs for every offset).
-    pub(crate) fn spend(&self, scope: &str, budget: &tollgate_core::Budget) -> String {
-        format!(
-            "{}m:{scope}:{}:{}",
-            self.base,
-            budget.window(),
-            budget.next_reset(0)
-        )
     }
 
     /// The counter that numbers the processes using the store.

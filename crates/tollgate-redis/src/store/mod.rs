@@ -2,12 +2,10 @@
 
 mod admit;
 mod heartbeat;
-mod spend;
 mod stats;
 mod writer;
 
 pub use admit::{AcquireFuture, RedisReservation};
-pub use spend::{SpendAlert, SpendDecision, SpendRefused, SpendReservation};
 
 use admit::Held;
 use writer::{Op, OpKind};
@@ -103,9 +101,6 @@ pub(crate) struct Inner {
     /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
     live: Mutex<HashMap<String, Vec<String>>>,
     beating: AtomicBool,
-    /// The server's clock (Unix seconds) when last read, and when that was: spend windows are
-    /// computed from it (the scripts check them against `TIME`).
-    server_clock: Mutex<(u64, Instant)>,
 }
 
 impl Inner {
@@ -114,7 +109,6 @@ impl Inner {
         conn: ConnectionManager,
         keys: Keys,
         client: String,
-        server_secs: u64,
         settings: Settings,
     ) -> Self {
         Inner {
@@ -136,7 +130,6 @@ impl Inner {
             reading: Mutex::default(),
             live: Mutex::default(),
             beating: AtomicBool::new(false),
-            server_clock: Mutex::new((server_secs, Instant::now())),
         }
     }
 }

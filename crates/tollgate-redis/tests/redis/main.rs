@@ -6,12 +6,10 @@
 //! * `processes`: several OS processes (this binary re-run as a child, see [`child_process`])
 //!   hammering one limit; a process killed while holding slots.
 //! * `faults`: Redis frozen or killed mid-run, and bad URLs.
-//! * `spend`: the spend ledger (money budgets) shared by processes.
 
 mod faults;
 mod processes;
 mod server;
-mod spend;
 mod store;
 mod support;
 
