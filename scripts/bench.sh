@@ -8,6 +8,9 @@
 #                                    # of them a simulated hour of 500 agents)
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
 #   scripts/bench.sh sim             # only the simulator
+#   scripts/bench.sh redis           # only the Redis store (benches/redis.rs, ~10 s; starts its own
+#                                    # redis-server, which must be installed); prints its figures,
+#                                    # writes nothing to results/bench
 #
 # Extra arguments go to criterion after the defaults (a filter, or e.g. `--measurement-time 10`).
 # The simulator bench sets its own sampling (10 samples of one run), so it only takes the filter
@@ -18,6 +21,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
+if [ "${1:-}" = redis ]; then
+    # Kept apart from target/criterion, which results/bench/ratios.md is generated from.
+    shift
+    # (Absolute: the bench runs in benches/.)
+    case "$target" in /*) home="$target" ;; *) home="$PWD/$target" ;; esac
+    CRITERION_HOME="$home/criterion-redis" exec cargo bench -p tollgate-benches --bench redis -- \
+        --warm-up-time 1 --measurement-time 3 "$@"
+fi
+
 criterion_args=(--warm-up-time 1 --measurement-time 3 "$@")
 run_sim=false
 if [ "$#" -eq 0 ] || [[ " $* " == *sim* ]]; then
@@ -35,7 +47,8 @@ executables="$(cargo bench -p tollgate-benches --no-run 2>&1 | tee /dev/stderr |
 # Results of benches that no longer exist would be read as current: start from an empty slate
 # (unless a filter selects a few benches, whose neighbours' results stay).
 if [ "$#" -eq 0 ]; then
-    rm -rf "$target"/criterion/overhead_* "$target"/criterion/scopes_* "$target"/criterion/sim
+    rm -rf "$target"/criterion/overhead_* "$target"/criterion/scopes_* "$target"/criterion/sim \
+        "$target"/criterion/redis_*
 fi
 
 loadavg="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"

@@ -4,6 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Redis store's tests start their own redis-server (crates/tollgate-redis/tests): install the
+# Debian package when it is missing (as root, or through sudo when that works without a password).
+if ! command -v redis-server >/dev/null && [ -z "${TOLLGATE_REDIS_SERVER:-}" ]; then
+    echo "== installing redis-server (for the tollgate-redis tests)"
+    if [ "$(id -u)" -eq 0 ]; then
+        { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || true
+    elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        { sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null; } || true
+    fi
+    if ! command -v redis-server >/dev/null; then
+        echo "redis-server is missing and could not be installed: install the Debian package" \
+            "redis-server (or set TOLLGATE_REDIS_SERVER to a redis-server binary)" >&2
+        exit 1
+    fi
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (-D warnings)"

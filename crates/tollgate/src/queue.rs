@@ -126,7 +126,11 @@ impl Queue {
         Some(&mut self.tiers[t].entries[e])
     }
 
-    /// Adds a call at the back of its tier, gated until [`Queue::eligible`] says otherwise.
+    /// Adds a call to its tier in arrival (id) order, normally at the back, gated until
+    /// [`Queue::eligible`] says otherwise. A call may join after a later one: with a store whose
+    /// answer takes a round trip (Redis), calls join when the store refuses them, in the order the
+    /// answers come back; sorting by id keeps them first come, first served and [`Queue::find`]
+    /// correct.
     pub(crate) fn push(&mut self, priority: Priority, id: u64, scopes: SmallVec<[ScopeId; 4]>) {
         if self.len == 0 {
             self.common = scopes.clone();
@@ -134,12 +138,17 @@ impl Queue {
             self.common.retain(|s| scopes.contains(s));
         }
         let t = self.tier_index(priority);
-        self.tiers[t].entries.push_back(Entry {
-            id,
-            scopes,
-            state: WaitState::Gated,
-            waker: None,
-        });
+        let entries = &mut self.tiers[t].entries;
+        let at = entries.partition_point(|e| e.id < id);
+        entries.insert(
+            at,
+            Entry {
+                id,
+                scopes,
+                state: WaitState::Gated,
+                waker: None,
+            },
+        );
         self.len += 1;
     }
 
@@ -325,5 +334,31 @@ impl Queue {
                 w.wake();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smallvec::smallvec;
+
+    /// Regression: with a store that answers after a round trip, a call can join the queue after
+    /// a later call. The tier used to stay in join order, `find` (a binary search by id) then
+    /// missed calls, and every call behind them waited forever.
+    #[test]
+    fn calls_that_join_out_of_order_are_found_and_served_by_arrival() {
+        let mut q = Queue::new(&[]);
+        let p = Priority::default();
+        for id in [3, 4, 2, 5] {
+            q.push(p, id, smallvec![0]);
+        }
+        for id in [2, 3, 4, 5] {
+            assert_eq!(q.state(p, id), Some(&WaitState::Gated), "call {id}");
+        }
+        assert!(q.eligible(2));
+        assert!(!q.eligible(3));
+        assert!(q.remove(p, 2, true));
+        assert!(q.eligible(3));
+        assert_eq!(q.len(), 3);
     }
 }

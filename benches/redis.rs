@@ -1,0 +1,147 @@
+//! Admissions per second from one process through the Redis store: every call charged to three
+//! scopes (`global`, `team:*`, `agent:*`, each with an RPM and an input-TPM limit far above any
+//! rate reached, so nothing waits), against a `redis-server` on loopback that the bench starts on
+//! a free port (`redis-server` must be on `PATH`, or named by `TOLLGATE_REDIS_SERVER`).
+//!
+//! * `acquire-3-scopes`: the store alone, `Store::acquire` from 64 tasks on a 2-worker runtime
+//!   over one multiplexed connection: one admission script per call, nothing settled (the
+//!   reservations expire). This is the figure (target: 30,000 admissions a second).
+//! * `layer-3-scopes`: whole calls through `ThrottleLayer` on the store, 64 tasks: the admission
+//!   plus the settle script the layer sends in the background after each call.
+//!
+//! Client and server share the machine's cores, as they would on one host. The figure is
+//! aggregate inverse throughput (wall time ÷ calls).
+//!
+//! Run with `scripts/bench.sh redis` (or `cargo bench -p tollgate-benches --bench redis`).
+
+#[path = "../crates/tollgate-redis/tests/redis/server.rs"]
+mod server;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tollgate::store::{Acquire, Decision, Store};
+use tollgate::{Cost, Dimension, Limit, ScopeKey, ScopeLimits, ScopeRef, Scopes, ThrottleLayer};
+use tollgate_core::Nanos;
+use tollgate_redis::RedisStore;
+use tower::{service_fn, ServiceExt};
+
+const TASKS: u64 = 64;
+
+fn limits() -> ScopeLimits {
+    ScopeLimits::new()
+        .limit(Limit::per_minute(Dimension::Requests, 1_000_000_000))
+        .limit(Limit::per_minute(Dimension::InputTokens, 1_000_000_000_000))
+}
+
+fn cost() -> Cost {
+    Cost::request().with_input_tokens(1_000)
+}
+
+/// Runs `iters` calls of `call` spread over [`TASKS`] tasks; the wall time of the batch.
+async fn spread<F, Fut>(iters: u64, call: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|k| {
+            let call = call.clone();
+            let share = iters / TASKS + u64::from(k < iters % TASKS);
+            tokio::spawn(async move {
+                for i in 0..share {
+                    call(k + i * TASKS).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("a bench task panicked");
+    }
+    start.elapsed()
+}
+
+fn redis(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let server = rt.block_on(server::Server::start());
+    let store = rt.block_on(async {
+        RedisStore::builder(server.url())
+            .timeout(Duration::from_secs(1))
+            .reservation_ttl(Duration::from_secs(5))
+            .build()
+            .await
+            .expect("the bench's redis-server answers")
+    });
+    let compiled = Arc::new(limits().compile().expect("valid limits"));
+    let scopes: Arc<[ScopeRef]> = ["global", "team:0", "agent:0"]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| ScopeRef {
+            id: i as u32,
+            key: ScopeKey::from(*key),
+            generation: 1,
+            limits: compiled.clone(),
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("redis/64-tasks");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("acquire-3-scopes", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let (store, scopes) = (store.clone(), scopes.clone());
+            spread(iters, move |_| {
+                let (store, scopes) = (store.clone(), scopes.clone());
+                async move {
+                    let call = Acquire {
+                        now: Nanos::ZERO,
+                        scopes: &scopes,
+                        cost: cost(),
+                    };
+                    let decision = store.acquire(&call).await.expect("redis answers");
+                    assert!(matches!(decision, Decision::Admitted(_)), "{decision:?}");
+                }
+            })
+        })
+    });
+
+    let layer = ThrottleLayer::builder()
+        .scope("global", limits())
+        .scope("team:*", limits())
+        .scope("agent:*", limits())
+        .extract_scopes(|i: &u64| -> Scopes {
+            smallvec::smallvec![
+                ScopeKey::from(format!("team:{}", i % 4)),
+                ScopeKey::from(format!("agent:{}", i % 64)),
+            ]
+        })
+        .always(["global"])
+        .estimate(|_: &u64| cost())
+        .build_with_store(store.clone())
+        .expect("valid limits");
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|i: u64| async move { Ok::<_, Infallible>(i) }));
+    group.bench_function("layer-3-scopes", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let svc = svc.clone();
+            spread(iters, move |i| {
+                let svc = svc.clone();
+                async move {
+                    svc.oneshot(i).await.expect("the call succeeds");
+                }
+            })
+        })
+    });
+    group.finish();
+    drop(server);
+}
+
+criterion_group!(benches, redis);
+criterion_main!(benches);

@@ -1,0 +1,292 @@
+//! The admission path: the acquire script's arguments and answer, the reservation it hands out,
+//! and the release of an admission whose answer was never read.
+
+use super::writer::{Arg, Op, OpKind};
+use super::Inner;
+use crate::script::Bucket;
+use crate::Error;
+use smallvec::SmallVec;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tollgate::store::{Acquire, Decision, MemoryReservation, StoreError};
+use tollgate::ScopeRef;
+use tollgate_core::{Cost, Nanos};
+
+/// What an admission in a [`RedisStore`](crate::RedisStore) holds until it is settled.
+#[derive(Debug)]
+pub struct RedisReservation {
+    pub(super) held: Held,
+}
+
+#[derive(Debug)]
+pub(super) enum Held {
+    Redis {
+        id: String,
+        keys: Arc<[String]>,
+        scopes: Vec<ScopeRef>,
+        charged: Cost,
+        /// The server's time of the admission, µs since the Unix epoch.
+        at: u64,
+    },
+    /// Admitted by the local limiter while Redis was away.
+    Local(MemoryReservation),
+}
+
+impl RedisReservation {
+    /// When Redis admitted the call, by the server's clock (µs since the Unix epoch); `None` for a
+    /// call admitted by the local limiter while Redis was away.
+    pub fn admitted_at(&self) -> Option<u64> {
+        match self.held {
+            Held::Redis { at, .. } => Some(at),
+            Held::Local(_) => None,
+        }
+    }
+}
+
+/// The future of [`RedisStore`](crate::RedisStore)'s `acquire`: ready at once for a call that never fits or while
+/// Redis is known to be away, otherwise one script round trip.
+pub struct AcquireFuture {
+    pub(super) inner:
+        Pin<Box<dyn Future<Output = Result<Decision<RedisReservation>, StoreError>> + Send>>,
+}
+
+impl AcquireFuture {
+    pub(super) fn ready(out: Result<Decision<RedisReservation>, StoreError>) -> Self {
+        AcquireFuture {
+            inner: Box::pin(std::future::ready(out)),
+        }
+    }
+}
+
+impl fmt::Debug for AcquireFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for AcquireFuture {
+    type Output = Result<Decision<RedisReservation>, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl Inner {
+    /// The answer while Redis is away.
+    pub(super) fn away(
+        &self,
+        call: &Acquire<'_>,
+        err: Error,
+    ) -> Result<Decision<RedisReservation>, StoreError> {
+        match &self.local {
+            Some(local) => Ok(match local.acquire(call) {
+                Decision::Admitted(r) => Decision::Admitted(RedisReservation {
+                    held: Held::Local(r),
+                }),
+                Decision::Wait { wait, blocked } => Decision::Wait { wait, blocked },
+                Decision::Never(n) => Decision::Never(n),
+            }),
+            None => Err(StoreError::new(err)),
+        }
+    }
+
+    /// The keys of a call: each scope's state and set of calls in flight.
+    pub(super) fn call_keys(&self, scopes: &[ScopeRef]) -> Arc<[String]> {
+        let mut keys = Vec::with_capacity(2 * scopes.len());
+        for s in scopes {
+            keys.push(self.keys.scope(s));
+            keys.push(self.keys.in_flight(s));
+        }
+        keys.into()
+    }
+
+    /// The keys of settle.lua: the reservation's marker, then the call's keys.
+    pub(super) fn settle_keys(&self, id: &str, call: &[String]) -> Arc<[String]> {
+        std::iter::once(self.keys.settled(id))
+            .chain(call.iter().cloned())
+            .collect()
+    }
+
+    pub(super) fn acquire_args(&self, id: &str, scopes: &[ScopeRef], cost: Cost) -> Vec<Arg> {
+        let mut args = Vec::with_capacity(3 + scopes.len() * 6);
+        args.push(Arg::Str(id.to_owned()));
+        args.push(
+            u64::try_from(self.settings.ttl.as_micros())
+                .unwrap_or(u64::MAX)
+                .into(),
+        );
+        args.push((scopes.len() as u64).into());
+        for s in scopes {
+            args.push(s.limits.concurrency().unwrap_or(0).into());
+            args.push((s.limits.gcras().len() as u64).into());
+            for g in s.limits.gcras() {
+                let b = Bucket::new(g);
+                let n = cost.amount(g.dimension());
+                args.push(Arg::Str(b.field()));
+                args.push(b.rate().into());
+                args.push(b.charge_us(n).into());
+                args.push(b.room_us(n).into());
+            }
+        }
+        args
+    }
+
+    /// The arguments of settle.lua; `None` for `cost` releases the reservation without
+    /// reconciling (the admission's outcome is unknown).
+    pub(super) fn settle_args(
+        &self,
+        id: &str,
+        scopes: &[ScopeRef],
+        costs: Option<(Cost, Cost)>,
+    ) -> Vec<Arg> {
+        let mut args = Vec::with_capacity(3 + scopes.len() * 5);
+        args.push(Arg::Str(id.to_owned()));
+        // The marker outlives every retry of the settle (kept until the TTL has passed).
+        let marker_ms = u64::try_from(self.settings.ttl.as_millis()).unwrap_or(u64::MAX);
+        args.push(marker_ms.saturating_mul(2).max(1).into());
+        args.push((scopes.len() as u64).into());
+        for s in scopes {
+            args.push(u64::from(s.limits.concurrency().is_some()).into());
+            let Some((charged, actual)) = costs else {
+                args.push(0u64.into());
+                continue;
+            };
+            let changed: SmallVec<[(Bucket, i64); 4]> = s
+                .limits
+                .gcras()
+                .iter()
+                .map(|g| {
+                    let b = Bucket::new(g);
+                    let d = g.dimension();
+                    (b, b.delta_us(charged.amount(d), actual.amount(d)))
+                })
+                .filter(|(_, delta)| *delta != 0)
+                .collect();
+            args.push((changed.len() as u64).into());
+            for (b, delta) in changed {
+                args.push(Arg::Str(b.field()));
+                args.push(b.rate().into());
+                args.push(Arg::Int(delta));
+            }
+        }
+        args
+    }
+
+    pub(super) async fn acquire_remote(
+        self: Arc<Self>,
+        now: Nanos,
+        scopes: Vec<ScopeRef>,
+        cost: Cost,
+    ) -> Result<Decision<RedisReservation>, StoreError> {
+        let id = format!(
+            "{}.{}",
+            self.client,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let keys = self.call_keys(&scopes);
+        let args = self.acquire_args(&id, &scopes, cost);
+        // Until the reply is read, the script may have admitted the call without anyone to settle
+        // it (the future was dropped, the reply lost): then the reservation is released.
+        let mut unsettled = Unsettled {
+            inner: &self,
+            id: &id,
+            keys: &keys,
+            scopes: &scopes,
+            armed: true,
+        };
+        let reply = self
+            .invoke::<Vec<i64>>(&self.scripts.acquire, &keys, &args)
+            .await;
+        match reply {
+            Ok(reply) => {
+                self.health.succeeded();
+                unsettled.armed = false;
+                drop(unsettled);
+                let decision = self.decided(&reply, &scopes)?;
+                Ok(match decision {
+                    Some(wait) => wait,
+                    None => Decision::Admitted(RedisReservation {
+                        held: Held::Redis {
+                            id,
+                            keys,
+                            scopes,
+                            charged: cost,
+                            at: reply.get(1).map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
+                        },
+                    }),
+                })
+            }
+            Err(e) => {
+                self.health.failed(&e, self.fails_open());
+                drop(unsettled);
+                let call = Acquire {
+                    now,
+                    scopes: &scopes,
+                    cost,
+                };
+                self.away(&call, e)
+            }
+        }
+    }
+
+    /// `None` when admitted, else the wait.
+    pub(super) fn decided(
+        &self,
+        reply: &[i64],
+        scopes: &[ScopeRef],
+    ) -> Result<Option<Decision<RedisReservation>>, StoreError> {
+        match reply {
+            [1, ..] => Ok(None),
+            [0, wait, conc, blocked @ ..] => {
+                let mut mask = 0u64;
+                for &i in blocked {
+                    if (0..scopes.len() as i64).contains(&i) {
+                        mask |= 1 << (i % 64);
+                    }
+                }
+                let mut wait = Duration::from_micros(u64::try_from(*wait).unwrap_or(0));
+                if *conc == 1 {
+                    // Another process may give the slot back: ask again after the poll interval.
+                    wait = wait.max(self.settings.poll);
+                }
+                Ok(Some(Decision::Wait {
+                    wait: Some(wait),
+                    blocked: mask,
+                }))
+            }
+            other => Err(StoreError::new(Error::reply(format!(
+                "acquire returned {other:?}"
+            )))),
+        }
+    }
+}
+
+/// Releases a reservation whose admission reply was never read.
+struct Unsettled<'a> {
+    inner: &'a Arc<Inner>,
+    id: &'a str,
+    keys: &'a Arc<[String]>,
+    scopes: &'a [ScopeRef],
+    armed: bool,
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let args = self.inner.settle_args(self.id, self.scopes, None);
+            self.inner.send(Op {
+                kind: OpKind::Settle,
+                keys: self.inner.settle_keys(self.id, self.keys),
+                args,
+                give_up: Instant::now() + self.inner.settings.ttl,
+            });
+        }
+    }
+}

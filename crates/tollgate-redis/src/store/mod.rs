@@ -1,0 +1,330 @@
+//! [`RedisStore`]: the [`Store`] whose buckets live in Redis.
+
+mod admit;
+mod stats;
+mod writer;
+
+pub use admit::{AcquireFuture, RedisReservation};
+
+use admit::Held;
+use writer::{Arg, Op, OpKind};
+
+use crate::fallback::{Health, Local, Route};
+use crate::script::{never_fits, sync_bucket, Keys, Scripts};
+use crate::{Error, FailMode, RedisStoreBuilder};
+use redis::aio::ConnectionManager;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tollgate::store::{Acquire, Decision, ScopeState, Settlement, Store};
+use tollgate::{ScopeKey, ScopeRef};
+use tollgate_core::{Dimension, Nanos};
+
+/// A [`Store`] on Redis: every process (and host) built on the same Redis, prefix and hash tag
+/// shares the same buckets, concurrency counts and cooldowns.
+///
+/// * **One round trip per admission**: one Lua script checks every bucket, cooldown and
+///   concurrency cap of every scope of the call against the server's clock (`TIME`), and either
+///   charges them all or returns the wait.
+/// * **Settling** (reconcile and release) is sent in the background and is idempotent: each
+///   admission has a reservation id, and a second settle of it changes nothing. A settle that
+///   fails because Redis is away is kept and retried until the reservation TTL has passed.
+/// * **Reclaim**: concurrency slots not given back within the
+///   [TTL](RedisStoreBuilder::reservation_ttl) (the process died, or the admission reply was
+///   lost) no longer count; the estimate stays charged.
+/// * **When Redis is away**, the [`FailMode`] applies; see [`RedisStoreBuilder`].
+///
+/// Cloning is cheap and shares the connection.
+///
+/// ```no_run
+/// use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+/// use tollgate_redis::RedisStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379").hash_tag("org-1").build().await?;
+/// let layer = ThrottleLayer::builder()
+///     .scope("global", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 500)))
+///     .build_with_store(store)?;
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.inner.keys)
+            .field("client", &self.inner.client)
+            .field("settings", &self.inner.settings)
+            .field("redis_down", &self.inner.health.is_down())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The checked settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) fail: FailMode,
+    pub(crate) timeout: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) probe: Duration,
+    pub(crate) poll: Duration,
+}
+
+pub(crate) struct Inner {
+    conn: ConnectionManager,
+    scripts: Scripts,
+    keys: Keys,
+    client: String,
+    next: AtomicU64,
+    settings: Settings,
+    health: Health,
+    local: Option<Local>,
+    runtime: Handle,
+    /// Writes that failed, to retry when Redis is back.
+    kept: Mutex<VecDeque<Op>>,
+    retrying: AtomicBool,
+    /// The last state read of each scope, for [`Store::state`].
+    states: Mutex<HashMap<ScopeKey, ScopeState>>,
+    reading: Mutex<HashSet<ScopeKey>>,
+}
+
+impl Inner {
+    /// Must be called inside a tokio runtime (the builder's `build` is async).
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        keys: Keys,
+        client: String,
+        settings: Settings,
+    ) -> Self {
+        Inner {
+            conn,
+            scripts: Scripts::new(),
+            keys,
+            client,
+            next: AtomicU64::new(0),
+            health: Health::new(settings.probe),
+            local: match settings.fail {
+                FailMode::Open { fraction } => Some(Local::new(fraction)),
+                FailMode::Closed => None,
+            },
+            settings,
+            runtime: Handle::current(),
+            kept: Mutex::default(),
+            retrying: AtomicBool::new(false),
+            states: Mutex::default(),
+            reading: Mutex::default(),
+        }
+    }
+}
+
+// ===== impl RedisStore =====
+
+impl RedisStore {
+    /// A builder for a store on the Redis at `url` (`redis://[user:password@]host[:port][/db]`,
+    /// or `rediss://` with TLS where the `redis` crate is built with it).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tollgate_redis::Error> {
+    /// let store = tollgate_redis::RedisStore::builder("redis://127.0.0.1:6379").build().await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(url)
+    }
+
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        RedisStore {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Whether Redis failed lately and the [`FailMode`] applies (until a probe succeeds).
+    pub fn is_degraded(&self) -> bool {
+        self.inner.health.is_down()
+    }
+
+    /// The name this store got from Redis when it was built (unique among the stores of one
+    /// prefix and hash tag): a counter, `@`, and the server's time. Reservation ids start with it.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client
+    }
+
+    /// Settles a reservation as [`Store::settle`] does, but waits for Redis and returns the
+    /// server's time of the settle (µs since the Unix epoch), or `None` when the reservation was
+    /// already settled, or was admitted by the local limiter (then it is settled
+    /// there). For audits and tests; the layer uses the background [`Store::settle`].
+    ///
+    /// # Errors
+    /// Redis failed or did not answer within the timeout; the settle is then kept and retried in
+    /// the background, as [`Store::settle`] would.
+    pub async fn settle_and_wait(
+        &self,
+        reservation: RedisReservation,
+        settlement: Settlement,
+    ) -> Result<Option<u64>, Error> {
+        let Held::Redis {
+            id,
+            keys,
+            scopes,
+            charged,
+            ..
+        } = reservation.held
+        else {
+            if let (Held::Local(r), Some(local)) = (reservation.held, &self.inner.local) {
+                local.settle(r, settlement);
+            }
+            return Ok(None);
+        };
+        let inner = &self.inner;
+        let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
+        let keys = inner.settle_keys(&id, &keys);
+        match inner
+            .invoke::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
+            .await
+        {
+            Ok(reply) => {
+                inner.health.succeeded();
+                match reply[..] {
+                    [1, at] => Ok(Some(u64::try_from(at).unwrap_or(0))),
+                    [0, _] => Ok(None),
+                    _ => Err(Error::reply(format!("settle returned {reply:?}"))),
+                }
+            }
+            Err(e) => {
+                inner.health.failed(&e, inner.fails_open());
+                inner.keep(Op {
+                    kind: OpKind::Settle,
+                    keys,
+                    args,
+                    give_up: Instant::now() + inner.settings.ttl,
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Settles and writes that failed and wait to be retried.
+    pub fn pending_writes(&self) -> usize {
+        self.inner
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+impl Store for RedisStore {
+    type Reservation = RedisReservation;
+    type AcquireFuture = AcquireFuture;
+
+    fn acquire(&self, call: &Acquire<'_>) -> AcquireFuture {
+        if let Some(n) = never_fits(call.scopes, call.cost) {
+            return AcquireFuture::ready(Ok(Decision::Never(n)));
+        }
+        let inner = &self.inner;
+        match inner.health.route() {
+            Route::Away => AcquireFuture::ready(inner.away(call, Error::unavailable())),
+            Route::Redis => AcquireFuture {
+                inner: Box::pin(inner.clone().acquire_remote(
+                    call.now,
+                    call.scopes.to_vec(),
+                    call.cost,
+                )),
+            },
+        }
+    }
+
+    fn settle(&self, reservation: RedisReservation, settlement: Settlement) {
+        match reservation.held {
+            Held::Local(r) => {
+                if let Some(local) = &self.inner.local {
+                    local.settle(r, settlement);
+                }
+            }
+            Held::Redis {
+                id,
+                keys,
+                scopes,
+                charged,
+                ..
+            } => {
+                let args = self
+                    .inner
+                    .settle_args(&id, &scopes, Some((charged, settlement.actual)));
+                self.inner.send(Op {
+                    kind: OpKind::Settle,
+                    keys: self.inner.settle_keys(&id, &keys),
+                    args,
+                    give_up: Instant::now() + self.inner.settings.ttl,
+                });
+            }
+        }
+    }
+
+    fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState> {
+        if self.inner.health.is_down() {
+            if let Some(local) = &self.inner.local {
+                return local.state(scope, now);
+            }
+        }
+        self.inner.read_state(scope);
+        self.inner
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&scope.key)
+            .cloned()
+    }
+
+    fn cool_down(&self, scope: &ScopeRef, now: Nanos, until: Nanos) {
+        if let Some(local) = &self.inner.local {
+            local.cool_down(scope, now, until);
+        }
+        let delay = (until - now).as_duration();
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        if us == 0 {
+            return;
+        }
+        self.inner.send(Op {
+            kind: OpKind::CoolDown,
+            keys: vec![self.inner.keys.scope(scope)].into(),
+            args: vec![us.min(1 << 50).into()],
+            give_up: Instant::now() + delay,
+        });
+    }
+
+    fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64) {
+        if let Some(local) = &self.inner.local {
+            local.sync_remaining(scope, now, dimension, remaining);
+        }
+        let Some(bucket) = sync_bucket(scope, dimension) else {
+            return;
+        };
+        let Some(backlog) = bucket.lowered_backlog_us(remaining) else {
+            return;
+        };
+        self.inner.send(Op {
+            kind: OpKind::Sync,
+            keys: vec![self.inner.keys.scope(scope)].into(),
+            args: vec![
+                Arg::Str(bucket.field()),
+                bucket.rate().into(),
+                backlog.into(),
+            ],
+            give_up: Instant::now() + 2 * self.inner.settings.probe,
+        });
+    }
+}

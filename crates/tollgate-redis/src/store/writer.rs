@@ -1,0 +1,176 @@
+//! Writes sent in the background (settle, cooldown, header sync), kept and retried while Redis
+//! is away, and the one way every script is run.
+
+use super::Inner;
+use crate::Error;
+use redis::{FromRedisValue, RedisWrite, Script, ToRedisArgs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Writes kept for a retry while Redis is away, at most; the oldest go first when more fail.
+const MAX_KEPT: usize = 100_000;
+
+/// One script argument.
+#[derive(Clone, Debug)]
+pub(super) enum Arg {
+    Str(String),
+    Int(i64),
+}
+
+impl ToRedisArgs for Arg {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        match self {
+            Arg::Str(s) => s.write_redis_args(out),
+            Arg::Int(i) => i.write_redis_args(out),
+        }
+    }
+}
+
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+/// A write sent in the background (settle, cooldown, header sync).
+#[derive(Debug)]
+pub(super) struct Op {
+    pub(super) kind: OpKind,
+    pub(super) keys: Arc<[String]>,
+    pub(super) args: Vec<Arg>,
+    /// After this the write is given up (the reservation's slots were reclaimed, the cooldown is
+    /// over, the reported remainder is stale).
+    pub(super) give_up: Instant,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) enum OpKind {
+    Settle,
+    CoolDown,
+    Sync,
+}
+
+impl Inner {
+    pub(super) fn script(&self, kind: OpKind) -> &Script {
+        match kind {
+            OpKind::Settle => &self.scripts.settle,
+            OpKind::CoolDown => &self.scripts.cool_down,
+            OpKind::Sync => &self.scripts.sync,
+        }
+    }
+
+    /// Runs `script` once, within the timeout.
+    pub(super) async fn invoke<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Arg],
+    ) -> Result<T, Error> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.settings.timeout, inv.invoke_async(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            // The connection's own response timeout is the same as ours.
+            Ok(Err(e)) if e.is_timeout() => Err(Error::timeout(self.settings.timeout)),
+            Ok(Err(e)) => Err(Error::redis(e)),
+            Err(_) => Err(Error::timeout(self.settings.timeout)),
+        }
+    }
+
+    pub(super) fn fails_open(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Sends a write in the background; keeps it for a retry when Redis is away.
+    pub(super) fn send(self: &Arc<Self>, op: Op) {
+        if self.health.is_down() {
+            self.keep(op);
+            return;
+        }
+        let inner = self.clone();
+        self.runtime.spawn(async move {
+            if !inner.write(&op).await {
+                inner.keep(op);
+            }
+        });
+    }
+
+    /// Runs a background write once; whether Redis took it.
+    pub(super) async fn write(&self, op: &Op) -> bool {
+        match self
+            .invoke::<redis::Value>(self.script(op.kind), &op.keys, &op.args)
+            .await
+        {
+            Ok(_) => {
+                self.health.succeeded();
+                true
+            }
+            Err(e) => {
+                self.health.failed(&e, self.fails_open());
+                false
+            }
+        }
+    }
+
+    pub(super) fn keep(self: &Arc<Self>, op: Op) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= MAX_KEPT {
+            kept.pop_front();
+            tracing::warn!(
+                "more than {MAX_KEPT} redis writes wait for a retry: the oldest is dropped \
+                 (its concurrency slots are reclaimed after the TTL)"
+            );
+        }
+        kept.push_back(op);
+        drop(kept);
+        if !self.retrying.swap(true, Ordering::AcqRel) {
+            self.runtime.spawn(self.clone().retry());
+        }
+    }
+
+    /// Retries the kept writes in order, every probe interval, until none is left.
+    pub(super) async fn retry(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.settings.probe).await;
+            loop {
+                let next = {
+                    let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = Instant::now();
+                    while kept.front().is_some_and(|op| op.give_up <= now) {
+                        if let Some(op) = kept.pop_front() {
+                            tracing::debug!(kind = ?op.kind, "a redis write is given up: it no longer matters");
+                        }
+                    }
+                    kept.pop_front()
+                };
+                let Some(op) = next else {
+                    self.retrying.store(false, Ordering::Release);
+                    // A write kept between the last look and now would wait for nobody.
+                    let empty = self
+                        .kept
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_empty();
+                    if empty || self.retrying.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                    continue;
+                };
+                if !self.write(&op).await {
+                    self.kept
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push_front(op);
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The Redis store against a real `redis-server` (each test starts its own on a free port and
+//! kills it at the end) on the real clock.
+//!
+//! * `store`: the admission script, settle, cooldown, header sync, keys, from one or two processes'
+//!   stores.
+//! * `processes`: several OS processes (this binary re-run as a child, see [`child_process`])
+//!   hammering one limit; a process killed while holding slots.
+//! * `faults`: Redis frozen or killed mid-run, and bad URLs.
+
+mod faults;
+mod processes;
+mod server;
+mod store;
+mod support;
+
+/// The entry point of the child processes that `processes` spawns: this test binary re-run with
+/// `--ignored --exact child_process` and the child's settings in the environment. Ignored in a
+/// normal run.
+#[test]
+#[ignore = "run by the multi-process tests in a child process"]
+fn child_process() {
+    processes::child_main();
+}

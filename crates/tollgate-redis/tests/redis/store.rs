@@ -1,0 +1,302 @@
+//! The store's decisions, one call at a time, against a real server.
+
+use crate::server::Server;
+use crate::support::{acquire, admitted, scope, settlement, store, wait_of};
+use std::time::Duration;
+use tollgate::store::{Decision, Store};
+use tollgate::{Cost, Dimension, Limit, ScopeLimits};
+use tollgate_core::Nanos;
+
+fn per(dim: Dimension, n: u64, period: Duration) -> ScopeLimits {
+    ScopeLimits::new().limit(Limit::new(dim, n, period))
+}
+
+fn tokens(n: u64) -> Cost {
+    Cost::request().with_input_tokens(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_script_admits_in_every_scope_or_in_none() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let minute = Duration::from_secs(60);
+    let team = scope(0, "team", per(Dimension::Requests, 2, minute));
+    let agent = scope(1, "agent", per(Dimension::Requests, 1, minute));
+    let both = [team.clone(), agent.clone()];
+    admitted(acquire(&s, &both, Cost::request()).await);
+    // The agent is empty: refused for a minute, and the team is not charged.
+    match acquire(&s, &both, Cost::request()).await {
+        Decision::Wait { wait, blocked } => {
+            let wait = wait.unwrap();
+            assert!(wait > Duration::from_secs(59) && wait <= minute, "{wait:?}");
+            assert_eq!(blocked, 0b10);
+        }
+        other => panic!("{other:?}"),
+    }
+    admitted(acquire(&s, std::slice::from_ref(&team), Cost::request()).await);
+    let w = wait_of(&acquire(&s, &[team], Cost::request()).await).unwrap();
+    assert!(w > Duration::from_secs(29), "{w:?}"); // one request refills in 30 s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_is_when_capacity_is_due_by_the_servers_clock() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    // 20 a second, burst 1: one call every 50 ms. The layer's `now` passed in is garbage.
+    let limits = ScopeLimits::new()
+        .limit(Limit::new(Dimension::Requests, 20, Duration::from_secs(1)).with_burst(1));
+    let sc = [scope(0, "global", limits)];
+    admitted(acquire(&s, &sc, Cost::request()).await);
+    let wait = wait_of(&acquire(&s, &sc, Cost::request()).await).unwrap();
+    assert!(
+        wait > Duration::from_millis(30) && wait <= Duration::from_millis(50),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait).await;
+    admitted(acquire(&s, &sc, Cost::request()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_fits_is_refused_without_asking_redis() {
+    let mut server = Server::start().await;
+    let s = store(&server.url()).await;
+    server.stop();
+    let limits = per(Dimension::InputTokens, 100, Duration::from_secs(60));
+    let sc = [scope(0, "global", limits)];
+    match acquire(&s, &sc, tokens(101)).await {
+        Decision::Never(n) => assert_eq!((n.requested, n.capacity), (101, 100)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_refunds_what_the_estimate_overcharged() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let sc = [scope(
+        0,
+        "global",
+        per(Dimension::InputTokens, 1_000, Duration::from_secs(600)),
+    )];
+    let r = admitted(acquire(&s, &sc, tokens(1_000)).await);
+    assert!(r.admitted_at().is_some());
+    assert!(wait_of(&acquire(&s, &sc, tokens(500)).await).is_some());
+    // 100 used: 900 go back, once.
+    let at = s.settle_and_wait(r, settlement(tokens(100))).await.unwrap();
+    assert!(at.is_some());
+    let r = admitted(acquire(&s, &sc, tokens(900)).await);
+    assert!(wait_of(&acquire(&s, &sc, tokens(1)).await).is_some());
+    // A settle that charges more than the estimate leaves debt: 1,000 more used than reserved.
+    s.settle_and_wait(r, settlement(tokens(1_900)))
+        .await
+        .unwrap();
+    let wait = wait_of(&acquire(&s, &sc, tokens(1)).await).unwrap();
+    // 1,001 units owed at 1,000 per 600 s: the call waits about 600 s.
+    assert!(wait > Duration::from_secs(599), "{wait:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooldown_set_by_one_process_pauses_the_others() {
+    let server = Server::start().await;
+    let (a, b) = (store(&server.url()).await, store(&server.url()).await);
+    assert_ne!(a.client_id(), b.client_id());
+    let sc = scope(
+        0,
+        "provider",
+        per(Dimension::Requests, 1_000, Duration::from_secs(60)),
+    );
+    a.cool_down(
+        &sc,
+        Nanos::from_secs(5),
+        Nanos::from_secs(5) + Nanos::from_millis(800),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let wait = wait_of(&acquire(&b, std::slice::from_ref(&sc), Cost::request()).await).unwrap();
+    assert!(
+        wait > Duration::from_millis(400) && wait <= Duration::from_millis(700),
+        "{wait:?}"
+    );
+    // A shorter cooldown later does not shorten it.
+    a.cool_down(&sc, Nanos::ZERO, Nanos::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(wait_of(&acquire(&b, std::slice::from_ref(&sc), Cost::request()).await).is_some());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    admitted(acquire(&b, &[sc], Cost::request()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_sync_lowers_a_bucket_and_never_raises_it() {
+    let server = Server::start().await;
+    let (a, b) = (store(&server.url()).await, store(&server.url()).await);
+    let sc = scope(
+        0,
+        "provider",
+        per(Dimension::Requests, 60, Duration::from_secs(60)),
+    );
+    a.sync_remaining(&sc, Nanos::ZERO, Dimension::Requests, 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Raising is ignored.
+    a.sync_remaining(&sc, Nanos::ZERO, Dimension::Requests, 50);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let one = std::slice::from_ref(&sc);
+    admitted(acquire(&b, one, Cost::request()).await);
+    admitted(acquire(&b, one, Cost::request()).await);
+    let wait = wait_of(&acquire(&b, one, Cost::request()).await).unwrap();
+    assert!(wait > Duration::from_millis(500), "{wait:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_caps_are_shared_and_given_back_by_a_settle() {
+    let server = Server::start().await;
+    let (a, b) = (store(&server.url()).await, store(&server.url()).await);
+    let sc = [scope(0, "global", ScopeLimits::new().concurrency(2))];
+    let r1 = admitted(acquire(&a, &sc, Cost::request()).await);
+    let _r2 = admitted(acquire(&a, &sc, Cost::request()).await);
+    match acquire(&b, &sc, Cost::request()).await {
+        // Refused by the cap: ask again after the poll interval (another process may release).
+        Decision::Wait { wait, blocked } => {
+            assert_eq!(wait, Some(Duration::from_millis(50)));
+            assert_eq!(blocked, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    a.settle(r1, settlement(Cost::request()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    admitted(acquire(&b, &sc, Cost::request()).await);
+    assert!(wait_of(&acquire(&b, &sc, Cost::request()).await).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_limits_keep_what_the_bucket_owes() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let minute = Duration::from_secs(60);
+    let old = [scope(0, "global", per(Dimension::InputTokens, 600, minute))];
+    admitted(acquire(&s, &old, tokens(300)).await);
+    // Twice the rate: the 300 tokens owed are still owed, 900 of 1,200 are free.
+    let mut new = scope(0, "global", per(Dimension::InputTokens, 1_200, minute));
+    new.generation = 2;
+    let new = [new];
+    admitted(acquire(&s, &new, tokens(900)).await);
+    let wait = wait_of(&acquire(&s, &new, tokens(10)).await).unwrap();
+    assert!(
+        wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_carries_the_hash_tag_and_expires_when_idle() {
+    let server = Server::start().await;
+    let s = tollgate_redis::RedisStore::builder(server.url())
+        .prefix("app")
+        .hash_tag("org-7")
+        .reservation_ttl(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let limits = per(Dimension::Requests, 100, Duration::from_secs(1)).concurrency(5);
+    let sc = [
+        scope(0, "global", limits),
+        scope(1, "agent:1", ScopeLimits::new()),
+    ];
+    let r = admitted(acquire(&s, &sc, Cost::request()).await);
+    s.cool_down(&sc[1], Nanos::ZERO, Nanos::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "app:{org-7}:clients",
+            "app:{org-7}:f:global",
+            "app:{org-7}:s:agent:1",
+            "app:{org-7}:s:global",
+        ]
+    );
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} never expires");
+    }
+    // The bucket is full again 10 ms after the call: its key goes a second later.
+    s.settle_and_wait(r, settlement(Cost::request()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("app:{org-7}:s:global")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_the_shared_state_one_read_late() {
+    let server = Server::start().await;
+    let (a, b) = (store(&server.url()).await, store(&server.url()).await);
+    let limits = per(Dimension::InputTokens, 1_000, Duration::from_secs(3_600)).concurrency(4);
+    let sc = [scope(0, "global", limits)];
+    let _r = admitted(acquire(&a, &sc, tokens(400)).await);
+    // The first look starts a read in the background (it may already have answered).
+    let _ = b.state(&sc[0], Nanos::ZERO);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = b
+        .state(&sc[0], Nanos::ZERO)
+        .expect("read in the background");
+    assert_eq!(state.in_flight, 1);
+    assert!((state.available[0] - 600.0).abs() < 1.0, "{state:?}");
+}
+
+/// The settle script's own contract, called directly: a second settle of the same reservation id
+/// (a retry whose first attempt did reach Redis) changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_settle_changes_nothing() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let hour = Duration::from_secs(3_600);
+    let sc = [scope(0, "global", per(Dimension::InputTokens, 3_600, hour))];
+    // 3,600 tokens an hour: one token refills in 1 s. Take them all.
+    let _r = admitted(acquire(&s, &sc, tokens(3_600)).await);
+    let settle = redis::Script::new(concat!(
+        include_str!("../../src/lua/common.lua"),
+        include_str!("../../src/lua/settle.lua")
+    ));
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    // Refund 100 tokens (100 s) under reservation id `x`, twice.
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (settled, _now): (i64, i64) = settle
+            .key("tollgate:{default}:d:x")
+            .key("tollgate:{default}:s:global")
+            .key("tollgate:{default}:f:global")
+            .arg("x")
+            .arg(60_000)
+            .arg(1)
+            .arg(0)
+            .arg(1)
+            .arg(format!("input_tokens/{}", hour.as_nanos()))
+            .arg(3_600_000)
+            .arg(-100_000_000i64)
+            .invoke_async(&mut conn)
+            .await
+            .unwrap();
+        answers.push(settled);
+    }
+    assert_eq!(answers, [1, 0]);
+    // 100 tokens came back, not 200.
+    admitted(acquire(&s, &sc, tokens(100)).await);
+    let wait = wait_of(&acquire(&s, &sc, tokens(1)).await).unwrap();
+    assert!(wait > Duration::from_millis(900), "{wait:?}");
+}
