@@ -89,4 +89,4 @@ mod store;
 
 pub use builder::{FailMode, RedisStoreBuilder};
 pub use error::Error;
-pub use store::{AcquireFuture, RedisReservation, RedisStore};
+pub use store::{AcquireFuture, RedisLedger, RedisReservation, RedisStore};

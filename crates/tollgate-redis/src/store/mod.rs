@@ -1,10 +1,12 @@
 //! [`RedisStore`]: the [`Store`] whose buckets live in Redis.
 
 mod admit;
+mod ledger;
 mod stats;
 mod writer;
 
 pub use admit::{AcquireFuture, RedisReservation};
+pub use ledger::RedisLedger;
 
 use admit::Held;
 use writer::{Arg, Op, OpKind};
@@ -326,5 +328,10 @@ impl Store for RedisStore {
             ],
             give_up: Instant::now() + 2 * self.inner.settings.probe,
         });
+    }
+
+    /// A [`RedisLedger`] on this store, so that spend caps hold across processes too.
+    fn ledger(&self) -> Option<Arc<dyn tollgate::spend::Ledger>> {
+        Some(Arc::new(RedisLedger::new(self)))
     }
 }

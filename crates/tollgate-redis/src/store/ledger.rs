@@ -1,0 +1,471 @@
+//! [`RedisLedger`]: spend caps kept in Redis, so that every process on it shares them.
+
+use super::writer::{Arg, Done, Op, OpKind};
+use super::{Inner, RedisStore};
+use crate::fallback::Route;
+use crate::Error;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tollgate::spend::{Alerts, BudgetRef, Ledger, LedgerHold, Refused, Reserve, SpendStats};
+use tollgate::store::StoreError;
+use tollgate::ScopeKey;
+use tollgate_core::{Alert, Budget, BudgetState, Micros, Reservation};
+
+/// The largest amount passed to a script: 2^53 − 1 µ$ (about $9 billion), where Lua's doubles
+/// stop being exact. Larger caps, estimates and costs are passed as this.
+const MAX_EXACT: u64 = (1 << 53) - 1;
+/// How long a budget's keys outlive its window (or the reservation TTL) when idle, in seconds.
+const SLACK_S: u64 = 60;
+/// The id counter and the set of live reservations live this long past the TTL when idle.
+const IDLE_MS: u64 = 86_400_000;
+
+/// The budgets of a call, owned, for work done after the call returned.
+type Owned = Vec<(ScopeKey, Budget)>;
+
+/// A call's answer from the reserve script.
+type Answer = Result<Result<LedgerHold, Refused>, StoreError>;
+
+/// A [`Ledger`] in Redis: every process whose layer is built on a [`RedisStore`] with the same
+/// Redis, prefix and hash tag shares the spend of each budget (scope key, window and UTC offset),
+/// so a spend cap holds across all of them. The layer takes it from the store by itself
+/// ([`Store::ledger`](tollgate::Store::ledger)); nothing else needs setting up.
+///
+/// * **One round trip per reservation**: one Lua script checks every budget of the call and
+///   either reserves the estimate in all of them or refuses, naming the budget. The rule is
+///   [`BudgetState`]'s, exactly: admitted iff `spent + reserved + estimate ≤ cap` in the current
+///   window; `reserved` is carried across windows, `spent` and the fired thresholds restart each
+///   window, and spend counts in the window in which a call settles. With estimates that are
+///   upper bounds, the settled spend of a window never exceeds the cap, across all processes.
+/// * **Settle and release** are sent in the background and are idempotent by reservation id: a
+///   reservation is live until it is settled, released or reclaimed, and only a live one changes
+///   anything. A settle that fails is kept and retried like the store's writes, until the
+///   [reservation TTL](crate::RedisStoreBuilder::reservation_ttl) has passed (then it is lost:
+///   its spend is not counted). Each threshold fires once per window **across all processes**,
+///   in the process whose settle reached it.
+/// * **Reclaim**: a reservation not settled within the reservation TTL (default 10 minutes; its
+///   process died, or the reply of its reservation was lost) gives its estimate back at the next
+///   reservation that touches its budget. Set the TTL above your longest call.
+/// * **Fail closed**: when Redis fails, times out, or is known to be away, a reservation is an
+///   error and the layer refuses the call ([`ThrottleError::is_store`](tollgate::ThrottleError)),
+///   whatever the store's [`FailMode`](crate::FailMode) for rate limits. No call waits longer
+///   than the store's timeout.
+/// * **Windows follow each process's clock**: the window of a reservation or a settle is computed
+///   in the process from the wall time the layer passes, so a process whose clock is `s` seconds
+///   off moves its window boundary by `s`. A window never goes back: a process behind the others
+///   reserves in the window they already rolled to. (Rate limits use Redis's `TIME`.)
+/// * **Money** is integer micro-dollars, exact up to 2^53 µ$ (about $9 billion).
+/// * [`spent`](Ledger::spent) cannot wait for Redis: it answers from the last numbers of the
+///   budget this process saw (in a reserve or settle reply), rolled to the current window, or
+///   `None` before the first. [`seed`](Ledger::seed) is ignored: Redis keeps the spend across
+///   restarts of the processes by itself.
+///
+/// Keys, under the store's prefix and hash tag: `…:L:b:<window>:<utc offset>:<scope>` (a hash:
+/// window start, spent, reserved, fired count), `…:L:h:…` (the budget's live reservations),
+/// `…:L:id` and `…:L:live`. A budget's keys expire when idle for the rest of its window or the
+/// reservation TTL, whichever is longer, plus a minute. A budget whose cap or thresholds change
+/// keeps its window's spend.
+///
+/// ```no_run
+/// use tollgate::{Budget, Micros, PriceTable, ThrottleLayer};
+/// use tollgate_redis::RedisStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The same lines in every process: $100 a day for the whole fleet.
+/// let store = RedisStore::builder("redis://127.0.0.1:6379").hash_tag("org-1").build().await?;
+/// let layer = ThrottleLayer::builder()
+///     .prices(PriceTable::example())
+///     .budget("global", Budget::daily(Micros::from_dollars(100)).build()?)
+///     .build_with_store(store.clone())?;
+/// # let _ = layer;
+/// // The same ledger, to inspect or audit.
+/// let ledger = tollgate_redis::RedisLedger::new(&store);
+/// # let _ = ledger;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisLedger {
+    inner: Arc<Inner>,
+    /// The last state of each budget this process saw.
+    seen: Arc<Mutex<HashMap<ScopeKey, BudgetState>>>,
+}
+
+impl fmt::Debug for RedisLedger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLedger")
+            .field("keys", &self.inner.keys)
+            .field("budgets_seen", &self.seen().len())
+            .finish_non_exhaustive()
+    }
+}
+
+// ===== impl RedisLedger =====
+
+impl RedisLedger {
+    /// The ledger of `store`: same connection, keys, timeout and reservation TTL. The layer gets
+    /// one through [`Store::ledger`](tollgate::Store::ledger); build one yourself to settle and
+    /// wait ([`settle_and_wait`](Self::settle_and_wait)).
+    pub fn new(store: &RedisStore) -> Self {
+        RedisLedger {
+            inner: store.inner.clone(),
+            seen: Arc::default(),
+        }
+    }
+
+    /// Settles a hold as [`Ledger::settle`] does (and fires the alerts it crossed through
+    /// `alerts`), but waits for Redis. Returns the alerts with the index of their budget, or
+    /// `None` when the reservation was no longer live (settled, released or reclaimed before):
+    /// then nothing changed. For audits and tests; the layer uses the background settle.
+    ///
+    /// # Errors
+    /// Redis failed or did not answer within the timeout; the settle is then kept and retried in
+    /// the background, as [`Ledger::settle`] would.
+    pub async fn settle_and_wait(
+        &self,
+        hold: LedgerHold,
+        budgets: &[BudgetRef<'_>],
+        now_unix: u64,
+        actual: Micros,
+        alerts: &Alerts,
+    ) -> Result<Option<Vec<(usize, Alert)>>, Error> {
+        let op = self.settle_op(&hold, budgets, now_unix, Some(actual), alerts);
+        let inner = &self.inner;
+        match inner
+            .invoke::<Vec<i64>>(&inner.scripts.ledger_settle, &op.keys, &op.args)
+            .await
+        {
+            Ok(reply) => {
+                inner.health.succeeded();
+                let owned = owned(budgets);
+                let fired =
+                    self.applied(&reply, &owned, now_unix, hold.estimate(), Some(actual))?;
+                for (i, alert) in fired.iter().flatten() {
+                    alerts.fire(&owned[*i].0, *alert);
+                }
+                Ok(fired)
+            }
+            Err(e) => {
+                inner.health.failed(&e, inner.fails_open());
+                inner.keep(op);
+                Err(e)
+            }
+        }
+    }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<ScopeKey, BudgetState>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A budget's hash and set of live reservations.
+    fn budget_keys(&self, b: &BudgetRef<'_>) -> [String; 2] {
+        let tail = format!(
+            "{}:{}:{}",
+            b.budget.window(),
+            b.budget.clock().utc_offset_secs(),
+            b.scope.as_str()
+        );
+        ["b", "h"].map(|k| self.inner.keys.named(&format!("L:{k}:{tail}")))
+    }
+
+    /// How long a budget's keys live idle: the rest of the window or the TTL, plus slack.
+    fn keep_ms(&self, budget: &Budget, now_unix: u64) -> u64 {
+        let window = budget.next_reset(now_unix).saturating_sub(now_unix);
+        let ttl = self.inner.settings.ttl.as_secs() + 1;
+        window.max(ttl).saturating_add(SLACK_S).saturating_mul(1000)
+    }
+
+    fn ttl_us(&self) -> u64 {
+        u64::try_from(self.inner.settings.ttl.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The reserve script's answer.
+    async fn reserved(
+        &self,
+        keys: &[String],
+        args: &[Arg],
+        owned: &Owned,
+        now_unix: u64,
+        estimate: Micros,
+    ) -> Answer {
+        let inner = &self.inner;
+        let reply = match inner
+            .invoke::<Vec<i64>>(&inner.scripts.ledger_reserve, keys, args)
+            .await
+        {
+            Ok(reply) => {
+                inner.health.succeeded();
+                reply
+            }
+            Err(e) => {
+                inner.health.failed(&e, inner.fails_open());
+                return Err(StoreError::new(e));
+            }
+        };
+        self.decided(&reply, owned, now_unix, estimate)
+            .map_err(StoreError::new)
+    }
+
+    /// A hold, or the refusal built by tollgate-core from the refusing budget's numbers.
+    fn decided(
+        &self,
+        reply: &[i64],
+        owned: &Owned,
+        now_unix: u64,
+        estimate: Micros,
+    ) -> Result<Result<LedgerHold, Refused>, Error> {
+        let bad = || Error::reply(format!("ledger reserve returned {reply:?}"));
+        let [ok, n, ref rest @ ..] = *reply else {
+            return Err(bad());
+        };
+        if rest.len() != 4 * owned.len() {
+            return Err(bad());
+        }
+        let states: Vec<BudgetState> = rest
+            .chunks_exact(4)
+            .map(|c| state(c[0], c[1], c[2], c[3]))
+            .collect();
+        self.remember(owned, &states);
+        if ok == 1 {
+            let id = u64::try_from(n).map_err(|_| bad())?;
+            return Ok(Ok(LedgerHold::new(id, estimate)));
+        }
+        let index = usize::try_from(n)
+            .ok()
+            .filter(|&i| i < owned.len())
+            .ok_or_else(bad)?;
+        let mut s = states[index];
+        match s.reserve(&owned[index].1, now_unix, estimate) {
+            Err(exhausted) => Ok(Err(Refused { index, exhausted })),
+            // Only past the exact range of doubles could the script refuse what fits.
+            Ok(_) => Err(bad()),
+        }
+    }
+
+    fn remember(&self, owned: &Owned, states: &[BudgetState]) {
+        let mut seen = self.seen();
+        for ((scope, _), s) in owned.iter().zip(states) {
+            seen.insert(scope.clone(), *s);
+        }
+    }
+
+    /// The settle (or, without `actual`, release) of a hold, as a background write that fires
+    /// the crossed thresholds through `alerts` once Redis took it.
+    fn settle_op(
+        &self,
+        hold: &LedgerHold,
+        budgets: &[BudgetRef<'_>],
+        now_unix: u64,
+        actual: Option<Micros>,
+        alerts: &Alerts,
+    ) -> Op {
+        let mut keys = Vec::with_capacity(1 + 2 * budgets.len());
+        keys.push(self.inner.keys.named("L:live"));
+        let mut args: Vec<Arg> = vec![
+            hold.id().into(),
+            exact(hold.estimate()).into(),
+            actual.map_or(Arg::Str(String::new()), |a| exact(a).into()),
+        ];
+        for b in budgets {
+            keys.extend(self.budget_keys(b));
+            args.push(b.budget.window_start(now_unix).into());
+            args.push(self.keep_ms(b.budget, now_unix).into());
+            let thresholds = if actual.is_some() {
+                b.budget.thresholds()
+            } else {
+                &[]
+            };
+            args.push((thresholds.len() as u64).into());
+            args.extend(thresholds.iter().map(|&t| exact(t).into()));
+        }
+        let (this, owned, alerts) = (self.clone(), owned(budgets), alerts.clone());
+        let estimate = hold.estimate();
+        let done = Done(Arc::new(move |v: redis::Value| {
+            let reply = <Vec<i64> as redis::FromRedisValue>::from_redis_value(v);
+            let fired = reply
+                .map_err(|e| Error::reply(e.to_string()))
+                .and_then(|r| this.applied(&r, &owned, now_unix, estimate, actual));
+            match fired {
+                Ok(fired) => {
+                    for (i, alert) in fired.into_iter().flatten() {
+                        alerts.fire(&owned[i].0, alert);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a spend settle's reply was not understood"),
+            }
+        }));
+        Op {
+            kind: OpKind::Ledger(done),
+            keys: keys.into(),
+            args,
+            give_up: Instant::now() + self.inner.settings.ttl,
+        }
+    }
+
+    /// Reads the settle script's reply: `None` when the reservation was not live, else the
+    /// thresholds crossed (computed by tollgate-core from the numbers before the settle).
+    fn applied(
+        &self,
+        reply: &[i64],
+        owned: &Owned,
+        now_unix: u64,
+        estimate: Micros,
+        actual: Option<Micros>,
+    ) -> Result<Option<Vec<(usize, Alert)>>, Error> {
+        let bad = || Error::reply(format!("ledger settle returned {reply:?}"));
+        match reply {
+            [0] => return Ok(None),
+            [1, rest @ ..] if rest.len() == 5 * owned.len() => {}
+            _ => return Err(bad()),
+        }
+        let mut fired = Vec::new();
+        let mut states = Vec::with_capacity(owned.len());
+        for (i, c) in reply[1..].chunks_exact(5).enumerate() {
+            let (ws, before, fired_before, after, reserved) = (c[0], c[1], c[2], c[3], c[4]);
+            if let Some(actual) = actual {
+                let mut s = state(ws, before, estimate.as_u64() as i64, fired_before);
+                let budget = &owned[i].1;
+                let crossed = s.settle(budget, now_unix, Reservation::new(estimate), actual);
+                fired.extend(crossed.into_iter().map(|a| (i, a)));
+            }
+            states.push(state(ws, after, reserved, fired_before));
+        }
+        self.remember(owned, &states);
+        Ok(Some(fired))
+    }
+}
+
+impl Ledger for RedisLedger {
+    fn reserve(&self, budgets: &[BudgetRef<'_>], now_unix: u64, estimate: Micros) -> Reserve {
+        if self.inner.health.route() == Route::Away {
+            // Spend caps fail closed, whatever the fail mode of the rate limits.
+            let err = StoreError::new(Error::unavailable());
+            return Reserve::Pending(Box::pin(std::future::ready(Err(err))));
+        }
+        let mut keys = Vec::with_capacity(2 + 2 * budgets.len());
+        keys.push(self.inner.keys.named("L:id"));
+        keys.push(self.inner.keys.named("L:live"));
+        let idle = u64::try_from(self.inner.settings.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut args: Vec<Arg> = vec![
+            exact(estimate).into(),
+            self.ttl_us().into(),
+            idle.saturating_add(IDLE_MS).into(),
+        ];
+        for b in budgets {
+            keys.extend(self.budget_keys(b));
+            args.push(b.budget.window_start(now_unix).into());
+            args.push(exact(b.budget.cap()).into());
+            args.push(self.keep_ms(b.budget, now_unix).into());
+        }
+        let owned = owned(budgets);
+        let (tx, rx) = oneshot::channel::<Answer>();
+        let this = self.clone();
+        // The round trip runs in its own task, so that a reservation made for a call dropped
+        // meanwhile is still read, and given back.
+        self.inner.runtime.spawn(async move {
+            let answer = this
+                .reserved(&keys, &args, &owned, now_unix, estimate)
+                .await;
+            if let Err(Ok(Ok(hold))) = tx.send(answer) {
+                let refs: Vec<BudgetRef<'_>> = owned
+                    .iter()
+                    .map(|(scope, budget)| BudgetRef { scope, budget })
+                    .collect();
+                this.release(hold, &refs);
+            }
+        });
+        Reserve::Pending(Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(StoreError::new(Error::reply(
+                    "the reservation's task ended without an answer",
+                )))
+            })
+        }))
+    }
+
+    fn settle(
+        &self,
+        hold: LedgerHold,
+        budgets: &[BudgetRef<'_>],
+        now_unix: u64,
+        actual: Micros,
+        alerts: &Alerts,
+    ) {
+        let op = self.settle_op(&hold, budgets, now_unix, Some(actual), alerts);
+        self.inner.send(op);
+    }
+
+    fn release(&self, hold: LedgerHold, budgets: &[BudgetRef<'_>]) {
+        // A release never crosses a threshold; the window only matters for the keys' expiry.
+        let now_unix = budgets
+            .first()
+            .and_then(|b| self.seen().get(b.scope).map(|s| s.window_start))
+            .unwrap_or(0);
+        let op = self.settle_op(&hold, budgets, now_unix, None, &Alerts::default());
+        self.inner.send(op);
+    }
+
+    fn spent(&self, b: BudgetRef<'_>, now_unix: u64) -> Option<SpendStats> {
+        let mut s = *self.seen().get(b.scope)?;
+        s.roll(b.budget, now_unix);
+        Some(SpendStats {
+            spent: s.spent,
+            reserved: s.reserved,
+            cap: b.budget.cap(),
+            resets_at: s.resets_at(b.budget),
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+fn owned(budgets: &[BudgetRef<'_>]) -> Owned {
+    budgets
+        .iter()
+        .map(|b| (b.scope.clone(), b.budget.clone()))
+        .collect()
+}
+
+/// An amount as a script takes it.
+fn exact(m: Micros) -> u64 {
+    m.as_u64().min(MAX_EXACT)
+}
+
+/// A budget's state from a script's numbers; `fired` counts the first thresholds.
+fn state(ws: i64, spent: i64, reserved: i64, fired: i64) -> BudgetState {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    BudgetState {
+        window_start: n(ws),
+        spent: Micros::new(n(spent)),
+        reserved: Micros::new(n(reserved)),
+        fired: match n(fired) {
+            f if f >= 64 => u64::MAX,
+            f => (1 << f) - 1,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fired_counts_are_the_first_bits() {
+        assert_eq!(state(0, 0, 0, 0).fired, 0);
+        assert_eq!(state(0, 0, 0, 3).fired, 0b111);
+        assert_eq!(state(0, 0, 0, 64).fired, u64::MAX);
+        assert_eq!(state(-1, -5, 7, 1).spent, Micros::ZERO);
+    }
+
+    #[test]
+    fn amounts_stay_exact_in_doubles() {
+        assert_eq!(exact(Micros::new(u64::MAX)), MAX_EXACT);
+        assert_eq!(MAX_EXACT as f64 as u64, MAX_EXACT);
+        assert_eq!(exact(Micros::new(42)), 42);
+    }
+}
