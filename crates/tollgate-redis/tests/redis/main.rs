@@ -10,6 +10,7 @@
 mod faults;
 mod processes;
 mod server;
+mod spend;
 mod store;
 mod support;
 
