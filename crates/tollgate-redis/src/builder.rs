@@ -132,7 +132,9 @@ impl RedisStoreBuilder {
     /// minutes). After it the slots count no more: a process that died, or an admission whose
     /// reply was lost, gives them back. Its rate charge (the estimate) stays until a settle
     /// reconciles it, which may come later. Set it above your longest call: a call that runs
-    /// longer loses its slot early and the cap may be exceeded meanwhile.
+    /// longer loses its slot early and the cap may be exceeded meanwhile. A spend reservation
+    /// ([`RedisLedger`](crate::RedisLedger)) not settled within it gives its estimate back too,
+    /// and its late settle is not counted.
     ///
     /// ```
     /// # use std::time::Duration;
