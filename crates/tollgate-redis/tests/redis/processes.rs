@@ -77,14 +77,19 @@ pub(crate) fn child_main() {
     });
 }
 
-/// Many tasks calling through the layer for [`RUN`]; writes the log to `OUT`.
-async fn hammer(url: &str, limits: ScopeLimits) {
-    let store = RedisStore::builder(url)
+/// A child's store: fails closed, with a generous timeout.
+async fn child_store(url: &str) -> RedisStore {
+    RedisStore::builder(url)
         .fail_mode(FailMode::Closed)
         .timeout(Duration::from_secs(2))
         .build()
         .await
-        .expect("the parent's server answers");
+        .expect("the parent's server answers")
+}
+
+/// Many tasks calling through the layer for [`RUN`]; writes the log to `OUT`.
+async fn hammer(url: &str, limits: ScopeLimits) {
+    let store = child_store(url).await;
     let recording = Recording::new(store);
     let layer = ThrottleLayer::builder()
         .scope("global", limits)
@@ -145,12 +150,7 @@ async fn hold(url: &str) {
 /// Calls through the real layer with one daily budget on `global` until its cap refuses it;
 /// writes what this process settled and the alerts it fired (`<µ$> <alerts by threshold>...`).
 async fn spend(url: &str) {
-    let store = RedisStore::builder(url)
-        .fail_mode(FailMode::Closed)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("the parent's server answers");
+    let store = child_store(url).await;
     let alerts = Arc::new(Mutex::new([0u32; 3]));
     let settled = Arc::new(AtomicU64::new(0));
     let svc = spend::client(store, alerts.clone(), settled.clone());

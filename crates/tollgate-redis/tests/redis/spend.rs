@@ -142,12 +142,23 @@ pub(crate) async fn reserve(
 /// The budget's numbers as Redis has them now: a reservation of nothing reads them.
 pub(crate) async fn read(ledger: &RedisLedger, b: BudgetRef<'_>) -> tollgate::spend::SpendStats {
     if let Ok(hold) = reserve(ledger, &[b], START, 0).await {
-        ledger
-            .settle_and_wait(hold, &[b], START, Micros::ZERO, &Alerts::default())
-            .await
-            .unwrap();
+        settle(ledger, hold, &[b], 0).await;
     }
     ledger.spent(b, START).expect("seen")
+}
+
+/// Settles through the ledger and waits: the alerts, or `None` when the hold was not live.
+async fn settle(
+    ledger: &RedisLedger,
+    hold: LedgerHold,
+    budgets: &[BudgetRef<'_>],
+    actual: u64,
+) -> Option<Vec<(usize, tollgate::Alert)>> {
+    let alerts = Alerts::default();
+    ledger
+        .settle_and_wait(hold, budgets, START, Micros::new(actual), &alerts)
+        .await
+        .expect("redis answers")
 }
 
 async fn ledger_store(url: &str, ttl: Duration) -> RedisStore {
@@ -235,33 +246,15 @@ async fn a_repeated_settle_changes_nothing() {
     }];
     let hold = reserve(&ledger, &budgets, START, 6_000).await.unwrap();
     let id = hold.id();
-    let fired = ledger
-        .settle_and_wait(
-            hold,
-            &budgets,
-            START,
-            Micros::new(4_000),
-            &Alerts::default(),
-        )
+    let fired = settle(&ledger, hold, &budgets, 4_000)
         .await
-        .unwrap()
         .expect("the reservation was live");
     let crossed: Vec<_> = fired.iter().map(|(i, a)| (*i, a.threshold)).collect();
     assert_eq!(crossed, [(0, Micros::new(2_000))]);
     // The same settle again, and a release of it: nothing changes, nothing fires.
     for _ in 0..2 {
         let again = LedgerHold::new(id, Micros::new(6_000));
-        let r = ledger
-            .settle_and_wait(
-                again,
-                &budgets,
-                START,
-                Micros::new(4_000),
-                &Alerts::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r, None);
+        assert_eq!(settle(&ledger, again, &budgets, 4_000).await, None);
     }
     ledger.release(LedgerHold::new(id, Micros::new(6_000)), &budgets);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,16 +299,8 @@ async fn a_reservation_never_settled_comes_back_after_the_ttl() {
     let waited = held_at.elapsed();
     assert!(waited >= TTL - Duration::from_millis(50), "{waited:?}");
     // A settle of the reclaimed reservation, arriving late, changes nothing.
-    let late = ledger
-        .settle_and_wait(lost, &budgets, START, Micros::new(CAP), &Alerts::default())
-        .await
-        .unwrap();
-    assert_eq!(late, None);
-    ledger
-        .settle_and_wait(back, &budgets, START, Micros::new(100), &Alerts::default())
-        .await
-        .unwrap()
-        .expect("live");
+    assert_eq!(settle(&ledger, lost, &budgets, CAP).await, None);
+    settle(&ledger, back, &budgets, 100).await.expect("live");
     let stats = ledger.spent(budgets[0], START).unwrap();
     assert_eq!(
         (stats.spent, stats.reserved),
