@@ -141,10 +141,7 @@ pub(crate) async fn reserve(
 
 /// The budget's numbers as Redis has them now: a reservation of nothing reads them.
 pub(crate) async fn read(ledger: &RedisLedger, b: BudgetRef<'_>) -> tollgate::spend::SpendStats {
-    if let Ok(hold) = reserve(ledger, &[b], START, 0).await {
-        settle(ledger, hold, &[b], 0).await;
-    }
-    ledger.spent(b, START).expect("seen")
+    read_at(ledger, b, START).await
 }
 
 /// Settles through the ledger and waits: the alerts, or `None` when the hold was not live.
@@ -154,11 +151,7 @@ async fn settle(
     budgets: &[BudgetRef<'_>],
     actual: u64,
 ) -> Option<Vec<(usize, tollgate::Alert)>> {
-    let alerts = Alerts::default();
-    ledger
-        .settle_and_wait(hold, budgets, START, Micros::new(actual), &alerts)
-        .await
-        .expect("redis answers")
+    settle_at(ledger, hold, budgets, START, Micros::new(actual)).await
 }
 
 async fn ledger_store(url: &str, ttl: Duration) -> RedisStore {
@@ -342,4 +335,131 @@ async fn spend_caps_fail_closed_while_redis_is_away_even_when_limits_fail_open()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!store.is_degraded());
+}
+
+/// A small deterministic generator (xorshift64) for the sequence below.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_makes_the_same_decisions_as_budget_state() {
+    use tollgate_core::{release_budgets, reserve_budgets, settle_budgets, BudgetState};
+    let server = Server::start().await;
+    let ledger = RedisLedger::new(&ledger_store(&server.url(), Duration::from_secs(60)).await);
+    let keys = [ScopeKey::GLOBAL, ScopeKey::from("agent:1")];
+    let budgets = [
+        budget(),
+        Budget::hourly(Micros::new(3_000))
+            .threshold(Micros::new(1_000))
+            .build()
+            .unwrap(),
+    ];
+    let refs: Vec<BudgetRef<'_>> = keys
+        .iter()
+        .zip(&budgets)
+        .map(|(scope, budget)| BudgetRef { scope, budget })
+        .collect();
+    // tollgate-core's arithmetic, as MemoryLedger applies it.
+    let mut model: Vec<BudgetState> = budgets.iter().map(|b| BudgetState::new(b, START)).collect();
+    let mut held = Vec::new();
+    let (mut rng, mut t) = (Rng(0x9e37_79b9_7f4a_7c15), START);
+    let (mut refused, mut alerts) = (0, 0);
+    for _ in 0..400 {
+        // Up to 25 minutes between steps: hours roll often, days a few times.
+        t += rng.below(1_500);
+        let n = 1 + rng.below(2) as usize;
+        match rng.below(10) {
+            0..=4 => {
+                let est = rng.below(2_500);
+                let (m0, m1) = model.split_at_mut(1);
+                let mut pairs = vec![(&budgets[0], &mut m0[0]), (&budgets[1], &mut m1[0])];
+                pairs.truncate(n);
+                let want = reserve_budgets(t, Micros::new(est), &mut pairs);
+                let got = reserve(&ledger, &refs[..n], t, est).await;
+                match (want, got) {
+                    (Ok(r), Ok(hold)) => held.push((r, hold, n)),
+                    (Err((index, exhausted)), Err(r)) => {
+                        assert_eq!(r, Refused { index, exhausted }, "at {t}");
+                        refused += 1;
+                    }
+                    (want, got) => panic!("at {t}: {want:?} but {got:?}"),
+                }
+            }
+            5..=8 if !held.is_empty() => {
+                let (r, hold, n) = held.swap_remove(rng.below(held.len() as u64) as usize);
+                let (m0, m1) = model.split_at_mut(1);
+                let mut pairs = vec![(&budgets[0], &mut m0[0]), (&budgets[1], &mut m1[0])];
+                pairs.truncate(n);
+                if rng.below(4) == 0 {
+                    release_budgets(r, &mut pairs);
+                    ledger.release(hold, &refs[..n]);
+                    let want = model[0].reserved;
+                    let start = Instant::now();
+                    while read_at(&ledger, refs[0], t).await.reserved != want {
+                        assert!(start.elapsed() < Duration::from_secs(2), "no release");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                } else {
+                    // Some calls cost more than their estimate.
+                    let actual = Micros::new(rng.below(r.estimate().as_u64() * 6 / 5 + 1));
+                    let want = settle_budgets(t, r, actual, &mut pairs);
+                    alerts += want.len();
+                    let got = settle_at(&ledger, hold, &refs[..n], t, actual).await;
+                    assert_eq!(got, Some(want), "at {t}");
+                }
+            }
+            _ => {}
+        }
+        for (i, b) in refs.iter().enumerate() {
+            let mut m = model[i];
+            m.roll(b.budget, t);
+            // Before its first reply the ledger knows nothing of a budget: then nothing happened.
+            let got = ledger
+                .spent(*b, t)
+                .map(|g| (g.spent, g.reserved, g.resets_at));
+            let fresh = (Micros::ZERO, Micros::ZERO);
+            assert_eq!(
+                got.unwrap_or((fresh.0, fresh.1, m.resets_at(b.budget))),
+                (m.spent, m.reserved, m.resets_at(b.budget)),
+                "budget {i} at {t}"
+            );
+        }
+    }
+    eprintln!(
+        "{refused} refusals, {alerts} alerts over {} h",
+        (t - START) / 3_600
+    );
+    assert!(
+        refused > 10 && alerts > 10,
+        "{refused} refusals, {alerts} alerts"
+    );
+}
+
+async fn settle_at(
+    ledger: &RedisLedger,
+    hold: LedgerHold,
+    budgets: &[BudgetRef<'_>],
+    t: u64,
+    actual: Micros,
+) -> Option<Vec<(usize, tollgate::Alert)>> {
+    ledger
+        .settle_and_wait(hold, budgets, t, actual, &Alerts::default())
+        .await
+        .expect("redis answers")
+}
+
+/// The budget's numbers in Redis at `t`: a reservation of nothing reads them.
+async fn read_at(ledger: &RedisLedger, b: BudgetRef<'_>, t: u64) -> tollgate::spend::SpendStats {
+    if let Ok(hold) = reserve(ledger, &[b], t, 0).await {
+        settle_at(ledger, hold, &[b], t, Micros::ZERO).await;
+    }
+    ledger.spent(b, t).expect("seen")
 }
