@@ -463,3 +463,34 @@ async fn read_at(ledger: &RedisLedger, b: BudgetRef<'_>, t: u64) -> tollgate::sp
     }
     ledger.spent(b, t).expect("seen")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_whose_call_was_dropped_is_given_back() {
+    let server = Server::start().await;
+    let ledger = RedisLedger::new(&ledger_store(&server.url(), Duration::from_secs(60)).await);
+    let (key, b) = (ScopeKey::GLOBAL, budget());
+    let b = BudgetRef {
+        scope: &key,
+        budget: &b,
+    };
+    // The call is dropped before Redis answers: the reservation it made is released.
+    drop(ledger.reserve(&[b], START, Micros::new(CAP)));
+    // (Time for its round trip to reach Redis before the reads below.)
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let start = Instant::now();
+    let mut reads = 0;
+    loop {
+        // Each read is a reservation of nothing: it takes one id.
+        let stats = read(&ledger, b).await;
+        reads += 1;
+        if stats.reserved == Micros::ZERO {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The whole cap fits again, and the dropped call's reservation had been made (ids count
+    // admissions in order: its id came before this one's).
+    let hold = reserve(&ledger, &[b], START, CAP).await.unwrap();
+    assert_eq!(hold.id(), reads + 2);
+}
