@@ -1,5 +1,6 @@
-//! Several OS processes on one Redis: no window admits more than the limit allows, and a process
-//! killed while holding concurrency slots gives them back after the reservation TTL.
+//! Several OS processes on one Redis: no window admits more than the limit allows, a process
+//! killed while holding concurrency slots gives them back after the reservation TTL, and
+//! processes sharing a spend cap settle no more than it and fire each alert once in all.
 //!
 //! The children are this test binary, re-run with `--ignored --exact child_process` and their
 //! settings in `TOLLGATE_REDIS_CHILD_*` variables. Each builds the real layer
