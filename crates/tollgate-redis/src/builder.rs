@@ -60,6 +60,7 @@ pub struct RedisStoreBuilder {
     fail: FailMode,
     timeout: Duration,
     ttl: Duration,
+    spend_ttl: Duration,
     probe: Duration,
     poll: Duration,
 }
@@ -73,6 +74,7 @@ impl RedisStoreBuilder {
             fail: FailMode::default(),
             timeout: Duration::from_millis(100),
             ttl: Duration::from_secs(30),
+            spend_ttl: Duration::from_secs(600),
             probe: Duration::from_secs(1),
             poll: Duration::from_millis(50),
         }
@@ -142,6 +144,21 @@ impl RedisStoreBuilder {
     /// ```
     pub fn reservation_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// How long a spend reservation ([`RedisLedger`](crate::RedisLedger)) lives without being
+    /// settled (default 10 minutes). Spend reservations are not refreshed while a call runs, so
+    /// set it above your longest call: after it the reservation's estimate is given back (a
+    /// process that died frees its money) and a late settle of it is not counted.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tollgate_redis::RedisStore::builder("redis://127.0.0.1").spend_reservation_ttl(Duration::from_secs(1800));
+    /// # let _ = b;
+    /// ```
+    pub fn spend_reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.spend_ttl = ttl;
         self
     }
 
@@ -232,6 +249,7 @@ impl RedisStoreBuilder {
             fail: self.fail,
             timeout: self.timeout,
             ttl: self.ttl,
+            spend_ttl: self.spend_ttl,
             probe: self.probe,
             poll: self.poll,
         };
@@ -258,6 +276,7 @@ impl RedisStoreBuilder {
         for (what, d) in [
             ("timeout", self.timeout),
             ("reservation TTL", self.ttl),
+            ("spend reservation TTL", self.spend_ttl),
             ("probe interval", self.probe),
             ("poll interval", self.poll),
         ] {
@@ -267,9 +286,9 @@ impl RedisStoreBuilder {
                 )));
             }
         }
-        if self.ttl < Duration::from_millis(1) {
+        if self.ttl.min(self.spend_ttl) < Duration::from_millis(1) {
             return Err(Error::invalid_config(
-                "the reservation TTL must be at least 1 ms",
+                "a reservation TTL must be at least 1 ms",
             ));
         }
         Ok(())

@@ -55,9 +55,24 @@
 //!   process's 429 pauses every process.
 //! * **Keys**: `<prefix>:{<hash tag>}:s:<scope>` (buckets and cooldown, one string),
 //!   `…:f:<scope>` (calls in flight of a capped scope), `…:d:<reservation>` (settled markers),
-//!   `…:clients`. The hash tag keeps every key of a store in one Redis Cluster slot. Every key
+//!   `…:clients`, and the spend ledger's `…:L:…` (see [`RedisLedger`]). The hash tag keeps every key of a store in one Redis Cluster slot. Every key
 //!   expires when idle: a scope's state once its buckets are full again and its cooldown is over
 //!   (plus a second), the rest after the reservation TTL or a day.
+//!
+//! # Spend caps across processes
+//! A layer with budgets ([`prices`](tollgate::ThrottleBuilder::prices) and
+//! [`budget`](tollgate::ThrottleBuilder::budget)) built on a [`RedisStore`] keeps its spend in the
+//! same Redis: [`Store::ledger`](tollgate::Store::ledger) hands the layer a [`RedisLedger`]. Shared
+//! are each budget's window spend, its reservations in flight and its fired alert thresholds. One
+//! Lua script per call reserves the estimate in every budget of the call or refuses, with
+//! tollgate-core's rule (`spent + reserved + estimate ≤ cap`), so with upper-bound estimates the
+//! settled spend of a window never exceeds the cap across all processes, and each threshold fires
+//! once per window in all. Settles and releases go in the background, idempotent by reservation id;
+//! a reservation never settled (its process died) gives its estimate back after the [spend
+//! reservation TTL](RedisStoreBuilder::spend_reservation_ttl) (default 10 minutes). Spend caps **fail closed**: while Redis is away or
+//! slower than the timeout, calls with a budget are refused, whatever the [`FailMode`]. Windows are
+//! computed from each process's wall clock (a clock `s` seconds off moves that process's window
+//! boundary by `s`); rate limits keep using Redis's `TIME`.
 //!
 //! # Waiting and fairness
 //! Within a process, the layer's queue is FIFO per priority tier, as with the in-memory store.
@@ -91,4 +106,4 @@ mod store;
 
 pub use builder::{FailMode, RedisStoreBuilder};
 pub use error::Error;
-pub use store::{AcquireFuture, RedisReservation, RedisStore};
+pub use store::{AcquireFuture, RedisLedger, RedisReservation, RedisStore};

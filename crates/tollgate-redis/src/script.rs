@@ -13,7 +13,7 @@ use tollgate_core::{Cost, Dimension, Gcra, NeverFits};
 /// time (about 1.8 × 10^15 µs since the epoch) below 2^53, where Lua's doubles stop being exact.
 const MAX_US: u64 = 1_000_000_000_000_000;
 
-/// The four scripts, each with the shared prelude.
+/// The scripts, each with the shared prelude.
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) acquire: Script,
@@ -22,14 +22,16 @@ pub(crate) struct Scripts {
     pub(crate) sync: Script,
     pub(crate) state: Script,
     pub(crate) touch: Script,
+    pub(crate) ledger_reserve: Script,
+    pub(crate) ledger_settle: Script,
 }
 
-/// A script of `src/lua/` with the shared prelude.
+/// A script of `src/lua/` with the shared prelude (and more files before it).
 macro_rules! script {
-    ($file:literal) => {
+    ($($file:literal),+) => {
         Script::new(concat!(
             include_str!("lua/common.lua"),
-            include_str!(concat!("lua/", $file))
+            $(include_str!(concat!("lua/", $file))),+
         ))
     };
 }
@@ -43,6 +45,8 @@ impl Scripts {
             sync: script!("sync.lua"),
             state: script!("state.lua"),
             touch: script!("touch.lua"),
+            ledger_reserve: script!("ledger_common.lua", "ledger_reserve.lua"),
+            ledger_settle: script!("ledger_common.lua", "ledger_settle.lua"),
         }
     }
 }
@@ -75,6 +79,11 @@ impl Keys {
     /// The sorted set of a scope's calls in flight.
     pub(crate) fn in_flight(&self, scope: &ScopeRef) -> String {
         format!("{}f:{}", self.base, scope.key)
+    }
+
+    /// `<prefix>:{<tag>}:<name>`: a key of the spend ledger.
+    pub(crate) fn named(&self, name: &str) -> String {
+        format!("{}{name}", self.base)
     }
 
     /// The counter that numbers the processes using the store.

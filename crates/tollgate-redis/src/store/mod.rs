@@ -2,10 +2,12 @@
 
 mod admit;
 mod heartbeat;
+mod ledger;
 mod stats;
 mod writer;
 
 pub use admit::{AcquireFuture, RedisReservation};
+pub use ledger::RedisLedger;
 
 use admit::Held;
 use writer::{Op, OpKind};
@@ -78,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) fail: FailMode,
     pub(crate) timeout: Duration,
     pub(crate) ttl: Duration,
+    /// How long a spend reservation lives unsettled.
+    pub(crate) spend_ttl: Duration,
     pub(crate) probe: Duration,
     pub(crate) poll: Duration,
 }
@@ -337,5 +341,10 @@ impl Store for RedisStore {
             args: vec![bucket.id().into(), bucket.rate().into(), backlog.into()],
             give_up: Instant::now() + 2 * self.inner.settings.probe,
         });
+    }
+
+    /// A [`RedisLedger`] on this store, so that spend caps hold across processes too.
+    fn ledger(&self) -> Option<Arc<dyn tollgate::spend::Ledger>> {
+        Some(Arc::new(RedisLedger::new(self)))
     }
 }

@@ -54,19 +54,32 @@ pub(super) struct Op {
     pub(super) give_up: Instant,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum OpKind {
     Settle,
     CoolDown,
     Sync,
+    /// A spend ledger's settle or release, and what to do with Redis's answer.
+    Ledger(Done),
+}
+
+/// What a background write does with Redis's answer once it is taken.
+#[derive(Clone)]
+pub(super) struct Done(pub(super) Arc<dyn Fn(redis::Value) + Send + Sync>);
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Done(..)")
+    }
 }
 
 impl Inner {
-    pub(super) fn script(&self, kind: OpKind) -> &Script {
+    pub(super) fn script(&self, kind: &OpKind) -> &Script {
         match kind {
             OpKind::Settle => &self.scripts.settle,
             OpKind::CoolDown => &self.scripts.cool_down,
             OpKind::Sync => &self.scripts.sync,
+            OpKind::Ledger(_) => &self.scripts.ledger_settle,
         }
     }
 
@@ -115,11 +128,14 @@ impl Inner {
     /// Runs a background write once; whether Redis took it.
     pub(super) async fn write(&self, op: &Op) -> bool {
         match self
-            .invoke::<redis::Value>(self.script(op.kind), &op.keys, &op.args)
+            .invoke::<redis::Value>(self.script(&op.kind), &op.keys, &op.args)
             .await
         {
-            Ok(_) => {
+            Ok(v) => {
                 self.health.succeeded();
+                if let OpKind::Ledger(done) = &op.kind {
+                    (done.0)(v);
+                }
                 true
             }
             Err(e) => {

@@ -4,12 +4,16 @@
 //! * `store`: the admission script, settle, cooldown, header sync, keys, from one or two processes'
 //!   stores.
 //! * `processes`: several OS processes (this binary re-run as a child, see [`child_process`])
-//!   hammering one limit; a process killed while holding slots.
+//!   hammering one limit or one spend cap; a process killed while holding slots.
 //! * `faults`: Redis frozen or killed mid-run, and bad URLs.
+//! * `spend`: spend caps in Redis (`RedisLedger`): layers sharing one budget, alerts once in all,
+//!   idempotent settles, reclaim after the TTL, fail closed, and the same decisions as
+//!   tollgate-core's `BudgetState` over a random sequence.
 
 mod faults;
 mod processes;
 mod server;
+mod spend;
 mod store;
 mod support;
 

@@ -1,5 +1,6 @@
-//! Several OS processes on one Redis: no window admits more than the limit allows, and a process
-//! killed while holding concurrency slots gives them back after the reservation TTL.
+//! Several OS processes on one Redis: no window admits more than the limit allows, a process
+//! killed while holding concurrency slots gives them back after the reservation TTL, and
+//! processes sharing a spend cap settle no more than it and fire each alert once in all.
 //!
 //! The children are this test binary, re-run with `--ignored --exact child_process` and their
 //! settings in `TOLLGATE_REDIS_CHILD_*` variables. Each builds the real layer
@@ -8,9 +9,12 @@
 //! checks.
 
 use crate::server::Server;
+use crate::spend;
 use crate::support::{acquire, admitted, scope, store, wait_of, Event, Recording};
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -68,19 +72,25 @@ pub(crate) fn child_main() {
             "requests" => hammer(&url, request_limits()).await,
             "tokens" => hammer(&url, token_limits()).await,
             "hold" => hold(&url).await,
+            "spend" => spend(&url).await,
             other => panic!("unknown child mode {other}"),
         }
     });
 }
 
-/// Many tasks calling through the layer for [`RUN`]; writes the log to `OUT`.
-async fn hammer(url: &str, limits: ScopeLimits) {
-    let store = RedisStore::builder(url)
+/// A child's store: fails closed, with a generous timeout.
+async fn child_store(url: &str) -> RedisStore {
+    RedisStore::builder(url)
         .fail_mode(FailMode::Closed)
         .timeout(Duration::from_secs(2))
         .build()
         .await
-        .expect("the parent's server answers");
+        .expect("the parent's server answers")
+}
+
+/// Many tasks calling through the layer for [`RUN`]; writes the log to `OUT`.
+async fn hammer(url: &str, limits: ScopeLimits) {
+    let store = child_store(url).await;
     let recording = Recording::new(store);
     let layer = ThrottleLayer::builder()
         .scope("global", limits)
@@ -138,6 +148,32 @@ async fn hold(url: &str) {
     drop(held);
 }
 
+/// Calls through the real layer with one daily budget on `global` until its cap refuses it;
+/// writes what this process settled and the alerts it fired (`<µ$> <alerts by threshold>...`).
+async fn spend(url: &str) {
+    let store = child_store(url).await;
+    let alerts = Arc::new(Mutex::new([0u32; 3]));
+    let settled = Arc::new(AtomicU64::new(0));
+    let svc = spend::client(store, alerts.clone(), settled.clone());
+    let end = Instant::now() + Duration::from_millis(800);
+    let seed = 1_000 * u64::from(std::process::id() % 1_000);
+    assert!(
+        spend::hammer(svc, 6, seed, end).await.is_some(),
+        "the cap refused nothing"
+    );
+    // Settles, and their alerts, are sent in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alerts = *alerts.lock().unwrap();
+    let line = format!(
+        "{} {} {} {}",
+        settled.load(Ordering::Acquire),
+        alerts[0],
+        alerts[1],
+        alerts[2]
+    );
+    std::fs::write(std::env::var(OUT).unwrap(), line).unwrap();
+}
+
 fn child(mode: &str, url: &str, out: Option<&std::path::Path>) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
@@ -159,6 +195,25 @@ fn child(mode: &str, url: &str, out: Option<&std::path::Path>) -> Command {
 /// Runs [`PROCESSES`] hammering children on one server and returns their logs.
 async fn run_children(mode: &str) -> Vec<Vec<(char, u64, u64)>> {
     let server = Server::start().await;
+    run_children_on(&server, mode)
+        .await
+        .iter()
+        .map(|log| {
+            log.lines()
+                .map(|l| {
+                    let mut f = l.split(' ');
+                    let kind = f.next().unwrap().chars().next().unwrap();
+                    let at = f.next().unwrap().parse().unwrap();
+                    let n = f.next().unwrap().parse().unwrap();
+                    (kind, at, n)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs [`PROCESSES`] children of `mode` on `server` and returns what each wrote.
+async fn run_children_on(server: &Server, mode: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!(
         "tollgate-redis-{}-{mode}-{}",
         std::process::id(),
@@ -186,19 +241,7 @@ async fn run_children(mode: &str) -> Vec<Vec<(char, u64, u64)>> {
     }
     let logs = outs
         .iter()
-        .map(|o| {
-            std::fs::read_to_string(o)
-                .unwrap()
-                .lines()
-                .map(|l| {
-                    let mut f = l.split(' ');
-                    let kind = f.next().unwrap().chars().next().unwrap();
-                    let at = f.next().unwrap().parse().unwrap();
-                    let n = f.next().unwrap().parse().unwrap();
-                    (kind, at, n)
-                })
-                .collect()
-        })
+        .map(|o| std::fs::read_to_string(o).unwrap())
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
     logs
@@ -329,4 +372,35 @@ async fn slots_of_a_killed_process_come_back_after_the_ttl() {
     // All three came back.
     admitted(acquire(&s, &sc, Cost::request()).await);
     admitted(acquire(&s, &sc, Cost::request()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_spend_cap_never_settle_more_than_it_and_alert_once() {
+    let server = Server::start().await;
+    let outs = run_children_on(&server, "spend").await;
+    let (mut settled, mut alerts) = (0, [0u32; 3]);
+    for out in &outs {
+        let f: Vec<u64> = out.split(' ').map(|n| n.parse().unwrap()).collect();
+        settled += f[0];
+        for (a, n) in alerts.iter_mut().zip(&f[1..]) {
+            *a += *n as u32;
+        }
+    }
+    assert!(settled <= spend::CAP, "{settled} µ$ settled: {outs:?}");
+    assert!(
+        settled > spend::CAP - spend::ESTIMATE,
+        "{settled} µ$ settled"
+    );
+    assert_eq!(alerts, [1, 1, 1], "{outs:?}");
+    // Redis counted each process's settles once.
+    let ledger = tollgate_redis::RedisLedger::new(&store(&server.url()).await);
+    let (key, b) = (tollgate::ScopeKey::GLOBAL, spend::budget());
+    let b = tollgate::spend::BudgetRef {
+        scope: &key,
+        budget: &b,
+    };
+    let stats = spend::read(&ledger, b).await;
+    assert_eq!(stats.spent, tollgate::Micros::new(settled));
+    assert_eq!(stats.reserved, tollgate::Micros::ZERO);
+    eprintln!("settled {settled} µ$ by the processes: {outs:?}");
 }
