@@ -67,6 +67,17 @@ struct Recovery {
     k: f64,
 }
 
+impl Recovery {
+    /// The recovery after a throttle at `at` from the rate `w`: the cubic's `K = ∛(W·(1−β)/C)`.
+    fn new(at: Nanos, w: f64) -> Recovery {
+        Recovery {
+            at,
+            max_rate: w,
+            k: (w * (1.0 - AdaptiveRate::BETA) / AdaptiveRate::SCALE).cbrt(),
+        }
+    }
+}
+
 impl AdaptiveRate {
     /// β: the fraction of the rate kept after a throttle (botocore `_BETA`).
     pub const BETA: f64 = 0.7;
@@ -154,12 +165,34 @@ impl AdaptiveRate {
             _ => current,
         }
         .clamp(self.floor, self.ceiling);
-        self.recovering = Some(Recovery {
-            at: now,
-            max_rate: w,
-            k: (w * (1.0 - Self::BETA) / Self::SCALE).cbrt(),
-        });
+        self.recovering = Some(Recovery::new(now, w));
         (w * Self::BETA).max(self.floor)
+    }
+
+    /// Takes over a throttle seen elsewhere (another process sharing the provider's limit): from
+    /// `max_rate` at `at`, as [`on_throttle`](Self::on_throttle) would have done with that rate.
+    /// A throttle no later than the last one known here changes nothing. Returns the rate at
+    /// `now`.
+    ///
+    /// ```
+    /// use tollgate_core::{AdaptiveRate, Nanos};
+    /// let mut here = AdaptiveRate::new(10.0, 1.0)?;
+    /// let mut there = here;
+    /// there.on_throttle(Nanos::from_secs(5), Some(8.0));
+    /// // This process hears of it a second later and follows the same curve.
+    /// let now = Nanos::from_secs(6);
+    /// assert_eq!(here.adopt(Nanos::from_secs(5), 8.0, now), there.rate(now));
+    /// // An older throttle is ignored.
+    /// here.adopt(Nanos::from_secs(1), 2.0, now);
+    /// assert_eq!(here.last_throttle(), Some(Nanos::from_secs(5)));
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
+    pub fn adopt(&mut self, at: Nanos, max_rate: f64, now: Nanos) -> f64 {
+        let newer = self.recovering.is_none_or(|r| at > r.at);
+        if newer && max_rate.is_finite() && max_rate >= 0.0 {
+            self.recovering = Some(Recovery::new(at, max_rate.clamp(self.floor, self.ceiling)));
+        }
+        self.rate(now)
     }
 
     /// A call succeeded at `now`. Returns the rate at `now` (what the SDK's `success_received`

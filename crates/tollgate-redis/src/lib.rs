@@ -52,7 +52,10 @@
 //!   side.
 //! * **Cooldown and header sync** ([`Store::cool_down`](tollgate::Store::cool_down),
 //!   [`Store::sync_remaining`](tollgate::Store::sync_remaining)) are written to Redis, so one
-//!   process's 429 pauses every process.
+//!   process's 429 pauses every process. So are the adaptive mode's cuts of the rate
+//!   ([`Store::publish_rate_cut`](tollgate::Store::publish_rate_cut), one small hash per scope,
+//!   `…:a:<scope>`, the latest kept): every process reads the latest at most one probe interval
+//!   after it and follows the same recovery curve.
 //! * **Keys**: `<prefix>:{<hash tag>}:s:<scope>` (buckets and cooldown, one string),
 //!   `…:f:<scope>` (calls in flight of a capped scope), `…:d:<reservation>` (settled markers),
 //!   `…:clients`, and the spend ledger's `…:L:…` (see [`RedisLedger`]). The hash tag keeps every key of a store in one Redis Cluster slot. Every key

@@ -24,6 +24,7 @@ pub(crate) struct Scripts {
     pub(crate) touch: Script,
     pub(crate) ledger_reserve: Script,
     pub(crate) ledger_settle: Script,
+    pub(crate) rate_cut: Script,
 }
 
 /// A script of `src/lua/` with the shared prelude (and more files before it).
@@ -47,6 +48,7 @@ impl Scripts {
             touch: script!("touch.lua"),
             ledger_reserve: script!("ledger_common.lua", "ledger_reserve.lua"),
             ledger_settle: script!("ledger_common.lua", "ledger_settle.lua"),
+            rate_cut: script!("rate_cut.lua"),
         }
     }
 }
@@ -79,6 +81,11 @@ impl Keys {
     /// The sorted set of a scope's calls in flight.
     pub(crate) fn in_flight(&self, scope: &ScopeRef) -> String {
         format!("{}f:{}", self.base, scope.key)
+    }
+
+    /// The latest cut of a scope's adaptive rate.
+    pub(crate) fn rate_cut(&self, scope: &ScopeRef) -> String {
+        format!("{}a:{}", self.base, scope.key)
     }
 
     /// `<prefix>:{<tag>}:<name>`: a key of the spend ledger.

@@ -411,10 +411,33 @@ impl<St: Store> Limiter<St> {
             shared
                 .store
                 .cool_down(&scope.scope, at, self.nanos(now + delay));
-            self.adapt(key, |a| a.rate.on_throttle(at, None));
+            let cut = self.shared_cut(&scope.scope);
+            let mut max_rate = None;
+            self.adapt(key, |a| {
+                if let Some((cut_at, w)) = cut {
+                    a.rate.adopt(cut_at, w, at);
+                }
+                let rate = a.rate.on_throttle(at, None);
+                max_rate = a.rate.last_max_rate();
+                rate
+            });
+            if let Some(max_rate) = max_rate {
+                let at_unix_ms = self.unix_ms(now);
+                let cut = crate::store::RateCut {
+                    at_unix_ms,
+                    max_rate,
+                };
+                shared.store.publish_rate_cut(&scope.scope, cut);
+            }
         } else if success {
             shared.consecutive_limited.store(0, Ordering::Relaxed);
-            self.adapt(key, |a| a.rate.on_success(at));
+            let cut = self.shared_cut(&scope.scope);
+            self.adapt(key, |a| {
+                if let Some((cut_at, w)) = cut {
+                    a.rate.adopt(cut_at, w, at);
+                }
+                a.rate.on_success(at)
+            });
         }
         if syncs {
             for l in &feedback.limits {
@@ -423,6 +446,16 @@ impl<St: Store> Limiter<St> {
                     .sync_remaining(&scope.scope, at, l.dimension, l.remaining);
             }
         }
+    }
+
+    /// In the adaptive mode: the latest cut of the provider scope's rate made by any process that
+    /// shares the store, in this layer's time; cuts older than the layer are ignored (a process
+    /// starts at the full rate, as it would alone).
+    fn shared_cut(&self, scope: &ScopeRef) -> Option<(Nanos, f64)> {
+        self.shared.adaptive.as_ref()?;
+        let cut = self.shared.store.latest_rate_cut(scope)?;
+        let since = cut.at_unix_ms.checked_sub(self.shared.epoch_unix_ms)?;
+        Some((Nanos::from(Duration::from_millis(since)), cut.max_rate))
     }
 
     /// In the adaptive mode: moves the CUBIC rate with `step` and, when the factor it gives moved

@@ -1,5 +1,6 @@
 //! [`RedisStore`]: the [`Store`] whose buckets live in Redis.
 
+mod adaptive;
 mod admit;
 mod heartbeat;
 mod ledger;
@@ -105,6 +106,8 @@ pub(crate) struct Inner {
     /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
     live: Mutex<HashMap<String, Vec<String>>>,
     beating: AtomicBool,
+    /// The latest cut of each scope's adaptive rate known here, and when Redis was last read.
+    cuts: Mutex<HashMap<ScopeKey, (Option<tollgate::store::RateCut>, Instant)>>,
 }
 
 impl Inner {
@@ -134,6 +137,7 @@ impl Inner {
             reading: Mutex::default(),
             live: Mutex::default(),
             beating: AtomicBool::new(false),
+            cuts: Mutex::default(),
         }
     }
 }
@@ -341,6 +345,17 @@ impl Store for RedisStore {
             args: vec![bucket.id().into(), bucket.rate().into(), backlog.into()],
             give_up: Instant::now() + 2 * self.inner.settings.probe,
         });
+    }
+
+    /// Shares the cut with every process on this Redis (in the background).
+    fn publish_rate_cut(&self, scope: &ScopeRef, cut: tollgate::store::RateCut) {
+        self.inner.publish_cut(scope, cut);
+    }
+
+    /// The latest cut any process published, as last read (at most a probe interval old while
+    /// Redis answers).
+    fn latest_rate_cut(&self, scope: &ScopeRef) -> Option<tollgate::store::RateCut> {
+        self.inner.latest_cut(scope)
     }
 
     /// A [`RedisLedger`] on this store, so that spend caps hold across processes too.

@@ -59,6 +59,8 @@ pub(super) enum OpKind {
     Settle,
     CoolDown,
     Sync,
+    /// A cut of an adaptive rate.
+    RateCut,
     /// A spend ledger's settle or release, and what to do with Redis's answer.
     Ledger(Done),
 }
@@ -79,6 +81,7 @@ impl Inner {
             OpKind::Settle => &self.scripts.settle,
             OpKind::CoolDown => &self.scripts.cool_down,
             OpKind::Sync => &self.scripts.sync,
+            OpKind::RateCut => &self.scripts.rate_cut,
             OpKind::Ledger(_) => &self.scripts.ledger_settle,
         }
     }

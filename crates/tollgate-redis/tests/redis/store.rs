@@ -344,3 +344,57 @@ async fn a_reservation_dropped_without_a_settle_gives_its_slot_back_after_the_tt
     tokio::time::sleep(ttl + Duration::from_millis(300)).await;
     admitted(acquire(&a, &sc, Cost::request()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_of_the_adaptive_rate_reaches_every_store_and_only_the_latest_is_kept() {
+    use tollgate::store::RateCut;
+    let server = Server::start().await;
+    let a = store(&server.url()).await;
+    let b = store(&server.url()).await;
+    let s = scope(
+        0,
+        "global",
+        per(Dimension::Requests, 600, Duration::from_secs(60)),
+    );
+    // Nothing published yet (and B starts reading in the background).
+    assert_eq!(b.latest_rate_cut(&s), None);
+    let latest = RateCut {
+        at_unix_ms: 1_767_225_602_000,
+        max_rate: 10.0,
+    };
+    let older = RateCut {
+        at_unix_ms: 1_767_225_601_000,
+        max_rate: 3.0,
+    };
+    a.publish_rate_cut(&s, latest);
+    a.publish_rate_cut(&s, older);
+    assert_eq!(a.latest_rate_cut(&s), Some(latest), "known here at once");
+    // B reads Redis again at most once a probe interval (1 s): it sees the latest cut within
+    // about that, never the older one.
+    let start = tokio::time::Instant::now();
+    loop {
+        match b.latest_rate_cut(&s) {
+            Some(cut) => {
+                assert_eq!(cut, latest);
+                break;
+            }
+            None => assert!(
+                start.elapsed() < Duration::from_secs(3),
+                "B never saw the cut"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The record expires when idle.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("tollgate:{default}:a:global")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 600_000, "{ttl}");
+}

@@ -55,6 +55,17 @@ pub struct Settlement {
     pub actual: Cost,
 }
 
+/// A cut of a scope's adaptive rate: when it happened (wall clock) and the rate it cut from, in
+/// units per second of the scope's first limit (the CUBIC curve's `W`). Every process that
+/// learns of it follows the same recovery curve (see `AdaptiveRate::adopt` in tollgate-core).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateCut {
+    /// When the rate was cut, in Unix milliseconds.
+    pub at_unix_ms: u64,
+    /// The rate before the cut.
+    pub max_rate: f64,
+}
+
 /// What a store knows about one scope, for [`stats`](crate::Limiter::stats).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScopeState {
@@ -123,6 +134,21 @@ pub trait Store: Send + Sync + 'static {
     /// Lowers the bucket of `dimension` in `scope` so that at most `remaining` units are available
     /// at `now` (what the provider reported); never raises it. Must not block.
     fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64);
+
+    /// Shares a cut of the adaptive rate of `scope` (the adaptive mode's reaction to a
+    /// rate-limited answer) with the other processes that use this store. Must not block. The
+    /// default, for a store in one process, does nothing.
+    fn publish_rate_cut(&self, scope: &ScopeRef, cut: RateCut) {
+        let _ = (scope, cut);
+    }
+
+    /// The latest cut of `scope`'s adaptive rate published by any process, without waiting (a
+    /// shared store answers from what it last read and reads again in the background). The
+    /// default: none.
+    fn latest_rate_cut(&self, scope: &ScopeRef) -> Option<RateCut> {
+        let _ = scope;
+        None
+    }
 
     /// The ledger that keeps spend beside these buckets, if the store has one (a store shared by
     /// several processes should, so that spend caps hold across them). `None`, the default,

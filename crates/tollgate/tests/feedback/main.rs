@@ -641,3 +641,102 @@ async fn the_adaptive_rate_never_goes_below_its_floor() {
     let p = limiter.scope_stats("global").unwrap().buckets[0].per_period;
     assert!((p - 120.0).abs() < 1e-6, "{p}");
 }
+
+/// Two processes' stores in one test: each keeps its own buckets, and they share the adaptive
+/// rate's cuts as a store shared by several processes does.
+struct SharedCuts {
+    inner: tollgate::MemoryStore,
+    cut: Arc<Mutex<Option<tollgate::store::RateCut>>>,
+}
+
+impl tollgate::Store for SharedCuts {
+    type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
+    type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
+    fn acquire(&self, call: &tollgate::store::Acquire<'_>) -> Self::AcquireFuture {
+        self.inner.acquire(call)
+    }
+    fn settle(&self, r: Self::Reservation, s: tollgate::store::Settlement) {
+        self.inner.settle(r, s)
+    }
+    fn state(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+    ) -> Option<tollgate::store::ScopeState> {
+        self.inner.state(scope, now)
+    }
+    fn cool_down(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+        until: tollgate_core::Nanos,
+    ) {
+        self.inner.cool_down(scope, now, until)
+    }
+    fn sync_remaining(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+        d: Dimension,
+        remaining: u64,
+    ) {
+        self.inner.sync_remaining(scope, now, d, remaining)
+    }
+    fn publish_rate_cut(&self, _: &tollgate::ScopeRef, cut: tollgate::store::RateCut) {
+        *self.cut.lock().unwrap() = Some(cut);
+    }
+    fn latest_rate_cut(&self, _: &tollgate::ScopeRef) -> Option<tollgate::store::RateCut> {
+        *self.cut.lock().unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cut_of_the_adaptive_rate_reaches_every_process_sharing_the_store() {
+    let start = Instant::now();
+    let cut = Arc::new(Mutex::new(None));
+    let process = |answers: Vec<Response<()>>| {
+        let script = Script::new(start, answers);
+        let layer = ThrottleLayer::builder()
+            .scope("global", rpm(600))
+            .adaptive(0.1)
+            .wall_clock(1_767_225_600_000)
+            .classify(HttpClassifier::with_clock(fixed_now))
+            .build_with_store(SharedCuts {
+                inner: tollgate::MemoryStore::new(),
+                cut: cut.clone(),
+            })
+            .unwrap();
+        let limiter = layer.limiter().clone();
+        let s = script.clone();
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(tower::service_fn(move |_: u32| {
+                let s = s.clone();
+                async move { Ok::<_, BoxError>(s.answers.lock().unwrap().pop().unwrap_or_else(ok)) }
+            }));
+        (limiter, svc)
+    };
+    let (a, svc_a) = process(vec![answer(429, &[("retry-after", "0")])]);
+    let (b, svc_b) = process(vec![]);
+    let per_period =
+        |l: &tollgate::Limiter<SharedCuts>| l.scope_stats("global").unwrap().buckets[0].per_period;
+    // Process B is at full rate; process A is told 429 and cuts to 0.7 of 10 requests/s ...
+    svc_b.clone().oneshot(0).await.unwrap();
+    assert_eq!(per_period(&b), 600.0);
+    svc_a.clone().oneshot(0).await.unwrap();
+    assert!((per_period(&a) - 420.0).abs() < 1e-6, "{}", per_period(&a));
+    let published = cut.lock().unwrap().expect("the cut is published");
+    assert_eq!(published.at_unix_ms, 1_767_225_600_000);
+    assert_eq!(published.max_rate, 10.0);
+    // ... and B, at its next answer 100 ms later, follows the same curve as A.
+    tokio::time::advance(Duration::from_millis(100)).await;
+    svc_b.clone().oneshot(1).await.unwrap();
+    svc_a.clone().oneshot(1).await.unwrap();
+    let (pa, pb) = (per_period(&a), per_period(&b));
+    assert!(pb < 450.0, "B did not follow the cut: {pb}");
+    assert!((pa - pb).abs() < 1e-6, "A {pa} and B {pb} differ");
+    // Both recover to the configured limit past K = ∛(10·0.3/0.4) s.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    svc_b.clone().oneshot(2).await.unwrap();
+    assert_eq!(per_period(&b), 600.0);
+}
