@@ -245,45 +245,67 @@ impl<St: Store> Limiter<St> {
         &self,
         keys: &crate::Scopes,
         cost: Cost,
+        priority: Priority,
         model: Option<&str>,
         attempt: u32,
     ) -> Result<Option<Box<Account>>, ThrottleError> {
         let Some(spend) = &self.shared.spend else {
             return Ok(None);
         };
-        let price = match &spend.prices {
-            Some(table) => {
-                let found = table
-                    .lookup(model.unwrap_or(""))
-                    .map_err(ThrottleError::unknown_model)?;
-                if found.is_default() {
-                    spend.warn_default_price(model.unwrap_or(""));
-                }
-                Some(*found.price())
-            }
-            None => None,
-        };
-        let estimate = price.map_or(Micros::ZERO, |p| {
-            p.upper_bound(cost.input_tokens, cost.output_tokens)
-        });
         let mut all: crate::Scopes = self.shared.registry.always().iter().cloned().collect();
         for k in keys {
             if !all.contains(k) {
                 all.push(k.clone());
             }
         }
-        Ok(Some(Box::new(Account {
-            budgets: spend.budgets(&all),
+        let mut account = Box::new(Account {
+            budgets: CallBudgets::new(),
             keys: all,
             model: model.map(str::to_owned),
             attempt,
-            price,
-            estimate,
+            price: None,
+            estimate: Micros::ZERO,
             hold: None,
             pending: None,
             sleep: None,
             admitted: None,
-        })))
+        });
+        if let Some(table) = &spend.prices {
+            match table.lookup(model.unwrap_or("")) {
+                Ok(found) => {
+                    if found.is_default() {
+                        spend.warn_default_price(model.unwrap_or(""));
+                    }
+                    account.price = Some(*found.price());
+                }
+                Err(e) => {
+                    let err = ThrottleError::unknown_model(e);
+                    self.log_refused(&account, priority, cost, &err);
+                    return Err(err);
+                }
+            }
+        }
+        account.estimate = account.price.map_or(Micros::ZERO, |p| {
+            p.upper_bound(cost.input_tokens, cost.output_tokens)
+        });
+        account.budgets = spend.budgets(&account.keys);
+        Ok(Some(account))
+    }
+
+    /// Logs a call refused before it waited at all.
+    fn log_refused(&self, account: &Account, priority: Priority, cost: Cost, err: &ThrottleError) {
+        let now = Instant::now();
+        self.log(
+            account,
+            priority,
+            cost,
+            now,
+            Duration::ZERO,
+            None,
+            Micros::ZERO,
+            "refused",
+            Some(err),
+        );
     }
 
     /// The store.
@@ -514,12 +536,20 @@ impl<St: Store> Limiter<St> {
     ) -> Result<Ticket<St>, ThrottleError> {
         let mut scopes = SmallVec::new();
         let mut counters = SmallVec::new();
-        self.shared
+        let early = match self
+            .shared
             .registry
             .resolve_into(keys, &mut scopes, &mut counters)
-            .map_err(ThrottleError::unknown_scope)?;
-        if scopes.len() > 64 {
-            return Err(ThrottleError::too_many_scopes(scopes.len()));
+        {
+            Err(key) => Some(ThrottleError::unknown_scope(key)),
+            Ok(()) if scopes.len() > 64 => Some(ThrottleError::too_many_scopes(scopes.len())),
+            Ok(()) => None,
+        };
+        if let Some(err) = early {
+            if let Some(a) = &account {
+                self.log_refused(a, priority, cost, &err);
+            }
+            return Err(err);
         }
         Ok(Ticket {
             limiter: self.clone(),
@@ -691,6 +721,9 @@ impl<St: Store> Ticket<St> {
         if account.hold.is_some() {
             return Poll::Ready(Ok(()));
         }
+        // Read before asking, so that money coming back between a refusal and the registration
+        // of the waker below is not missed.
+        let seen = spend.epoch();
         let step = match &mut account.pending {
             Some(fut) => match fut.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -742,7 +775,7 @@ impl<St: Store> Ticket<St> {
         }
         // Held: woken by a settle, a release, a resume, the window's reset or the deadline; with
         // a shared ledger also every second, since other processes' settles wake no one here.
-        spend.wait(cx.waker());
+        spend.wait(cx.waker(), seen);
         let until = match (until, spend.is_shared()) {
             (Some(u), true) => Some(u.min(now + Duration::from_secs(1))),
             (None, true) => Some(now + Duration::from_secs(1)),
@@ -1037,28 +1070,47 @@ impl<St: Store> Permit<St> {
         self.account.is_some()
     }
 
-    /// Settles a call that got an answer, with its real usage (`None`: keep the estimate), its
-    /// detailed tokens for the price, and the outcome for the log.
-    pub(crate) fn finish(
+    /// Settles a call that got an answer. A success is charged its real usage (`None`: the
+    /// estimate stays charged). Any other answer without a reported usage is charged by the
+    /// failure rule in the buckets, and costs no money when the provider turned the call away
+    /// (rate limited, overloaded, spend cap: nothing was billed), else the failure rule's tokens.
+    pub(crate) fn answered(
         mut self,
         usage: Option<Cost>,
         tokens: Option<TokenUsage>,
-        outcome: &'static str,
+        outcome: &crate::feedback::Outcome,
     ) {
-        let actual = usage.map_or(self.charged, |u| Cost {
+        use crate::feedback::Outcome;
+        let reported = usage.map(|u| Cost {
             requests: self.charged.requests,
             ..u
         });
-        self.settle(actual, tokens, outcome);
+        let success = *outcome == Outcome::Success;
+        let actual = match reported {
+            Some(u) => u,
+            None if success => self.charged,
+            None => self.on_failure.actual(self.charged),
+        };
+        let billed = match tokens {
+            Some(t) => Billed::Reported(t),
+            None if reported.is_some() || success => Billed::Charged,
+            None => match outcome {
+                Outcome::RateLimited { .. }
+                | Outcome::Overloaded { .. }
+                | Outcome::SpendCapReached => Billed::Nothing,
+                _ => Billed::Charged,
+            },
+        };
+        self.settle(actual, billed, outcome.log_name());
     }
 
     /// Settles a call whose inner service failed.
     pub(crate) fn fail(mut self) {
         let actual = self.on_failure.actual(self.charged);
-        self.settle(actual, None, "error");
+        self.settle(actual, Billed::Charged, "error");
     }
 
-    fn settle(&mut self, actual: Cost, tokens: Option<TokenUsage>, outcome: &'static str) {
+    fn settle(&mut self, actual: Cost, billed: Billed, outcome: &'static str) {
         // A refund gives the same buckets at any time after admission (a bucket refunded below
         // the present is simply full), so it is booked at the admission's time and the clock is
         // not read again; a shortfall is charged as debt from now.
@@ -1076,8 +1128,16 @@ impl<St: Store> Permit<St> {
             self.limiter.wake_blocked();
         }
         if let (Some(mut account), Some(now)) = (self.account.take(), read) {
-            let used = tokens.unwrap_or(TokenUsage::new(actual.input_tokens, actual.output_tokens));
-            let cost = account.price.map_or(Micros::ZERO, |p| p.cost_of(used));
+            let charged_tokens = TokenUsage::new(actual.input_tokens, actual.output_tokens);
+            let used = match billed {
+                Billed::Reported(t) => Some(t),
+                Billed::Charged => Some(charged_tokens),
+                Billed::Nothing => None,
+            };
+            let cost = match (account.price, used) {
+                (Some(p), Some(u)) => p.cost_of(u),
+                _ => Micros::ZERO,
+            };
             if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
                 spend.settle(
                     hold,
@@ -1086,7 +1146,11 @@ impl<St: Store> Permit<St> {
                     cost,
                 );
             }
-            let real = tokens.or(usage_known(outcome).then_some(used));
+            // The log's `actual` is what the provider reported, or the charge of a success.
+            let real = match billed {
+                Billed::Reported(t) => Some(t),
+                _ => (outcome == "ok").then_some(charged_tokens),
+            };
             self.limiter.log(
                 &account,
                 self.priority,
@@ -1102,9 +1166,15 @@ impl<St: Store> Permit<St> {
     }
 }
 
-/// Whether an outcome comes with a usage worth logging as real.
-fn usage_known(outcome: &str) -> bool {
-    outcome == "ok"
+/// What a settled call is billed, in tokens.
+#[derive(Clone, Copy)]
+enum Billed {
+    /// What the provider reported.
+    Reported(TokenUsage),
+    /// The tokens left charged in the buckets.
+    Charged,
+    /// Nothing: the provider turned the call away.
+    Nothing,
 }
 
 impl<St: Store> Limiter<St> {
@@ -1113,7 +1183,12 @@ impl<St: Store> Limiter<St> {
         let ms = unix_secs
             .saturating_mul(1000)
             .saturating_sub(self.shared.epoch_unix_ms);
-        self.shared.origin + Duration::from_millis(ms)
+        // A reset absurdly far away (a corrupt shared ledger) is a year away, never a panic.
+        let far = Duration::from_secs(365 * 86_400);
+        self.shared
+            .origin
+            .checked_add(Duration::from_millis(ms).min(far))
+            .unwrap_or(self.shared.origin)
     }
 
     /// Writes a call's record to the call log, if there is one.
@@ -1167,6 +1242,6 @@ impl<St: Store> Limiter<St> {
 impl<St: Store> Drop for Permit<St> {
     fn drop(&mut self) {
         let actual = self.on_failure.actual(self.charged);
-        self.settle(actual, None, "dropped");
+        self.settle(actual, Billed::Charged, "dropped");
     }
 }

@@ -232,15 +232,23 @@ impl MemoryLedger {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot of `b`, created on first sight (a budget that changed for a key starts over).
+    /// The slot of `b`, created on first sight. A key whose budget changed keeps its spend (when
+    /// the current window is the same) and its reservations, under the new cap and thresholds.
     fn slot(st: &mut Entries, b: BudgetRef<'_>, now_unix: u64) -> u32 {
         if let Some(&i) = st.by_key.get(b.scope) {
             let e = &mut st.entries[i as usize];
             if *e.budget != *b.budget {
-                *e = Entry {
-                    budget: Arc::new(b.budget.clone()),
-                    state: BudgetState::new(b.budget, now_unix),
+                e.state.roll(&e.budget, now_unix);
+                let same_window = e.state.window_start == b.budget.window_start(now_unix);
+                let spent = if same_window {
+                    e.state.spent
+                } else {
+                    Micros::ZERO
                 };
+                let reserved = e.state.reserved;
+                e.state = BudgetState::seeded(b.budget, now_unix, spent);
+                e.state.reserved = reserved;
+                e.budget = Arc::new(b.budget.clone());
             }
             return i;
         }
@@ -336,6 +344,55 @@ impl Ledger for MemoryLedger {
         let mut st = self.lock();
         let i = Self::slot(&mut st, b, now_unix);
         let e = &mut st.entries[i as usize];
+        // Calls in flight (of another layer on this ledger) keep their reservations.
+        let reserved = e.state.reserved;
         e.state = BudgetState::seeded(&e.budget, now_unix, spent);
+        e.state.reserved = reserved;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_that_changes_keeps_its_spend_and_reservations() {
+        let ledger = MemoryLedger::new();
+        let key = ScopeKey::from("team:a");
+        let small = Budget::daily(Micros::new(1_000)).build().unwrap();
+        let large = Budget::daily(Micros::new(5_000)).build().unwrap();
+        fn at<'a>(key: &'a ScopeKey, budget: &'a Budget) -> [BudgetRef<'a>; 1] {
+            [BudgetRef { scope: key, budget }]
+        }
+        let Reserve::Done(Ok(a)) = ledger.reserve(&at(&key, &small), 0, Micros::new(400)) else {
+            panic!("fits");
+        };
+        let Reserve::Done(Ok(b)) = ledger.reserve(&at(&key, &small), 0, Micros::new(400)) else {
+            panic!("fits");
+        };
+        ledger.settle(
+            a,
+            &at(&key, &small),
+            0,
+            Micros::new(300),
+            &Alerts::default(),
+        );
+        // Another layer on the same ledger names a larger cap for the key.
+        let s = ledger.spent(at(&key, &large)[0], 1).unwrap();
+        assert_eq!(
+            (s.spent, s.reserved, s.cap),
+            (Micros::new(300), Micros::new(400), Micros::new(5_000))
+        );
+        // A seed at its start-up keeps the reservation in flight.
+        ledger.seed(at(&key, &large)[0], 2, Micros::new(300));
+        assert_eq!(
+            ledger.spent(at(&key, &large)[0], 2).unwrap().reserved,
+            Micros::new(400)
+        );
+        ledger.release(b, &at(&key, &large));
+        assert_eq!(
+            ledger.spent(at(&key, &large)[0], 3).unwrap().reserved,
+            Micros::ZERO
+        );
     }
 }

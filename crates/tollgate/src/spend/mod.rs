@@ -110,6 +110,9 @@ struct Local {
     defaulted: HashSet<String>,
     /// Calls held at a cap or a pause, woken when money comes back or a scope resumes.
     waiters: Vec<Waker>,
+    /// Counts the times money came back or a scope resumed (each `wake_all`), so that a call
+    /// refused just before it registers its waker still learns of it.
+    epoch: u64,
 }
 
 /// The budgets of one call: each budgeted scope key with its budget.
@@ -294,9 +297,21 @@ impl Spend {
         wake_all(&mut self.lock());
     }
 
-    /// Registers a held call to be woken when money comes back or a scope resumes.
-    pub(crate) fn wait(&self, waker: &Waker) {
+    /// The count of wake-ups so far: read it before a reservation, give it to
+    /// [`wait`](Self::wait) after a refusal.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Registers a held call to be woken when money comes back or a scope resumes; at once when
+    /// that happened since `seen` was read.
+    pub(crate) fn wait(&self, waker: &Waker, seen: u64) {
         let mut st = self.lock();
+        if st.epoch != seen {
+            // Money came back (or a scope resumed) after the call was refused: look again now.
+            waker.wake_by_ref();
+            return;
+        }
         if !st.waiters.iter().any(|w| w.will_wake(waker)) {
             st.waiters.push(waker.clone());
         }
@@ -364,7 +379,44 @@ pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
 }
 
 fn wake_all(st: &mut Local) {
+    st.epoch = st.epoch.wrapping_add(1);
     for w in st.waiters.drain(..) {
         w.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_call_refused_just_before_money_comes_back_is_woken_at_once() {
+        let spend = Spend::new(SpendSettings::default(), Arc::new(MemoryLedger::new()), 0);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        // The call reads the epoch, is refused, and before it registers, money comes back.
+        let seen = spend.epoch();
+        spend.resume("global");
+        spend.wait(&waker, seen);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "woken at once, not parked"
+        );
+        // Registered with a current epoch, it is parked until the next wake-up.
+        spend.wait(&waker, spend.epoch());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        spend.resume("global");
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }

@@ -141,7 +141,7 @@ where
                                 } else {
                                     None
                                 };
-                                permit.finish(usage, tokens, feedback.outcome.log_name());
+                                permit.answered(usage, tokens, &feedback.outcome);
                             }
                             // Settled by the failure rule.
                             Err(_) => permit.fail(),

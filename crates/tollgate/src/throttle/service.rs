@@ -85,6 +85,7 @@ where
         let account = self.limiter.account(
             &keys,
             cost,
+            priority,
             self.hooks.meta.model(&req),
             self.hooks.meta.attempt(&req),
         );

@@ -370,9 +370,12 @@ async fn the_log_never_holds_bodies_or_credentials() {
 #[tokio::test(start_paused = true)]
 async fn an_unknown_model_is_refused_at_once_when_the_table_says_so() {
     struct Req(&'static str);
+    let buf = Buf::default();
+    let log = CallLog::to_writer(buf.clone());
     let layer = ThrottleLayer::builder()
         .prices(PriceTable::example())
         .model(|r: &Req| Some(r.0))
+        .call_log(log.clone())
         .build()
         .unwrap();
     let svc = tower::ServiceBuilder::new()
@@ -384,6 +387,17 @@ async fn an_unknown_model_is_refused_at_once_when_the_table_says_so() {
     let e = err(svc.oneshot(Req("my-finetune")).await.unwrap_err());
     assert!(e.is_unknown_model());
     assert!(e.to_string().contains("my-finetune"));
+    // Refused before it was priced, and still in the log.
+    log.flush();
+    let records = buf.records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].outcome, "refused");
+    assert_eq!(records[1].model.as_deref(), Some("my-finetune"));
+    assert!(records[1]
+        .refused_because
+        .as_deref()
+        .unwrap()
+        .contains("my-finetune"));
 }
 
 #[test]
@@ -740,4 +754,87 @@ async fn a_shared_ledger_reserves_remotely_fails_closed_and_is_rechecked_while_h
     down.store(true, std::sync::atomic::Ordering::SeqCst);
     let e = err(svc.oneshot(call(3, 0, 0)).await.unwrap_err());
     assert!(e.is_store(), "{e}");
+}
+
+/// Held calls on a multi-threaded runtime, woken by settles on other threads: none may miss its
+/// wake-up (a call refused while another settles). The timeout only detects a hang.
+#[test]
+fn held_calls_on_many_threads_all_go_when_money_comes_back() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = Log::default();
+        let (limiter, svc) = client(
+            money(ThrottleLayer::builder())
+                // Room for two estimates at a time; every call really costs nothing.
+                .budget("global", daily(1_000, &[]))
+                .on_cap(OnCap::Hold),
+            &log,
+            Instant::now(),
+        );
+        let calls: Vec<_> = (0..400)
+            .map(|i| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    svc.oneshot(Call::new(i).tokens(0, 250, 0))
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        let all = async {
+            for c in calls {
+                c.await.unwrap().unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("every held call went");
+        assert_eq!(log.len(), 400);
+        assert_eq!(limiter.spend("global").unwrap().reserved, Micros::ZERO);
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_the_provider_turned_away_cost_no_money() {
+    use tollgate::feedback::HttpClassifier;
+    let statuses = Arc::new(Mutex::new(vec![500u16, 529, 429]));
+    let s = statuses.clone();
+    let layer = money(ThrottleLayer::builder())
+        .budget("global", daily(100_000, &[]))
+        // 1,000 input tokens and up to 500 output tokens: 1,000 + 2·500 = 2,000 µ$ estimated.
+        .estimate(|_: &()| {
+            tollgate::Cost::request()
+                .with_input_tokens(1_000)
+                .with_output_tokens(500)
+        })
+        .classify(HttpClassifier::new())
+        .build()
+        .unwrap();
+    let limiter = layer.limiter().clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(move |_: ()| {
+            let status = s.lock().unwrap().pop().unwrap();
+            async move {
+                let mut r = http::Response::new(());
+                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                Ok::<_, tollgate::BoxError>(r)
+            }
+        }));
+    let spent = || limiter.spend("global").unwrap();
+    // A 429 and a 529: turned away, billed nothing.
+    svc.clone().oneshot(()).await.unwrap();
+    svc.clone().oneshot(()).await.unwrap();
+    assert_eq!(
+        (spent().spent, spent().reserved),
+        (Micros::ZERO, Micros::ZERO)
+    );
+    // A 500: the failure rule's tokens (the prompt, not the output).
+    svc.clone().oneshot(()).await.unwrap();
+    assert_eq!(spent().spent, Micros::new(1_000));
+    assert!(statuses.lock().unwrap().is_empty());
 }
