@@ -65,6 +65,9 @@ pub struct RedisStoreBuilder {
     poll: Duration,
 }
 
+/// The longest duration a setting may have.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
 impl RedisStoreBuilder {
     pub(crate) fn new(url: impl Into<String>) -> Self {
         RedisStoreBuilder {
@@ -148,9 +151,11 @@ impl RedisStoreBuilder {
     }
 
     /// How long a spend reservation ([`RedisLedger`](crate::RedisLedger)) lives without being
-    /// settled (default 10 minutes). Spend reservations are not refreshed while a call runs, so
-    /// set it above your longest call: after it the reservation's estimate is given back (a
-    /// process that died frees its money) and a late settle of it is not counted.
+    /// settled (default 10 minutes). Spend reservations are made before a call waits for its rate
+    /// limits and are not refreshed while it runs, so set it above the longest wait plus call:
+    /// after it the reservation's estimate is given back (a process that died frees its money);
+    /// a call still running then has its real cost counted when it settles, but its estimate was
+    /// free for others meanwhile, so the cap may be passed by that call's cost.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -285,6 +290,12 @@ impl RedisStoreBuilder {
                     "the {what} must not be zero"
                 )));
             }
+            // Times are added to clocks and sent to Redis in milliseconds: keep them sane.
+            if d > MAX_DURATION {
+                return Err(Error::invalid_config(format!(
+                    "the {what} must be at most 30 days, got {d:?}"
+                )));
+            }
         }
         if self.ttl.min(self.spend_ttl) < Duration::from_millis(1) {
             return Err(Error::invalid_config(
@@ -318,6 +329,9 @@ mod tests {
         assert!(check(b().timeout(Duration::ZERO))
             .unwrap_err()
             .is_invalid_config());
+        assert!(check(b().spend_reservation_ttl(Duration::from_secs(u64::MAX))).is_err());
+        assert!(check(b().reservation_ttl(Duration::from_secs(31 * 86_400))).is_err());
+        assert!(check(b().timeout(Duration::MAX)).is_err());
         assert!(check(b().reservation_ttl(Duration::from_micros(10)))
             .unwrap_err()
             .is_invalid_config());

@@ -17,7 +17,8 @@
 local now = now_us()
 local est, ttl, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local n = (#KEYS - 2) / 2
--- Reservations past their TTL are forgotten: a late settle or release of one changes nothing.
+-- Reservations past their TTL are forgotten: a late release of one changes nothing, a late
+-- settle still counts its cost (ledger_settle.lua).
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local st = {}
 for i = 1, n do

@@ -1,12 +1,14 @@
--- Spend ledger: settles (or releases) one reservation in every budget it holds. Idempotent: it
--- acts only while the reservation is live in KEYS[1], and removes it, so a repeated settle, or
--- one after the reservation was reclaimed, changes nothing.
+-- Spend ledger: settles (or releases) one reservation in every budget it holds. Idempotent: a
+-- settle leaves a marker (KEYS[2]) and a repeated one changes nothing; a release acts only while
+-- the reservation is live in KEYS[1]. A settle of a reservation that was reclaimed meanwhile (its
+-- call outlived the TTL) still counts its cost; its estimate came back at the reclaim.
 --
--- KEYS[1] every live reservation, then per budget i: KEYS[2i] its hash, KEYS[2i+1] its
--- reservations (see ledger_reserve.lua).
--- ARGV[1] reservation id, ARGV[2] its estimate, ARGV[3] the real cost ('' to release), then per
--- budget: its window start at the settle for the caller's clock, how long its keys live idle
--- (ms), number of thresholds, the thresholds (ascending).
+-- KEYS[1] every live reservation, KEYS[2] the settled marker of this reservation, then per budget
+-- i: KEYS[2i+1] its hash, KEYS[2i+2] its reservations (see ledger_reserve.lua).
+-- ARGV[1] reservation id, ARGV[2] its estimate, ARGV[3] the real cost ('' to release), ARGV[4]
+-- how long the marker lives (ms), then per budget: its window start at the settle for the
+-- caller's clock, how long its keys live idle (ms), number of thresholds, the thresholds
+-- (ascending).
 --
 -- Settle: reserved -= estimate, then in the settle's window (rolled as in the reserve) spent +=
 -- cost; the thresholds now reached that had not fired in this window fire, once across every
@@ -15,15 +17,19 @@
 --
 -- Returns {0} when the reservation was not live, else {1, then per budget: ws, spent before,
 -- fired before, spent after, reserved after}.
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+local est, cost = tonumber(ARGV[2]), tonumber(ARGV[3])
+local live = redis.call('ZREM', KEYS[1], ARGV[1]) == 1
+if not live and (not cost or redis.call('EXISTS', KEYS[2]) == 1) then
   return { 0 }
 end
+if cost then
+  redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[4]))
+end
 local member = ARGV[1] .. ':' .. ARGV[2]
-local est, cost = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = { 1 }
-local a = 4
-for i = 1, (#KEYS - 1) / 2 do
-  local key, held = KEYS[2 * i], KEYS[2 * i + 1]
+local a = 5
+for i = 1, (#KEYS - 2) / 2 do
+  local key, held = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local ws, keep, nt = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
   local s = ledger_load(key, ws)
   -- Not there when this budget already reclaimed it: its estimate came back then.

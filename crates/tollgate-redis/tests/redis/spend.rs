@@ -291,13 +291,17 @@ async fn a_reservation_never_settled_comes_back_after_the_ttl() {
     };
     let waited = held_at.elapsed();
     assert!(waited >= TTL - Duration::from_millis(50), "{waited:?}");
-    // A settle of the reclaimed reservation, arriving late, changes nothing.
-    assert_eq!(settle(&ledger, lost, &budgets, CAP).await, None);
+    // The reclaimed call was still running: its settle, arriving late, counts its real cost (its
+    // estimate came back at the reclaim), once.
+    let lost_id = lost.id();
+    settle(&ledger, lost, &budgets, 300).await.expect("counted");
+    let again = tollgate::spend::LedgerHold::new(lost_id, Micros::new(CAP));
+    assert_eq!(settle(&ledger, again, &budgets, 300).await, None, "once");
     settle(&ledger, back, &budgets, 100).await.expect("live");
     let stats = ledger.spent(budgets[0], START).unwrap();
     assert_eq!(
         (stats.spent, stats.reserved),
-        (Micros::new(100), Micros::ZERO)
+        (Micros::new(400), Micros::ZERO)
     );
     eprintln!("reclaimed after {waited:?}");
 }
@@ -493,4 +497,31 @@ async fn a_reservation_whose_call_was_dropped_is_given_back() {
     // admissions in order: its id came before this one's).
     let hold = reserve(&ledger, &[b], START, CAP).await.unwrap();
     assert_eq!(hold.id(), reads + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_answered_but_never_taken_is_given_back() {
+    let server = Server::start().await;
+    let ledger = RedisLedger::new(&ledger_store(&server.url(), Duration::from_secs(60)).await);
+    let (key, b) = (ScopeKey::GLOBAL, budget());
+    let b = BudgetRef {
+        scope: &key,
+        budget: &b,
+    };
+    // Redis answers while the call still waits for it, and the call goes away (a timeout around
+    // it) before it looks at the answer.
+    let pending = ledger.reserve(&[b], START, Micros::new(CAP));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(pending);
+    let start = Instant::now();
+    loop {
+        if reserve(&ledger, &[b], START, CAP).await.is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the answered hold leaked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -21,6 +21,33 @@ type Owned = Vec<(ScopeKey, Budget)>;
 /// A call's answer from the reserve script.
 type Answer = Result<Result<LedgerHold, Refused>, StoreError>;
 
+/// A hold on its way to the call that asked for it: released if it is dropped untaken (the call
+/// went away after Redis answered).
+struct Delivered {
+    hold: Option<LedgerHold>,
+    ledger: RedisLedger,
+    owned: Owned,
+}
+
+impl Delivered {
+    fn take(mut self) -> LedgerHold {
+        self.hold.take().expect("a delivered hold is taken once")
+    }
+}
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        if let Some(hold) = self.hold.take() {
+            let refs: Vec<BudgetRef<'_>> = self
+                .owned
+                .iter()
+                .map(|(scope, budget)| BudgetRef { scope, budget })
+                .collect();
+            self.ledger.release(hold, &refs);
+        }
+    }
+}
+
 /// A [`Ledger`] in Redis: every process whose layer is built on a [`RedisStore`] with the same
 /// Redis, prefix and hash tag shares the spend of each budget (scope key, window and UTC offset),
 /// so a spend cap holds across all of them. The layer takes it from the store by itself
@@ -33,14 +60,17 @@ type Answer = Result<Result<LedgerHold, Refused>, StoreError>;
 ///   window, and spend counts in the window in which a call settles. With estimates that are
 ///   upper bounds, the settled spend of a window never exceeds the cap, across all processes.
 /// * **Settle and release** are sent in the background and are idempotent by reservation id: a
-///   reservation is live until it is settled, released or reclaimed, and only a live one changes
-///   anything. A settle that fails is kept and retried like the store's writes, until the
-///   [spend reservation TTL](crate::RedisStoreBuilder::spend_reservation_ttl) has passed (then it is lost:
-///   its spend is not counted). Each threshold fires once per window **across all processes**,
-///   in the process whose settle reached it.
-/// * **Reclaim**: a reservation not settled within the spend reservation TTL (default 10 minutes; its
-///   process died, or the reply of its reservation was lost) gives its estimate back at the next
-///   reservation that touches its budget. Set the TTL above your longest call.
+///   settle leaves a marker, so a repeated one changes nothing, and a release acts only while the
+///   reservation is live. A settle that fails is kept and retried like the store's writes, until
+///   the [spend reservation TTL](crate::RedisStoreBuilder::spend_reservation_ttl) has passed
+///   (then it is lost: its spend is not counted). Each threshold fires once per window **across
+///   all processes**, in the process whose settle reached it.
+/// * **Reclaim**: a reservation not settled within the spend reservation TTL (default 10
+///   minutes; its process died, or the reply of its reservation was lost) gives its estimate back
+///   at the next reservation that touches its budget. The TTL runs from the reservation, which is
+///   made before the call waits for its rate limits: set it above the longest wait plus call. A
+///   call that outlives it still has its real cost counted when it settles, but meanwhile its
+///   estimate was free for others, so the cap may be passed by that call's cost.
 /// * **Fail closed**: when Redis fails, times out, or is known to be away, a reservation is an
 ///   error and the layer refuses the call ([`ThrottleError::is_store`](tollgate::ThrottleError)),
 ///   whatever the store's [`FailMode`](crate::FailMode) for rate limits. No call waits longer
@@ -163,28 +193,31 @@ impl Ledger for RedisLedger {
         }
         let (keys, args) = self.reserve_call(budgets, now_unix, estimate);
         let owned = owned(budgets);
-        let (tx, rx) = oneshot::channel::<Answer>();
+        let (tx, rx) = oneshot::channel::<Result<Result<Delivered, Refused>, StoreError>>();
         let this = self.clone();
         // The round trip runs in its own task, so that a reservation made for a call dropped
-        // meanwhile is still read, and given back.
+        // meanwhile is still read, and given back: by the task when the call is gone already,
+        // or by the delivered hold's drop when the call goes before taking it.
         self.inner.runtime.spawn(async move {
             let answer = this
                 .reserved(&keys, &args, &owned, now_unix, estimate)
-                .await;
-            if let Err(Ok(Ok(hold))) = tx.send(answer) {
-                let refs: Vec<BudgetRef<'_>> = owned
-                    .iter()
-                    .map(|(scope, budget)| BudgetRef { scope, budget })
-                    .collect();
-                this.release(hold, &refs);
-            }
+                .await
+                .map(|r| {
+                    r.map(|hold| Delivered {
+                        hold: Some(hold),
+                        ledger: this.clone(),
+                        owned: owned.clone(),
+                    })
+                });
+            drop(tx.send(answer));
         });
         Reserve::Pending(Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(StoreError::new(Error::reply(
+            match rx.await {
+                Ok(answer) => answer.map(|r| r.map(Delivered::take)),
+                Err(_) => Err(StoreError::new(Error::reply(
                     "the reservation's task ended without an answer",
-                )))
-            })
+                ))),
+            }
         }))
     }
 

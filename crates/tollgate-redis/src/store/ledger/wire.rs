@@ -146,12 +146,18 @@ impl RedisLedger {
         actual: Option<Micros>,
         alerts: &Alerts,
     ) -> Op {
-        let mut keys = Vec::with_capacity(1 + 2 * budgets.len());
+        let mut keys = Vec::with_capacity(2 + 2 * budgets.len());
         keys.push(self.inner.keys.named("L:live"));
+        keys.push(self.inner.keys.named(&format!("L:d:{}", hold.id())));
+        // The settled marker outlives every retry of this settle.
+        let marker_ms = u64::try_from(self.inner.settings.spend_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(2);
         let mut args: Vec<Arg> = vec![
             hold.id().into(),
             exact(hold.estimate()).into(),
             actual.map_or(Arg::Str(String::new()), |a| exact(a).into()),
+            marker_ms.into(),
         ];
         for b in budgets {
             keys.extend(self.budget_keys(b));
