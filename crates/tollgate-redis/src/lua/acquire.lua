@@ -16,8 +16,10 @@ local n, p = unpk('<d', arg)
 local vals = redis.call('MGET', unpack(KEYS, 1, n))
 
 local wait, conc, out = 0, 0, nil
--- Per scope with buckets: its new state, when it is fresh again and its key's expiry.
-local ws, fresh, dls = {}, {}, {}
+-- Per scope with buckets, three slots: its new state, the state's length and the expiry to set
+-- (`expiry`). Tables are built with room for four scopes, and states for three buckets: a Lua
+-- table that grows is rebuilt at each power of two, which costs more than the rest of a bucket.
+local plan = { false, false, false, false, false, false, false, false, false, false, false, false }
 local f = n
 for i = 1, n do
   local cap, nb
@@ -31,7 +33,7 @@ for i = 1, n do
       wait = cd - now
     end
   end
-  local w, q = { cd }, 9
+  local w, q = { cd, false, false, false, false, false, false, false, false, false, false }, 9
   for b = 1, nb do
     local bid, rate, charge, room
     bid, rate, charge, room, p = unpk('<dddd', arg, p)
@@ -68,7 +70,9 @@ for i = 1, n do
     out[#out + 1] = i - 1
   end
   if nb > 0 then
-    ws[i], fresh[i], dls[i] = w, last, dl
+    local len, at = 3 * nb + 2, nil
+    w[len], at = expiry(last, dl)
+    plan[3 * i - 2], plan[3 * i - 1], plan[3 * i] = w, len, at
   end
 end
 
@@ -78,8 +82,9 @@ if out then
 end
 
 for i = 1, n do
-  if ws[i] then
-    write(KEYS[i], ws[i], fresh[i], dls[i])
+  local w = plan[3 * i - 2]
+  if w then
+    put(KEYS[i], w, plan[3 * i - 1], plan[3 * i])
   end
 end
 if f > n then

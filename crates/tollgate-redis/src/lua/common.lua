@@ -67,22 +67,30 @@ local function carried(tat, old, new, now)
   return now + math.ceil((tat - now) * old / new)
 end
 
--- Writes state `w` ({cooldown end, id, tat, rate, ...}) to `key`, whose expiry is `dl` (from
--- `state`); its cooldown and buckets are over at `fresh`.
-local function write(key, w, fresh, dl)
-  local n = #w + 1
+-- The expiry of a state written now that is fresh again at `fresh` (µs), when its key's expiry
+-- is `dl` (from `state`): the new expiry in µs, and the one to set in ms (PXAT), or false to keep
+-- the key's.
+local function expiry(fresh, dl)
   if fresh + SLACK <= dl then
-    w[n] = dl
-    redis.call('SET', key, struct.pack('<' .. string.rep('d', n), unpack(w)), 'KEEPTTL')
-    return
+    return dl, false
   end
   local slack = SLACK
   if dl > 0 then
     slack = 2 * SLACK
   end
   local at = math.ceil((fresh + slack) / 1000)
-  w[n] = at * 1000
-  redis.call('SET', key, struct.pack('<' .. string.rep('d', n), unpack(w)), 'PXAT', at)
+  return at * 1000, at
+end
+
+-- Writes the state w[1..len] ({cooldown end, id, tat, rate, ..., expiry}) to `key`, with the
+-- expiry `at` from `expiry`.
+local function put(key, w, len, at)
+  local v = struct.pack('<' .. string.rep('d', len), unpack(w, 1, len))
+  if at then
+    redis.call('SET', key, v, 'PXAT', at)
+  else
+    redis.call('SET', key, v, 'KEEPTTL')
+  end
 end
 
 -- A scope's state as a table: its cooldown end and {{id, tat, rate}...}, and its key's expiry.
@@ -119,5 +127,8 @@ local function store(key, cd, list, dl, now)
     w[#w + 1] = e[3]
     fresh = math.max(fresh, e[2])
   end
-  write(key, w, fresh, dl)
+  local len = #w + 1
+  local at
+  w[len], at = expiry(fresh, dl)
+  put(key, w, len, at)
 end
