@@ -81,10 +81,16 @@ if out then
   return out
 end
 
+-- (The scopes of a call usually have as many buckets: one `struct` format serves them all.)
+local fmt, flen = nil, 0
 for i = 1, n do
   local w = plan[3 * i - 2]
   if w then
-    put(KEYS[i], w, plan[3 * i - 1], plan[3 * i])
+    local len = plan[3 * i - 1]
+    if len ~= flen then
+      fmt, flen = '<' .. string.rep('d', len), len
+    end
+    put(KEYS[i], struct.pack(fmt, unpack(w, 1, len)), plan[3 * i])
   end
 end
 if f > n then

@@ -82,10 +82,8 @@ local function expiry(fresh, dl)
   return at * 1000, at
 end
 
--- Writes the state w[1..len] ({cooldown end, id, tat, rate, ..., expiry}) to `key`, with the
--- expiry `at` from `expiry`.
-local function put(key, w, len, at)
-  local v = struct.pack('<' .. string.rep('d', len), unpack(w, 1, len))
+-- Writes state `v` (packed) to `key`, with the expiry `at` from `expiry`.
+local function put(key, v, at)
   if at then
     redis.call('SET', key, v, 'PXAT', at)
   else
@@ -130,5 +128,5 @@ local function store(key, cd, list, dl, now)
   local len = #w + 1
   local at
   w[len], at = expiry(fresh, dl)
-  put(key, w, len, at)
+  put(key, struct.pack('<' .. string.rep('d', len), unpack(w)), at)
 end
