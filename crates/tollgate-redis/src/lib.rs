@@ -60,7 +60,8 @@
 //!   `…:f:<scope>` (calls in flight of a capped scope), `…:d:<reservation>` (settled markers),
 //!   `…:clients`, and the spend ledger's `…:L:…` (see [`RedisLedger`]). The hash tag keeps every key of a store in one Redis Cluster slot. Every key
 //!   expires when idle: a scope's state once its buckets are full again and its cooldown is over
-//!   (plus a second), the rest after the reservation TTL or a day.
+//!   (plus one to two seconds: a busy key's expiry moves about once a second, not at every call),
+//!   the rest after the reservation TTL or a day.
 //!
 //! # Spend caps across processes
 //! A layer with budgets ([`prices`](tollgate::ThrottleBuilder::prices) and

@@ -7,7 +7,7 @@
 local now = now_us()
 local ttl = tonumber(ARGV[1])
 local expires = now + ttl
-local ttl_ms = math.ceil(ttl / 1000) + SLACK_MS
+local ttl_ms = math.ceil((ttl + SLACK) / 1000)
 local a, touched = 2, 0
 for _, key in ipairs(KEYS) do
   local count = tonumber(ARGV[a])

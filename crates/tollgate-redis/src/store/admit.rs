@@ -100,14 +100,15 @@ impl Inner {
         }
     }
 
-    /// The keys of a call: each scope's state and set of calls in flight.
+    /// The keys of a call: each scope's state, then the set of calls in flight of each scope with
+    /// a concurrency cap (the others have none).
     pub(super) fn call_keys(&self, scopes: &[ScopeRef]) -> Arc<[String]> {
-        let mut keys = Vec::with_capacity(2 * scopes.len());
-        for s in scopes {
-            keys.push(self.keys.scope(s));
-            keys.push(self.keys.in_flight(s));
-        }
-        keys.into()
+        let capped = scopes.iter().filter(|s| s.limits.concurrency().is_some());
+        scopes
+            .iter()
+            .map(|s| self.keys.scope(s))
+            .chain(capped.map(|s| self.keys.in_flight(s)))
+            .collect()
     }
 
     /// The keys of settle.lua: the reservation's marker, then the call's keys.
@@ -117,29 +118,22 @@ impl Inner {
             .collect()
     }
 
+    /// The arguments of acquire.lua: the id, the TTL, and every number of the call packed in one
+    /// argument.
     pub(super) fn acquire_args(&self, id: &str, scopes: &[ScopeRef], cost: Cost) -> Vec<Arg> {
-        let mut args = Vec::with_capacity(3 + scopes.len());
-        args.push(Arg::Str(id.to_owned()));
-        args.push(
-            u64::try_from(self.settings.ttl.as_micros())
-                .unwrap_or(u64::MAX)
-                .into(),
-        );
-        args.push((scopes.len() as u64).into());
+        let ttl = u64::try_from(self.settings.ttl.as_micros()).unwrap_or(u64::MAX);
+        let mut packed = vec![scopes.len() as f64];
         for s in scopes {
             let gcras = s.limits.gcras();
-            let head = [
-                s.limits.concurrency().unwrap_or(0) as f64,
-                gcras.len() as f64,
-            ];
-            let buckets = gcras.iter().flat_map(|g| {
+            packed.push(s.limits.concurrency().unwrap_or(0) as f64);
+            packed.push(gcras.len() as f64);
+            for g in gcras {
                 let b = Bucket::new(g);
                 let n = cost.amount(g.dimension());
-                [b.id(), b.rate(), b.charge_us(n), b.room_us(n)].map(|v| v as f64)
-            });
-            args.push(Arg::doubles(head.into_iter().chain(buckets)));
+                packed.extend([b.id(), b.rate(), b.charge_us(n), b.room_us(n)].map(|v| v as f64));
+            }
         }
-        args
+        vec![Arg::Str(id.to_owned()), ttl.into(), Arg::doubles(packed)]
     }
 
     /// The arguments of settle.lua; `None` for `cost` releases the reservation without
@@ -150,14 +144,10 @@ impl Inner {
         scopes: &[ScopeRef],
         costs: Option<(Cost, Cost)>,
     ) -> Vec<Arg> {
-        let mut args = Vec::with_capacity(3 + scopes.len());
-        args.push(Arg::Str(id.to_owned()));
         // The marker outlives every retry of the settle.
         let marker_ms = u64::try_from(self.settle_window().as_millis()).unwrap_or(u64::MAX);
-        args.push(marker_ms.saturating_mul(2).max(1).into());
-        args.push((scopes.len() as u64).into());
+        let mut packed = vec![scopes.len() as f64];
         for s in scopes {
-            let slot = f64::from(u8::from(s.limits.concurrency().is_some()));
             let changed: SmallVec<[(Bucket, i64); 4]> = match costs {
                 None => SmallVec::new(),
                 Some((charged, actual)) => s
@@ -172,13 +162,17 @@ impl Inner {
                     .filter(|(_, delta)| *delta != 0)
                     .collect(),
             };
-            let head = [slot, changed.len() as f64];
-            let buckets = changed
-                .iter()
-                .flat_map(|(b, delta)| [b.id() as f64, b.rate() as f64, *delta as f64]);
-            args.push(Arg::doubles(head.into_iter().chain(buckets)));
+            packed.push(f64::from(u8::from(s.limits.concurrency().is_some())));
+            packed.push(changed.len() as f64);
+            for (b, delta) in &changed {
+                packed.extend([b.id() as f64, b.rate() as f64, *delta as f64]);
+            }
         }
-        args
+        vec![
+            Arg::Str(id.to_owned()),
+            marker_ms.saturating_mul(2).max(1).into(),
+            Arg::doubles(packed),
+        ]
     }
 
     pub(super) async fn acquire_remote(

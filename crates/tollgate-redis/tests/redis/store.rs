@@ -166,6 +166,51 @@ async fn concurrency_caps_are_shared_and_given_back_by_a_settle() {
     assert!(wait_of(&acquire(&b, &sc, Cost::request()).await).is_some());
 }
 
+/// Only the scopes with a cap have a set of calls in flight (the script's keys are every scope's
+/// state, then the sets of the capped ones): each is counted, reported and given back in its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_in_some_scopes_of_a_call_are_counted_and_given_back_in_theirs() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    let sc = [
+        scope(
+            0,
+            "global",
+            per(Dimension::Requests, 1_000, Duration::from_secs(60)),
+        ),
+        scope(1, "team:1", ScopeLimits::new().concurrency(1)),
+        scope(
+            2,
+            "agent:1",
+            per(Dimension::InputTokens, 10_000, Duration::from_secs(60)).concurrency(2),
+        ),
+    ];
+    let r = admitted(acquire(&s, &sc, tokens(10)).await);
+    match acquire(&s, &sc, tokens(10)).await {
+        Decision::Wait { blocked, .. } => assert_eq!(blocked, 0b010),
+        other => panic!("{other:?}"),
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut counts = Vec::new();
+    for k in ["global", "team:1", "agent:1"] {
+        let n: i64 = redis::cmd("ZCARD")
+            .arg(format!("tollgate:{{default}}:f:{k}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        counts.push(n);
+    }
+    assert_eq!(counts, [0, 1, 1]);
+    s.settle_and_wait(r, settlement(tokens(10))).await.unwrap();
+    let _r = admitted(acquire(&s, &sc, tokens(10)).await);
+    // The agent's cap of 2 holds one call: the team's cap of 1 is what refuses again.
+    match acquire(&s, &sc, tokens(10)).await {
+        Decision::Wait { blocked, .. } => assert_eq!(blocked, 0b010),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_limits_keep_what_the_bucket_owes() {
     let server = Server::start().await;
@@ -241,6 +286,72 @@ async fn every_key_carries_the_hash_tag_and_expires_when_idle() {
     assert!(!exists);
 }
 
+/// A busy scope's key keeps its expiry (`SET … KEEPTTL`) until its state needs a later one, so its
+/// expiry moves about once a second rather than at every call, and the key still lives until its
+/// bucket is full again plus a second, and goes within two. A scope without a concurrency cap has
+/// no set of calls in flight, and a scope without limits no key at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_moves_its_expiry_rarely_and_still_expires_when_idle() {
+    let server = Server::start().await;
+    let s = store(&server.url()).await;
+    // 10 a second: each call owes 100 ms; ten calls empty the bucket for a second.
+    let sc = [
+        scope(
+            0,
+            "global",
+            per(Dimension::Requests, 10, Duration::from_secs(1)),
+        ),
+        scope(1, "agent:2", ScopeLimits::new()),
+    ];
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = "tollgate:{default}:s:global";
+    let start = tokio::time::Instant::now();
+    let mut ttls = Vec::new();
+    for _ in 0..10 {
+        admitted(acquire(&s, &sc, Cost::request()).await);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ttls.push(ttl);
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "too slow to test"
+    );
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(keys, ["tollgate:{default}:clients", key]);
+    // Created a second after its bucket is full again (100 ms after the first call; whole ms, rounded up).
+    assert!(ttls[0] > 1_000 && ttls[0] <= 1_101, "{ttls:?}");
+    // The second call needed a later expiry and got two seconds after its bucket is full (2.2 s);
+    // the next eight, up to 1 s after the first, fit in it and kept it.
+    let rises = ttls.windows(2).filter(|w| w[1] > w[0]).count();
+    assert_eq!(rises, 1, "{ttls:?}");
+    assert!(ttls[1] > 2_000 && ttls[1] <= 2_201, "{ttls:?}");
+    let exists = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    // The bucket is full again 1 s after the first call: the key lives a second more.
+    tokio::time::sleep_until(start + Duration::from_millis(1_900)).await;
+    assert!(exists(&mut conn).await, "gone before its second of slack");
+    tokio::time::sleep_until(start + Duration::from_millis(3_200)).await;
+    assert!(!exists(&mut conn).await, "still there two seconds after");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_show_the_shared_state_one_read_late() {
     let server = Server::start().await;
@@ -274,10 +385,12 @@ async fn a_repeated_settle_changes_nothing() {
     ));
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    // Refund 100 tokens (100 s) under reservation id `x`, twice. The scope's argument: no slot,
-    // one bucket (input tokens per hour: id 2 × 10^15 + the period in µs), its rate (units per
-    // period × 1000) and the change in µs, as little-endian doubles.
-    let scope_arg: Vec<u8> = [
+    // Refund 100 tokens (100 s) under reservation id `x`, twice. The keys: the marker, the scope's
+    // state (no slot, so no set of calls in flight). The numbers, packed as little-endian doubles:
+    // one scope; no slot, one bucket (input tokens per hour: id 2 × 10^15 + the period in µs), its
+    // rate (units per period × 1000) and the change in µs.
+    let packed: Vec<u8> = [
+        1.0,
         0.0,
         1.0,
         2_000_003_600_000_000.0,
@@ -292,11 +405,9 @@ async fn a_repeated_settle_changes_nothing() {
         let (settled, _now): (i64, i64) = settle
             .key("tollgate:{default}:d:x")
             .key("tollgate:{default}:s:global")
-            .key("tollgate:{default}:f:global")
             .arg("x")
             .arg(60_000)
-            .arg(1)
-            .arg(&scope_arg[..])
+            .arg(&packed[..])
             .invoke_async(&mut conn)
             .await
             .unwrap();
