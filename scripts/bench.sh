@@ -9,8 +9,7 @@
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
 #   scripts/bench.sh sim             # only the simulator
 #   scripts/bench.sh redis           # only the Redis store (benches/redis.rs, ~10 s; starts its own
-#                                    # redis-server, which must be installed); prints its figures,
-#                                    # writes nothing to results/bench
+#                                    # redis-server; skipped with a note when none is installed)
 #
 # Extra arguments go to criterion after the defaults (a filter, or e.g. `--measurement-time 10`).
 # The simulator bench sets its own sampling (10 samples of one run), so it only takes the filter
@@ -21,23 +20,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
-if [ "${1:-}" = redis ]; then
-    # Kept apart from target/criterion, which results/bench/ratios.md is generated from.
-    shift
-    # (Absolute: the bench runs in benches/.)
-    case "$target" in /*) home="$target" ;; *) home="$PWD/$target" ;; esac
-    CRITERION_HOME="$home/criterion-redis" exec cargo bench -p tollgate-benches --bench redis -- \
-        --warm-up-time 1 --measurement-time 3 "$@"
-fi
-
 criterion_args=(--warm-up-time 1 --measurement-time 3 "$@")
 run_sim=false
 if [ "$#" -eq 0 ] || [[ " $* " == *sim* ]]; then
     run_sim=true
 fi
+run_redis=false
+if [ "$#" -eq 0 ] || [[ " $* " == *redis* ]]; then
+    if command -v redis-server >/dev/null; then
+        run_redis=true
+    else
+        echo "redis-server is not installed: the Redis bench is skipped (apt-get install -y redis-server)" >&2
+    fi
+fi
 command="scripts/bench.sh${*:+ $*} → cargo bench -p tollgate-benches --bench overhead --bench scopes -- ${criterion_args[*]}"
 if $run_sim; then
     command+="; cargo bench -p tollgate-benches --bench sim${*:+ -- $*}"
+fi
+if $run_redis; then
+    command+="; cargo bench -p tollgate-benches --bench redis -- ${criterion_args[*]}"
 fi
 
 echo "== building the benches"
@@ -57,6 +58,10 @@ cargo bench -p tollgate-benches --bench overhead --bench scopes -- "${criterion_
 if $run_sim; then
     echo "== running the simulator bench (~4 minutes)"
     cargo bench -p tollgate-benches --bench sim -- "$@"
+fi
+if $run_redis; then
+    echo "== running the Redis bench (~15 s)"
+    cargo bench -p tollgate-benches --bench redis -- "${criterion_args[@]}"
 fi
 
 # Instructions per call, counted by callgrind on one task: 20,000 calls after 1,000 of warm-up,

@@ -63,6 +63,12 @@ const SIM_FAMILY: &str = "sim";
 /// The simulator's target (issue 7): simulated calls per wall second.
 const SIM_TARGET: f64 = 1_000_000.0;
 
+/// The criterion group family of the Redis store (`benches/redis.rs`).
+const REDIS_FAMILY: &str = "redis";
+
+/// The Redis store's target (issue 6): admissions per second from one process, three scopes.
+const REDIS_TARGET: f64 = 30_000.0;
+
 /// What each benchmark is, for the table's legend.
 const LEGEND: &[(&str, &str)] = &[
     ("tollgate", "`ThrottleLayer`, scope `global` with an RPM and an input-TPM limit, in-memory store, estimate 1 request + 10 input tokens, usage read back and reconciled"),
@@ -72,6 +78,8 @@ const LEGEND: &[(&str, &str)] = &[
     ("tollgate-3-scopes-2-tiers", "scopes `global`, `team:*`, `agent:*` (RPM + input TPM each), 64 agents in 4 teams, tiers 0 (reserved share 0.25) and 1"),
     ("tollgate-1-scope", "the same requests, scope `global` only"),
     ("reference", "the built-in `reference` scenario: 5 agents against a 50 RPM key, demand 1.5× the limit with a 2× spike, 10 simulated minutes (and up to 10 of drain)"),
+    ("acquire-3-scopes", "`RedisStore::acquire` (the `Store` trait) from 64 tasks on a 2-worker runtime over one multiplexed connection, every call in three scopes (RPM + input TPM each) far below their limits, against a local `redis-server` the bench starts; one admission script per call, nothing settled"),
+    ("layer-3-scopes", "whole calls through `ThrottleLayer` on the same store: the admission plus the settle the layer sends in the background"),
     ("500-agents-1h", "`Scenario::from_flags(500, 6000)` with a duration of one hour: 500 agents against a 6,000 RPM key, demand 1.5× the limit with a 2× spike"),
 ];
 
@@ -226,6 +234,10 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
     for (family, workloads) in families {
         if family == SIM_FAMILY {
             simulator(&mut md, workloads);
+            continue;
+        }
+        if family == REDIS_FAMILY {
+            redis(&mut md, workloads);
             continue;
         }
         let (subject, about) = SUBJECTS
@@ -389,6 +401,59 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
     }
     for (name, what) in LEGEND {
         if benches.iter().any(|(n, _)| n == name) {
+            let _ = writeln!(md, "* `{name}`: {what}.");
+        }
+    }
+    let _ = writeln!(md);
+}
+
+/// The section "redis": admissions (or whole calls) per second from one process against a local
+/// Redis; the target applies to `acquire-3-scopes`.
+fn redis(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Estimate>>) {
+    let target = thousands(REDIS_TARGET);
+    let _ = writeln!(md, "## redis
+");
+    let _ = writeln!(
+        md,
+        "Calls per wall second from one process through the Redis store (`crates/tollgate-redis`) \
+         against a `redis-server` on the same machine, which shares its two cores. Target for \
+         `acquire-3-scopes`: at least {target} admissions per second. Higher is better.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | benchmark | calls per second (mean [95 % interval]) | target | met? |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---|");
+    let mut names = Vec::new();
+    for (workload, benches) in workloads {
+        let mut sorted: Vec<(&String, &Estimate)> = benches.iter().collect();
+        sorted.sort_by_key(|(n, _)| rank(n));
+        for (name, e) in sorted {
+            names.push(name.as_str());
+            let per = |ns: f64| e.elements.unwrap_or(1) as f64 / (ns / 1e9);
+            let (rate, lo, hi) = (per(e.mean), per(e.mean_hi), per(e.mean_lo));
+            let (goal, met) = if name == "acquire-3-scopes" {
+                let verdict = if rate >= REDIS_TARGET {
+                    format!("**yes** ({:.2}× the target)", rate / REDIS_TARGET)
+                } else {
+                    format!("**no** ({:.2}× the target)", rate / REDIS_TARGET)
+                };
+                (target.clone(), verdict)
+            } else {
+                ("—".into(), "—".into())
+            };
+            let _ = writeln!(
+                md,
+                "| {workload} | {name} | {} [{}, {}] | {goal} | {met} |",
+                thousands(rate),
+                thousands(lo),
+                thousands(hi)
+            );
+        }
+    }
+    let _ = writeln!(md);
+    for (name, what) in LEGEND {
+        if names.contains(name) {
             let _ = writeln!(md, "* `{name}`: {what}.");
         }
     }
