@@ -411,8 +411,7 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
 /// Redis; the target applies to `acquire-3-scopes`.
 fn redis(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Estimate>>) {
     let target = thousands(REDIS_TARGET);
-    let _ = writeln!(md, "## redis
-");
+    let _ = writeln!(md, "## redis\n");
     let _ = writeln!(
         md,
         "Calls per wall second from one process through the Redis store (`crates/tollgate-redis`) \
