@@ -268,6 +268,7 @@ impl<St: Store> Limiter<St> {
             hold: None,
             pending: None,
             sleep: None,
+            waiting: false,
             admitted: None,
         });
         if let Some(table) = &spend.prices {
@@ -587,6 +588,8 @@ pub(crate) struct Account {
     pending: Option<LedgerFuture>,
     /// The timer of a call held at a cap.
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Whether its waker is registered with the held calls.
+    waiting: bool,
     /// When the call was admitted.
     admitted: Option<Instant>,
 }
@@ -690,6 +693,9 @@ impl<St: Store> Ticket<St> {
             if let (Some(hold), Some(spend)) = (account.hold.take(), spend) {
                 spend.release(hold, &account.budgets);
             }
+            if let (true, Some(spend)) = (account.waiting, spend) {
+                spend.forget(self.id);
+            }
             let waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
             self.limiter.log(
                 &account,
@@ -750,6 +756,9 @@ impl<St: Store> Ticket<St> {
             MoneyStep::Held(hold) => {
                 account.hold = Some(hold);
                 account.sleep = None;
+                if std::mem::take(&mut account.waiting) {
+                    spend.forget(self.id);
+                }
                 return Poll::Ready(Ok(()));
             }
             MoneyStep::Pending(fut) => {
@@ -775,7 +784,8 @@ impl<St: Store> Ticket<St> {
         }
         // Held: woken by a settle, a release, a resume, the window's reset or the deadline; with
         // a shared ledger also every second, since other processes' settles wake no one here.
-        spend.wait(cx.waker(), seen);
+        spend.wait(self.id, cx.waker(), seen);
+        account.waiting = true;
         let until = match (until, spend.is_shared()) {
             (Some(u), true) => Some(u.min(now + Duration::from_secs(1))),
             (None, true) => Some(now + Duration::from_secs(1)),
@@ -1029,9 +1039,12 @@ impl<St: Store> Ticket<St> {
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
         self.leave(false);
-        if let Some(account) = self.account.as_mut() {
-            if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
+        if let (Some(account), Some(spend)) = (self.account.as_mut(), &self.limiter.shared.spend) {
+            if let Some(hold) = account.hold.take() {
                 spend.release(hold, &account.budgets);
+            }
+            if account.waiting {
+                spend.forget(self.id);
             }
         }
     }

@@ -246,9 +246,13 @@ pub struct ReplayedCall {
     pub cost: Micros,
 }
 
+/// How far back of the newest record calls are kept: 32 days, more than the longest window.
+const KEEP_MS: u64 = 32 * 86_400 * 1000;
+
 /// The calls of a log read back at start-up, to seed the spend of the current windows.
 ///
-/// Lines that are not call records (a last line cut short by a crash, garbage) are skipped and
+/// Only calls of the 32 days before the newest record are kept (more than the longest window, a
+/// calendar month), so a log of years costs the memory of a month. Lines that are not call records (a last line cut short by a crash, garbage) are skipped and
 /// counted, never fatal. Calls that cost nothing are not kept.
 ///
 /// ```
@@ -276,21 +280,33 @@ impl Replay {
     /// Only when reading fails; unreadable lines are skipped.
     pub fn from_reader(reader: impl BufRead) -> io::Result<Self> {
         let mut replay = Replay::default();
+        let mut newest = 0u64;
+        let mut kept = 0usize;
         for line in reader.split(b'\n') {
             let line = line?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             match serde_json::from_slice::<CallRecord>(&line) {
-                Ok(r) if r.cost_micros > 0 => replay.calls.push(ReplayedCall {
-                    unix_ms: r.unix_ms,
-                    scopes: r.scopes.into_iter().map(ScopeKey::from).collect(),
-                    cost: Micros::new(r.cost_micros),
-                }),
+                Ok(r) if r.cost_micros > 0 => {
+                    newest = newest.max(r.unix_ms);
+                    replay.calls.push(ReplayedCall {
+                        unix_ms: r.unix_ms,
+                        scopes: r.scopes.into_iter().map(ScopeKey::from).collect(),
+                        cost: Micros::new(r.cost_micros),
+                    });
+                    // Only the current windows are seeded, and the longest is a calendar month:
+                    // older calls are let go as the file is read, so memory stays bounded.
+                    if replay.calls.len() > 2 * kept + 4096 {
+                        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
+                        kept = replay.calls.len();
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => replay.skipped += 1,
             }
         }
+        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
         Ok(replay)
     }
 
@@ -302,5 +318,32 @@ impl Replay {
     /// How many lines were not call records.
     pub fn skipped(&self) -> usize {
         self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(unix_ms: u64, cost: u64) -> String {
+        format!(
+            "{{\"time\":\"\",\"unix_ms\":{unix_ms},\"scopes\":[\"global\"],\"priority\":0,\
+             \"attempt\":1,\"model\":null,\"estimated\":{{\"requests\":1,\"input_tokens\":0,\
+             \"output_tokens\":0}},\"actual\":null,\"estimated_cost_micros\":0,\
+             \"cost_micros\":{cost},\"cost_usd\":0,\"wait_ms\":0,\"latency_ms\":null,\
+             \"outcome\":\"ok\"}}\n"
+        )
+    }
+
+    #[test]
+    fn only_the_last_32_days_of_a_long_log_are_kept() {
+        // 90 days of calls, one an hour.
+        let hour = 3_600_000u64;
+        let text: String = (0..90 * 24).map(|h| line(h * hour, 1)).collect();
+        let replay = Replay::from_reader(text.as_bytes()).unwrap();
+        let newest = (90 * 24 - 1) * hour;
+        assert_eq!(replay.calls().len(), 32 * 24 + 1);
+        assert!(replay.calls().iter().all(|c| c.unix_ms + KEEP_MS >= newest));
+        assert_eq!(replay.calls().last().unwrap().unix_ms, newest);
     }
 }

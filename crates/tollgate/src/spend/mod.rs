@@ -109,7 +109,8 @@ struct Local {
     /// Models already warned about being priced at the default price.
     defaulted: HashSet<String>,
     /// Calls held at a cap or a pause, woken when money comes back or a scope resumes.
-    waiters: Vec<Waker>,
+    /// Keyed by the call's id, so that a call that goes away takes its waker with it.
+    waiters: Vec<(u64, Waker)>,
     /// Counts the times money came back or a scope resumed (each `wake_all`), so that a call
     /// refused just before it registers its waker still learns of it.
     epoch: u64,
@@ -305,15 +306,25 @@ impl Spend {
 
     /// Registers a held call to be woken when money comes back or a scope resumes; at once when
     /// that happened since `seen` was read.
-    pub(crate) fn wait(&self, waker: &Waker, seen: u64) {
+    pub(crate) fn wait(&self, id: u64, waker: &Waker, seen: u64) {
         let mut st = self.lock();
         if st.epoch != seen {
             // Money came back (or a scope resumed) after the call was refused: look again now.
             waker.wake_by_ref();
             return;
         }
-        if !st.waiters.iter().any(|w| w.will_wake(waker)) {
-            st.waiters.push(waker.clone());
+        match st.waiters.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, w)) if w.will_wake(waker) => {}
+            Some((_, w)) => *w = waker.clone(),
+            None => st.waiters.push((id, waker.clone())),
+        }
+    }
+
+    /// Forgets the waker of a held call that goes away (dropped, refused, or admitted).
+    pub(crate) fn forget(&self, id: u64) {
+        let mut st = self.lock();
+        if let Some(i) = st.waiters.iter().position(|(w, _)| *w == id) {
+            st.waiters.swap_remove(i);
         }
     }
 
@@ -380,7 +391,7 @@ pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
 
 fn wake_all(st: &mut Local) {
     st.epoch = st.epoch.wrapping_add(1);
-    for w in st.waiters.drain(..) {
+    for (_, w) in st.waiters.drain(..) {
         w.wake();
     }
 }
@@ -407,14 +418,18 @@ mod tests {
         // The call reads the epoch, is refused, and before it registers, money comes back.
         let seen = spend.epoch();
         spend.resume("global");
-        spend.wait(&waker, seen);
+        spend.wait(1, &waker, seen);
         assert_eq!(
             count.0.load(Ordering::SeqCst),
             1,
             "woken at once, not parked"
         );
         // Registered with a current epoch, it is parked until the next wake-up.
-        spend.wait(&waker, spend.epoch());
+        spend.wait(1, &waker, spend.epoch());
+        // A call that goes away takes its waker with it.
+        spend.wait(2, &waker, spend.epoch());
+        spend.forget(2);
+        assert_eq!(spend.lock().waiters.len(), 1);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         spend.resume("global");
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
