@@ -281,7 +281,7 @@ impl<St: Store> Limiter<St> {
                 }
                 Err(e) => {
                     let err = ThrottleError::unknown_model(e);
-                    self.log_refused(&account, priority, cost, &err);
+                    self.log_refused(&account, priority, cost, None, &err);
                     return Err(err);
                 }
             }
@@ -293,15 +293,22 @@ impl<St: Store> Limiter<St> {
         Ok(Some(account))
     }
 
-    /// Logs a call refused before it waited at all.
-    fn log_refused(&self, account: &Account, priority: Priority, cost: Cost, err: &ThrottleError) {
+    /// Logs a call the layer refused after waiting since `arrived` (`None`: not at all).
+    fn log_refused(
+        &self,
+        account: &Account,
+        priority: Priority,
+        cost: Cost,
+        arrived: Option<Instant>,
+        err: &ThrottleError,
+    ) {
         let now = Instant::now();
         self.log(
             account,
             priority,
             cost,
             now,
-            Duration::ZERO,
+            arrived.map_or(Duration::ZERO, |a| now - a),
             None,
             Micros::ZERO,
             "refused",
@@ -434,12 +441,8 @@ impl<St: Store> Limiter<St> {
             shared
                 .store
                 .cool_down(&scope.scope, at, self.nanos(now + delay));
-            let cut = self.shared_cut(&scope.scope);
             let mut max_rate = None;
-            self.adapt(key, |a| {
-                if let Some((cut_at, w)) = cut {
-                    a.rate.adopt(cut_at, w, at);
-                }
+            self.adapt(&scope.scope, at, |a| {
                 let rate = a.rate.on_throttle(at, None);
                 max_rate = a.rate.last_max_rate();
                 rate
@@ -454,13 +457,7 @@ impl<St: Store> Limiter<St> {
             }
         } else if success {
             shared.consecutive_limited.store(0, Ordering::Relaxed);
-            let cut = self.shared_cut(&scope.scope);
-            self.adapt(key, |a| {
-                if let Some((cut_at, w)) = cut {
-                    a.rate.adopt(cut_at, w, at);
-                }
-                a.rate.on_success(at)
-            });
+            self.adapt(&scope.scope, at, |a| a.rate.on_success(at));
         }
         if syncs {
             for l in &feedback.limits {
@@ -483,11 +480,17 @@ impl<St: Store> Limiter<St> {
 
     /// In the adaptive mode: moves the CUBIC rate with `step` and, when the factor it gives moved
     /// by more than 1 % (or reached the ceiling), applies the scaled limits to the provider scope.
-    fn adapt(&self, key: &ScopeKey, step: impl FnOnce(&mut Adaptive) -> f64) {
+    /// Before the step, the latest cut shared by other processes is adopted.
+    fn adapt(&self, scope: &ScopeRef, now: Nanos, step: impl FnOnce(&mut Adaptive) -> f64) {
         let Some(adaptive) = &self.shared.adaptive else {
             return;
         };
+        let key = &scope.key;
+        let cut = self.shared_cut(scope);
         let mut a = adaptive.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cut_at, w)) = cut {
+            a.rate.adopt(cut_at, w, now);
+        }
         let factor = (step(&mut a) / a.ceiling).clamp(0.0, 1.0);
         let moved =
             (factor - a.factor).abs() > 0.01 * a.factor || (factor == 1.0 && a.factor < 1.0);
@@ -548,7 +551,7 @@ impl<St: Store> Limiter<St> {
         };
         if let Some(err) = early {
             if let Some(a) = &account {
-                self.log_refused(a, priority, cost, &err);
+                self.log_refused(a, priority, cost, None, &err);
             }
             return Err(err);
         }
@@ -592,6 +595,19 @@ pub(crate) struct Account {
     waiting: bool,
     /// When the call was admitted.
     admitted: Option<Instant>,
+}
+
+impl Account {
+    /// Gives back what a call that never ran holds: its money, and its place among the calls
+    /// held at a cap.
+    fn give_back(&mut self, spend: &Spend, id: u64) {
+        if let Some(hold) = self.hold.take() {
+            spend.release(hold, &self.budgets);
+        }
+        if std::mem::take(&mut self.waiting) {
+            spend.forget(id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Account {
@@ -688,26 +704,11 @@ impl<St: Store> Ticket<St> {
             c.refused();
         }
         if let Some(mut account) = self.account.take() {
-            let now = Instant::now();
-            let spend = self.limiter.shared.spend.as_ref();
-            if let (Some(hold), Some(spend)) = (account.hold.take(), spend) {
-                spend.release(hold, &account.budgets);
+            if let Some(spend) = &self.limiter.shared.spend {
+                account.give_back(spend, self.id);
             }
-            if let (true, Some(spend)) = (account.waiting, spend) {
-                spend.forget(self.id);
-            }
-            let waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
-            self.limiter.log(
-                &account,
-                self.priority,
-                self.cost,
-                now,
-                waited,
-                None,
-                Micros::ZERO,
-                "refused",
-                Some(&err),
-            );
+            self.limiter
+                .log_refused(&account, self.priority, self.cost, self.arrived, &err);
         }
         Poll::Ready(Err(err))
     }
@@ -1040,12 +1041,7 @@ impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
         self.leave(false);
         if let (Some(account), Some(spend)) = (self.account.as_mut(), &self.limiter.shared.spend) {
-            if let Some(hold) = account.hold.take() {
-                spend.release(hold, &account.budgets);
-            }
-            if account.waiting {
-                spend.forget(self.id);
-            }
+            account.give_back(spend, self.id);
         }
     }
 }
