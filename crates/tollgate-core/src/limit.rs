@@ -217,6 +217,8 @@ impl Gcra {
     pub fn wait(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
         let backlog = tat - now;
         match self.burst.checked_sub(n) {
+            // An idle bucket is full: no division needed.
+            Some(_) if backlog == Nanos::ZERO => Nanos::ZERO,
             Some(room) => backlog.saturating_sub(Nanos::new(self.floor_ns(room))),
             None => backlog + Nanos::new(self.cost_ns(n - self.burst)),
         }

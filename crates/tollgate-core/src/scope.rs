@@ -306,6 +306,9 @@ pub fn settle(
     actual: Cost,
     scopes: &mut [(&CompiledScope, &mut ScopeState)],
 ) {
+    if actual == charged {
+        return;
+    }
     for (limits, state) in scopes.iter_mut() {
         for (g, tat) in limits.gcras.iter().zip(state.tats.iter_mut()) {
             let (c, a) = (charged.amount(g.dimension()), actual.amount(g.dimension()));

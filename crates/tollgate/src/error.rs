@@ -26,7 +26,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// ```
 #[derive(Debug)]
 pub struct ThrottleError {
-    kind: Kind,
+    /// Boxed: errors are rare, and a small error keeps every `Result` of the call path small.
+    kind: Box<Kind>,
 }
 
 #[derive(Debug)]
@@ -62,85 +63,85 @@ impl ThrottleError {
         capacity: u64,
     ) -> Self {
         ThrottleError {
-            kind: Kind::NeverFits {
+            kind: Box::new(Kind::NeverFits {
                 scope,
                 dimension,
                 requested,
                 capacity,
-            },
+            }),
         }
     }
 
     pub(crate) fn max_wait(max: Duration, waited: Duration, predicted: Option<Duration>) -> Self {
         ThrottleError {
-            kind: Kind::MaxWait {
+            kind: Box::new(Kind::MaxWait {
                 max,
                 waited,
                 predicted,
-            },
+            }),
         }
     }
 
     pub(crate) fn unknown_scope(key: ScopeKey) -> Self {
         ThrottleError {
-            kind: Kind::UnknownScope(key),
+            kind: Box::new(Kind::UnknownScope(key)),
         }
     }
 
     pub(crate) fn too_many_scopes(n: usize) -> Self {
         ThrottleError {
-            kind: Kind::TooManyScopes(n),
+            kind: Box::new(Kind::TooManyScopes(n)),
         }
     }
 
     pub(crate) fn store(e: StoreError) -> Self {
         ThrottleError {
-            kind: Kind::Store(e),
+            kind: Box::new(Kind::Store(e)),
         }
     }
 
     pub(crate) fn budget(scope: ScopeKey, exhausted: BudgetExhausted) -> Self {
         ThrottleError {
-            kind: Kind::Budget { scope, exhausted },
+            kind: Box::new(Kind::Budget { scope, exhausted }),
         }
     }
 
     pub(crate) fn paused(scope: ScopeKey) -> Self {
         ThrottleError {
-            kind: Kind::Paused(scope),
+            kind: Box::new(Kind::Paused(scope)),
         }
     }
 
     pub(crate) fn unknown_model(e: UnknownModelError) -> Self {
         ThrottleError {
-            kind: Kind::UnknownModel(e),
+            kind: Box::new(Kind::UnknownModel(e)),
         }
     }
 
     pub(crate) fn polled_after_completion() -> Self {
         ThrottleError {
-            kind: Kind::PolledAfterCompletion,
+            kind: Box::new(Kind::PolledAfterCompletion),
         }
     }
 
     /// The call costs more than a bucket can ever hold: waiting would never help.
     pub fn is_never_fits(&self) -> bool {
-        matches!(self.kind, Kind::NeverFits { .. })
+        matches!(*self.kind, Kind::NeverFits { .. })
     }
 
     /// The call would wait (or waited) longer than the configured maximum.
     pub fn is_max_wait(&self) -> bool {
-        matches!(self.kind, Kind::MaxWait { .. })
+        matches!(*self.kind, Kind::MaxWait { .. })
     }
 
     /// A scope key of the call is not configured and unknown keys are rejected.
     pub fn is_unknown_scope(&self) -> bool {
-        matches!(self.kind, Kind::UnknownScope(_))
+        matches!(*self.kind, Kind::UnknownScope(_))
     }
 
     /// The store failed (only stores outside the process fail).
     pub fn is_store(&self) -> bool {
-        matches!(self.kind, Kind::Store(_))
+        matches!(*self.kind, Kind::Store(_))
     }
 
     /// The spend cap of a scope ([`scope`](ThrottleError::scope)) refused the call: what was
@@ -168,7 +169,7 @@ impl ThrottleError {
     /// # Ok(()) }
     /// ```
     pub fn budget_exhausted(&self) -> Option<&BudgetExhausted> {
-        match &self.kind {
+        match &*self.kind {
             Kind::Budget { exhausted, .. } => Some(exhausted),
             _ => None,
         }
@@ -177,18 +178,18 @@ impl ThrottleError {
     /// The scope ([`scope`](ThrottleError::scope)) was paused by hand with
     /// [`Limiter::pause`](crate::Limiter::pause).
     pub fn is_paused(&self) -> bool {
-        matches!(self.kind, Kind::Paused(_))
+        matches!(*self.kind, Kind::Paused(_))
     }
 
     /// The call names a model that the price table does not list, and the table refuses unknown
     /// models.
     pub fn is_unknown_model(&self) -> bool {
-        matches!(self.kind, Kind::UnknownModel(_))
+        matches!(*self.kind, Kind::UnknownModel(_))
     }
 
     /// The scope the error is about, for never-fits and unknown-scope errors.
     pub fn scope(&self) -> Option<&ScopeKey> {
-        match &self.kind {
+        match &*self.kind {
             Kind::NeverFits { scope, .. }
             | Kind::UnknownScope(scope)
             | Kind::Budget { scope, .. }
@@ -199,7 +200,7 @@ impl ThrottleError {
 
     /// For a never-fits error: the dimension, what the call asked for and the bucket's capacity.
     pub fn requested_vs_capacity(&self) -> Option<(Dimension, u64, u64)> {
-        match self.kind {
+        match *self.kind {
             Kind::NeverFits {
                 dimension,
                 requested,
@@ -213,7 +214,7 @@ impl ThrottleError {
     /// For a max-wait error: how much longer the call would still have had to wait, when known
     /// (a lower bound when calls were queued ahead of it).
     pub fn predicted_wait(&self) -> Option<Duration> {
-        match self.kind {
+        match *self.kind {
             Kind::MaxWait { predicted, .. } => predicted,
             _ => None,
         }
@@ -222,7 +223,7 @@ impl ThrottleError {
     /// For a max-wait error: how long the call waited before it was refused (zero when it was
     /// refused at once because the predicted wait was already too long).
     pub fn waited(&self) -> Option<Duration> {
-        match self.kind {
+        match *self.kind {
             Kind::MaxWait { waited, .. } => Some(waited),
             _ => None,
         }
@@ -231,7 +232,7 @@ impl ThrottleError {
 
 impl fmt::Display for ThrottleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
+        match &*self.kind {
             Kind::NeverFits {
                 scope,
                 dimension,
@@ -265,7 +266,7 @@ impl fmt::Display for ThrottleError {
 
 impl std::error::Error for ThrottleError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &*self.kind {
             Kind::Store(e) => Some(e),
             Kind::Budget { exhausted, .. } => Some(exhausted),
             Kind::UnknownModel(e) => Some(e),

@@ -530,38 +530,49 @@ impl<St: Store> Limiter<St> {
         }
     }
 
-    /// A ticket for a call with these scope keys, or the error that ends it at once.
+    /// The lane of the scope keys `keys`: their scopes resolved against the registry now.
+    ///
+    /// # Errors
+    /// A key that is unknown when unknown keys are rejected, or more than 64 scopes.
+    pub(crate) fn lane(&self, keys: crate::Scopes) -> Result<Arc<Lane<St>>, ThrottleError> {
+        let mut scopes = SmallVec::new();
+        let mut counters = SmallVec::new();
+        let registry = &self.shared.registry;
+        let generation = registry.generation();
+        match registry.resolve_into(&keys, &mut scopes, &mut counters) {
+            Err(key) => Err(ThrottleError::unknown_scope(key)),
+            Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
+            Ok(()) => Ok(Arc::new(Lane {
+                limiter: self.clone(),
+                keys,
+                generation,
+                scopes,
+                counters,
+            })),
+        }
+    }
+
+    /// A ticket for a call in `lane`, or the error that ends it at once.
     pub(crate) fn ticket(
         &self,
-        keys: &crate::Scopes,
+        lane: Result<Arc<Lane<St>>, ThrottleError>,
         cost: Cost,
         priority: Priority,
         account: Option<Box<Account>>,
     ) -> Result<Ticket<St>, ThrottleError> {
-        let mut scopes = SmallVec::new();
-        let mut counters = SmallVec::new();
-        let early = match self
-            .shared
-            .registry
-            .resolve_into(keys, &mut scopes, &mut counters)
-        {
-            Err(key) => Some(ThrottleError::unknown_scope(key)),
-            Ok(()) if scopes.len() > 64 => Some(ThrottleError::too_many_scopes(scopes.len())),
-            Ok(()) => None,
-        };
-        if let Some(err) = early {
-            if let Some(a) = &account {
-                self.log_refused(a, priority, cost, None, &err);
+        let lane = match lane {
+            Ok(lane) => lane,
+            Err(err) => {
+                if let Some(a) = &account {
+                    self.log_refused(a, priority, cost, None, &err);
+                }
+                return Err(err);
             }
-            return Err(err);
-        }
+        };
         Ok(Ticket {
-            limiter: self.clone(),
+            lane,
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-            generation: self.shared.registry.generation(),
             priority,
-            scopes,
-            counters,
             cost,
             arrived: None,
             enqueued: false,
@@ -570,6 +581,57 @@ impl<St: Store> Limiter<St> {
             account,
             asked_at: Nanos::ZERO,
         })
+    }
+}
+
+/// The scopes of one set of scope keys, resolved against the registry at one generation, with the
+/// limiter they belong to. A service keeps the lane of its last call, so the next call with the
+/// same keys takes it as it is: no registry lock, no hashing, one reference count for the whole
+/// call instead of one per scope and limiter.
+pub(crate) struct Lane<St> {
+    limiter: Limiter<St>,
+    /// The keys the lane was resolved from, as the scope hook gave them.
+    keys: crate::Scopes,
+    /// The registry generation they were resolved at.
+    generation: u64,
+    scopes: SmallVec<[ScopeRef; 4]>,
+    counters: SmallVec<[Arc<ScopeCounters>; 4]>,
+}
+
+impl<St> Lane<St> {
+    /// Whether a call with the scope keys `keys` may take this lane: the same keys, and no limit
+    /// changed since it was resolved.
+    pub(crate) fn fits(&self, keys: &crate::Scopes) -> bool {
+        self.is_current() && self.keys == *keys
+    }
+
+    /// Whether no limit changed since the lane was resolved.
+    fn is_current(&self) -> bool {
+        self.limiter.shared.registry.generation() == self.generation
+    }
+
+    /// The same lane with the limits its scopes have now.
+    fn refreshed(&self) -> Self {
+        let registry = &self.limiter.shared.registry;
+        let generation = registry.generation();
+        let mut scopes = self.scopes.clone();
+        registry.refresh(&mut scopes);
+        Lane {
+            limiter: self.limiter.clone(),
+            keys: self.keys.clone(),
+            generation,
+            scopes,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<St> std::fmt::Debug for Lane<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("keys", &self.keys)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
     }
 }
 
@@ -623,13 +685,10 @@ impl std::fmt::Debug for Account {
 
 /// A call waiting for admission. Dropping it leaves the queue and lets the next call go.
 pub(crate) struct Ticket<St: Store> {
-    limiter: Limiter<St>,
+    /// Its scopes and the limiter.
+    lane: Arc<Lane<St>>,
     id: u64,
-    /// The registry generation `scopes` were resolved at.
-    generation: u64,
     priority: Priority,
-    scopes: SmallVec<[ScopeRef; 4]>,
-    counters: SmallVec<[Arc<ScopeCounters>; 4]>,
     cost: Cost,
     /// Set at the first poll.
     arrived: Option<Instant>,
@@ -647,7 +706,7 @@ impl<St: Store> std::fmt::Debug for Ticket<St> {
         f.debug_struct("Ticket")
             .field("id", &self.id)
             .field("priority", &self.priority)
-            .field("scopes", &self.scopes)
+            .field("scopes", &self.lane.keys)
             .field("cost", &self.cost)
             .field("enqueued", &self.enqueued)
             .finish_non_exhaustive()
@@ -664,7 +723,12 @@ enum Turn {
 
 impl<St: Store> Ticket<St> {
     fn deadline(&self, arrived: Instant) -> Option<Instant> {
-        self.limiter.shared.settings.max_wait.map(|m| arrived + m)
+        self.lane
+            .limiter
+            .shared
+            .settings
+            .max_wait
+            .map(|m| arrived + m)
     }
 
     /// Joins the back of its tier in the queue (once).
@@ -673,11 +737,15 @@ impl<St: Store> Ticket<St> {
             q.push(
                 self.priority,
                 self.id,
-                self.scopes.iter().map(|s| s.id).collect(),
+                self.lane.scopes.iter().map(|s| s.id).collect(),
             );
-            self.limiter.shared.queued.store(q.len(), Ordering::Release);
+            self.lane
+                .limiter
+                .shared
+                .queued
+                .store(q.len(), Ordering::Release);
             self.enqueued = true;
-            for c in &self.counters {
+            for c in &self.lane.counters {
                 c.enqueued();
             }
         }
@@ -687,12 +755,16 @@ impl<St: Store> Ticket<St> {
     fn leave(&mut self, admitted: bool) {
         if self.enqueued {
             self.enqueued = false;
-            let mut q = self.limiter.queue();
+            let mut q = self.lane.limiter.queue();
             q.remove(self.priority, self.id, admitted);
-            self.limiter.shared.queued.store(q.len(), Ordering::Release);
+            self.lane
+                .limiter
+                .shared
+                .queued
+                .store(q.len(), Ordering::Release);
             q.wake_eligible();
             drop(q);
-            for c in &self.counters {
+            for c in &self.lane.counters {
                 c.dequeued();
             }
         }
@@ -700,14 +772,15 @@ impl<St: Store> Ticket<St> {
 
     fn refuse(&mut self, err: ThrottleError) -> Poll<Result<Permit<St>, ThrottleError>> {
         self.leave(false);
-        for c in &self.counters {
+        for c in &self.lane.counters {
             c.refused();
         }
         if let Some(mut account) = self.account.take() {
-            if let Some(spend) = &self.limiter.shared.spend {
+            if let Some(spend) = &self.lane.limiter.shared.spend {
                 account.give_back(spend, self.id);
             }
-            self.limiter
+            self.lane
+                .limiter
                 .log_refused(&account, self.priority, self.cost, self.arrived, &err);
         }
         Poll::Ready(Err(err))
@@ -720,7 +793,7 @@ impl<St: Store> Ticket<St> {
         cx: &mut Context<'_>,
         now: Instant,
     ) -> Poll<Result<(), ThrottleError>> {
-        let limiter = self.limiter.clone();
+        let limiter = self.lane.limiter.clone();
         let deadline = self.arrived.and_then(|a| self.deadline(a));
         let (Some(account), Some(spend)) = (&mut self.account, &limiter.shared.spend) else {
             return Poll::Ready(Ok(()));
@@ -813,7 +886,12 @@ impl<St: Store> Ticket<St> {
     fn max_wait_error(&mut self, now: Instant, predicted: Option<Instant>) -> ThrottleError {
         let arrived = self.arrived.unwrap_or(now);
         ThrottleError::max_wait(
-            self.limiter.shared.settings.max_wait.unwrap_or_default(),
+            self.lane
+                .limiter
+                .shared
+                .settings
+                .max_wait
+                .unwrap_or_default(),
             now - arrived,
             predicted.map(|p| p.saturating_duration_since(now)),
         )
@@ -821,10 +899,10 @@ impl<St: Store> Ticket<St> {
 
     /// Consults the queue: may this call try the store now?
     fn turn(&mut self, cx: &Context<'_>, now: Instant) -> Result<Turn, ThrottleError> {
-        if !self.enqueued && self.limiter.shared.queued.load(Ordering::Acquire) == 0 {
+        if !self.enqueued && self.lane.limiter.shared.queued.load(Ordering::Acquire) == 0 {
             return Ok(Turn::Go);
         }
-        let limiter = self.limiter.clone();
+        let limiter = self.lane.limiter.clone();
         let mut q = limiter.queue();
         self.enqueue(&mut q);
         // A call that sleeps until its capacity is due is polled when the time has come, or when
@@ -858,7 +936,7 @@ impl<St: Store> Ticket<St> {
         // the clock says between two reads).
         let waited = self.arrived.filter(|_| self.enqueued).map(|a| now - a);
         self.leave(true);
-        for c in &self.counters {
+        for c in &self.lane.counters {
             c.admitted(waited);
         }
         let mut account = self.account.take();
@@ -868,17 +946,17 @@ impl<St: Store> Ticket<St> {
             waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
         }
         Poll::Ready(Ok(Permit {
-            limiter: self.limiter.clone(),
+            lane: self.lane.clone(),
             reservation,
             charged: self.cost,
-            on_failure: self.limiter.shared.settings.on_failure,
+            on_failure: self.lane.limiter.shared.settings.on_failure,
             account,
             priority: self.priority,
             waited,
             admitted: if self.asked_at > Nanos::ZERO {
                 self.asked_at
             } else {
-                self.limiter.nanos(now)
+                self.lane.limiter.nanos(now)
             },
         }))
     }
@@ -893,7 +971,7 @@ impl<St: Store> Ticket<St> {
         match decision {
             Decision::Admitted(reservation) => self.admitted(now, Some(reservation)),
             Decision::Never(n) => {
-                let scope = self.scopes[n.scope].key.clone();
+                let scope = self.lane.scopes[n.scope].key.clone();
                 self.refuse(ThrottleError::never_fits(
                     scope,
                     n.dimension,
@@ -903,7 +981,7 @@ impl<St: Store> Ticket<St> {
             }
             Decision::Wait { wait, blocked } => {
                 let until = wait.map(|w| now + w);
-                let settings = self.limiter.shared.settings.clone();
+                let settings = self.lane.limiter.shared.settings.clone();
                 let arrived = self.arrived.unwrap_or(now);
                 if let (true, Some(max), Some(u)) =
                     (settings.refuse_over_max_wait, settings.max_wait, until)
@@ -914,13 +992,14 @@ impl<St: Store> Ticket<St> {
                     }
                 }
                 let scopes = self
+                    .lane
                     .scopes
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| blocked & (1 << i) != 0)
                     .map(|(_, s)| s.id)
                     .collect();
-                let limiter = self.limiter.clone();
+                let limiter = self.lane.limiter.clone();
                 let mut q = limiter.queue();
                 self.enqueue(&mut q);
                 q.set_state(self.priority, self.id, WaitState::Blocked { scopes, until });
@@ -985,7 +1064,7 @@ impl<St: Store> Ticket<St> {
         }
         if let Some(d) = self.deadline(arrived) {
             if now >= d {
-                let predicted = match self.limiter.queue().state(self.priority, self.id) {
+                let predicted = match self.lane.limiter.queue().state(self.priority, self.id) {
                     Some(WaitState::Blocked { until, .. }) => *until,
                     _ => None,
                 };
@@ -996,21 +1075,19 @@ impl<St: Store> Ticket<St> {
         match self.turn(cx, now) {
             Err(e) => self.refuse(e),
             Ok(Turn::Wait) => self.arm(cx, None),
-            Ok(Turn::Go) if self.scopes.is_empty() => self.admitted(now, None),
+            Ok(Turn::Go) if self.lane.scopes.is_empty() => self.admitted(now, None),
             Ok(Turn::Go) => {
-                let registry = &self.limiter.shared.registry;
-                if registry.generation() != self.generation {
+                if !self.lane.is_current() {
                     // Limits changed while the call waited.
-                    self.generation = registry.generation();
-                    registry.refresh(&mut self.scopes);
+                    self.lane = Arc::new(self.lane.refreshed());
                 }
-                self.asked_at = self.limiter.nanos(now);
+                self.asked_at = self.lane.limiter.nanos(now);
                 let call = Acquire {
                     now: self.asked_at,
-                    scopes: &self.scopes,
+                    scopes: &self.lane.scopes,
                     cost: self.cost,
                 };
-                let mut fut = self.limiter.shared.store.acquire(&call);
+                let mut fut = self.lane.limiter.shared.store.acquire(&call);
                 // A store in this process answers at once; only a remote one's future is kept
                 // (boxed, so the ticket stays small).
                 match Pin::new(&mut fut).poll(cx) {
@@ -1040,7 +1117,9 @@ impl<St: Store> Ticket<St> {
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
         self.leave(false);
-        if let (Some(account), Some(spend)) = (self.account.as_mut(), &self.limiter.shared.spend) {
+        if let (Some(account), Some(spend)) =
+            (self.account.as_mut(), &self.lane.limiter.shared.spend)
+        {
             account.give_back(spend, self.id);
         }
     }
@@ -1048,7 +1127,7 @@ impl<St: Store> Drop for Ticket<St> {
 
 /// An admitted call. Dropping it without [`finish`](Permit::finish) settles it as failed.
 pub(crate) struct Permit<St: Store> {
-    limiter: Limiter<St>,
+    lane: Arc<Lane<St>>,
     reservation: Option<St::Reservation>,
     charged: Cost,
     on_failure: OnFailure,
@@ -1071,7 +1150,7 @@ impl<St: Store> std::fmt::Debug for Permit<St> {
 impl<St: Store> Permit<St> {
     /// The limiter the call was admitted by.
     pub(crate) fn limiter(&self) -> &Limiter<St> {
-        &self.limiter
+        &self.lane.limiter
     }
 
     /// Whether the call's detailed token usage is wanted (the layer tracks spend or logs calls).
@@ -1129,12 +1208,13 @@ impl<St: Store> Permit<St> {
             || actual.output_tokens > c.output_tokens;
         let read = (debt || self.account.is_some()).then(Instant::now);
         if let Some(r) = self.reservation.take() {
-            let now = read.map_or(self.admitted, |t| self.limiter.nanos(t));
-            self.limiter
+            let now = read.map_or(self.admitted, |t| self.lane.limiter.nanos(t));
+            self.lane
+                .limiter
                 .shared
                 .store
                 .settle(r, Settlement { now, actual });
-            self.limiter.wake_blocked();
+            self.lane.limiter.wake_blocked();
         }
         if let (Some(mut account), Some(now)) = (self.account.take(), read) {
             let charged_tokens = TokenUsage::new(actual.input_tokens, actual.output_tokens);
@@ -1147,11 +1227,13 @@ impl<St: Store> Permit<St> {
                 (Some(p), Some(u)) => p.cost_of(u),
                 _ => Micros::ZERO,
             };
-            if let (Some(hold), Some(spend)) = (account.hold.take(), &self.limiter.shared.spend) {
+            if let (Some(hold), Some(spend)) =
+                (account.hold.take(), &self.lane.limiter.shared.spend)
+            {
                 spend.settle(
                     hold,
                     &account.budgets,
-                    self.limiter.unix_ms(now) / 1000,
+                    self.lane.limiter.unix_ms(now) / 1000,
                     cost,
                 );
             }
@@ -1160,7 +1242,7 @@ impl<St: Store> Permit<St> {
                 Billed::Reported(t) => Some(t),
                 _ => (outcome == "ok").then_some(charged_tokens),
             };
-            self.limiter.log(
+            self.lane.limiter.log(
                 &account,
                 self.priority,
                 self.charged,
@@ -1250,6 +1332,10 @@ impl<St: Store> Limiter<St> {
 
 impl<St: Store> Drop for Permit<St> {
     fn drop(&mut self) {
+        if self.reservation.is_none() && self.account.is_none() {
+            // Settled already.
+            return;
+        }
         let actual = self.on_failure.actual(self.charged);
         self.settle(actual, Billed::Charged, "dropped");
     }

@@ -2,7 +2,9 @@ use super::future::After;
 use super::ResponseFuture;
 use crate::feedback::Classify;
 use crate::hooks::{AssignPriority, CallMeta, EstimateCost, ExtractScopes, Hooks, ReadUsage};
+use crate::limiter::Lane;
 use crate::{BoxError, Limiter, MemoryStore, Store};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -20,6 +22,8 @@ pub struct Throttle<S, H = Hooks, St = MemoryStore> {
     pub(crate) inner: S,
     pub(crate) limiter: Limiter<St>,
     pub(crate) hooks: H,
+    /// The scopes of the last call, taken as they are by the next call with the same keys.
+    pub(crate) lane: Option<Arc<Lane<St>>>,
 }
 
 impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
@@ -28,6 +32,7 @@ impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             hooks: self.hooks.clone(),
+            lane: self.lane.clone(),
         }
     }
 }
@@ -89,7 +94,14 @@ where
             self.hooks.meta.model(&req),
             self.hooks.meta.attempt(&req),
         );
-        match account.and_then(|a| self.limiter.ticket(&keys, cost, priority, a)) {
+        let lane = match self.lane.take() {
+            Some(lane) if lane.fits(&keys) => Ok(lane),
+            _ => self.limiter.lane(keys),
+        };
+        if let Ok(lane) = &lane {
+            self.lane = Some(lane.clone());
+        }
+        match account.and_then(|a| self.limiter.ticket(lane, cost, priority, a)) {
             Ok(ticket) => {
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);

@@ -520,3 +520,47 @@ async fn a_call_that_never_queued_records_no_wait() {
         (Duration::ZERO, Duration::ZERO, Duration::ZERO)
     );
 }
+
+// A service keeps the scopes of its last call for the next call with the same keys: a call with
+// other keys, and a change of limits, must not be served from it.
+#[tokio::test(start_paused = true)]
+async fn one_service_keeps_keys_and_limit_changes_apart() {
+    let (start, log) = (Instant::now(), Log::default());
+    let (limiter, mut svc) = client(
+        ThrottleLayer::builder()
+            .scope("global", rpm(6_000, 100))
+            .scope("agent:1", rpm(60, 1)),
+        &log,
+        start,
+    );
+    // The same service instance for every call, as a client that keeps one does.
+    let mut call = |c: Call| svc.call(c);
+    call(Call::new(0).agent(1)).await.unwrap();
+    // Agent 2 is unlimited; agent 1 has spent its burst of one and waits a second.
+    call(Call::new(1).agent(2)).await.unwrap();
+    call(Call::new(2).agent(1)).await.unwrap();
+    let e = log.entries();
+    assert_eq!(e[1].1, Duration::ZERO, "agent 2 is not agent 1: {e:?}");
+    assert!(
+        close(e[2].1, secs(1.0)),
+        "agent 1 waits for its own limit: {e:?}"
+    );
+    // Ten a second from now on: the next call of agent 1 waits 0.1 s, not 1 s.
+    limiter.set_limits("agent:1", rpm(600, 1)).unwrap();
+    call(Call::new(3).agent(1)).await.unwrap();
+    let e = log.entries();
+    assert!(close(e[3].1, secs(1.1)), "the new limits apply: {e:?}");
+    // Agent 2 has no scope of its own; then it gets one, with a burst of one.
+    call(Call::new(4).agent(2)).await.unwrap();
+    limiter.set_limits("agent:2", rpm(60, 1)).unwrap();
+    call(Call::new(5).agent(2)).await.unwrap();
+    call(Call::new(6).agent(2)).await.unwrap();
+    let e = log.entries();
+    assert!(
+        close(e[6].1 - e[5].1, secs(1.0)),
+        "agent 2 is limited now: {e:?}"
+    );
+    assert_eq!(limiter.scope_stats("agent:1").unwrap().admitted, 3);
+    assert_eq!(limiter.scope_stats("agent:2").unwrap().admitted, 2);
+    assert_eq!(limiter.scope_stats("global").unwrap().admitted, 7);
+}
