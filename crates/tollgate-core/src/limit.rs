@@ -178,6 +178,7 @@ impl Gcra {
     }
 
     /// The time `n` units take to refill, rounded up to a whole nanosecond.
+    #[inline]
     pub fn cost_ns(&self, n: u64) -> u64 {
         let den = self.per_period_milli;
         // Most products fit 64 bits: one division instead of a 128-bit one. Same result.
@@ -195,6 +196,7 @@ impl Gcra {
     }
 
     /// The time `n` units take to refill, rounded down to a whole nanosecond.
+    #[inline]
     fn floor_ns(&self, n: u64) -> u64 {
         let den = self.per_period_milli;
         if let Some(num) = n
@@ -214,6 +216,7 @@ impl Gcra {
     /// Exact: the smallest whole wait after which the backlog `tat − now` is at most
     /// `(burst − n)·T`. (For `n` above the burst, which never fits, the backlog plus the time the
     /// excess takes to refill.)
+    #[inline]
     pub fn wait(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
         let backlog = tat - now;
         match self.burst.checked_sub(n) {
@@ -225,12 +228,14 @@ impl Gcra {
     }
 
     /// `tat` after charging `n` units at `now` (admission, or debt when it goes past the burst).
+    #[inline]
     pub fn charged(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
         tat.max(now) + Nanos::new(self.cost_ns(n))
     }
 
     /// `tat` after refunding `n` units at `now`; never earlier than `now` (a full bucket). The
     /// refund is rounded down, so it never gives back more than `n` units.
+    #[inline]
     pub fn refunded(&self, tat: Nanos, now: Nanos, n: u64) -> Nanos {
         (tat - Nanos::new(self.floor_ns(n))).max(now)
     }

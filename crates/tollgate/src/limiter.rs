@@ -752,21 +752,27 @@ impl<St: Store> Ticket<St> {
     }
 
     /// Leaves the queue, admitted or not, and lets the calls behind move up.
+    #[inline]
     fn leave(&mut self, admitted: bool) {
         if self.enqueued {
-            self.enqueued = false;
-            let mut q = self.lane.limiter.queue();
-            q.remove(self.priority, self.id, admitted);
-            self.lane
-                .limiter
-                .shared
-                .queued
-                .store(q.len(), Ordering::Release);
-            q.wake_eligible();
-            drop(q);
-            for c in &self.lane.counters {
-                c.dequeued();
-            }
+            self.leave_queue(admitted);
+        }
+    }
+
+    #[cold]
+    fn leave_queue(&mut self, admitted: bool) {
+        self.enqueued = false;
+        let mut q = self.lane.limiter.queue();
+        q.remove(self.priority, self.id, admitted);
+        self.lane
+            .limiter
+            .shared
+            .queued
+            .store(q.len(), Ordering::Release);
+        q.wake_eligible();
+        drop(q);
+        for c in &self.lane.counters {
+            c.dequeued();
         }
     }
 

@@ -75,7 +75,9 @@ impl From<Arc<str>> for ScopeKey {
 // requires it).
 impl PartialEq for ScopeKey {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        let (a, b) = (self.as_str(), other.as_str());
+        // The same string (a static key, or one `Arc`) needs no byte comparison.
+        std::ptr::eq(a, b) || a == b
     }
 }
 
