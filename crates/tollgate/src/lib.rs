@@ -104,6 +104,7 @@ mod config;
 mod error;
 pub mod feedback;
 mod hooks;
+mod lane;
 mod limiter;
 mod pick;
 mod queue;

@@ -2,16 +2,16 @@
 //! two halves of a call's life in it: a `Ticket` while it waits, a `Permit` while it runs.
 
 use crate::feedback::{Cooldown, Feedback};
+use crate::lane::Lane;
 use crate::queue::{Queue, WaitState};
 use crate::registry::{Registry, Resolved};
 use crate::spend::{
     CallBudgets, CallRecord, EstimateRecord, LedgerFuture, LedgerHold, MoneyStep, OnCap, Refusal,
     Spend, SpendStats, TokensRecord,
 };
-use crate::stats::{self, BucketStats, ScopeCounters, ScopeStats};
+use crate::stats::{self, BucketStats, ScopeStats};
 use crate::store::{Acquire, Decision, Settlement, Store};
 use crate::{ConfigError, Cost, Priority, ScopeKey, ScopeLimits, ScopeRef, ThrottleError};
-use smallvec::SmallVec;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -138,6 +138,13 @@ struct Shared<St> {
 #[derive(Debug)]
 pub struct Limiter<St = crate::MemoryStore> {
     shared: Arc<Shared<St>>,
+}
+
+impl<St> Limiter<St> {
+    /// The scope registry.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
 }
 
 impl<St> Clone for Limiter<St> {
@@ -530,28 +537,6 @@ impl<St: Store> Limiter<St> {
         }
     }
 
-    /// The lane of the scope keys `keys`: their scopes resolved against the registry now.
-    ///
-    /// # Errors
-    /// A key that is unknown when unknown keys are rejected, or more than 64 scopes.
-    pub(crate) fn lane(&self, keys: crate::Scopes) -> Result<Arc<Lane<St>>, ThrottleError> {
-        let mut scopes = SmallVec::new();
-        let mut counters = SmallVec::new();
-        let registry = &self.shared.registry;
-        let generation = registry.generation();
-        match registry.resolve_into(&keys, &mut scopes, &mut counters) {
-            Err(key) => Err(ThrottleError::unknown_scope(key)),
-            Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
-            Ok(()) => Ok(Arc::new(Lane {
-                limiter: self.clone(),
-                keys,
-                generation,
-                scopes,
-                counters,
-            })),
-        }
-    }
-
     /// A ticket for a call in `lane`, or the error that ends it at once.
     pub(crate) fn ticket(
         &self,
@@ -581,57 +566,6 @@ impl<St: Store> Limiter<St> {
             account,
             asked_at: Nanos::ZERO,
         })
-    }
-}
-
-/// The scopes of one set of scope keys, resolved against the registry at one generation, with the
-/// limiter they belong to. A service keeps the lane of its last call, so the next call with the
-/// same keys takes it as it is: no registry lock, no hashing, one reference count for the whole
-/// call instead of one per scope and limiter.
-pub(crate) struct Lane<St> {
-    limiter: Limiter<St>,
-    /// The keys the lane was resolved from, as the scope hook gave them.
-    keys: crate::Scopes,
-    /// The registry generation they were resolved at.
-    generation: u64,
-    scopes: SmallVec<[ScopeRef; 4]>,
-    counters: SmallVec<[Arc<ScopeCounters>; 4]>,
-}
-
-impl<St> Lane<St> {
-    /// Whether a call with the scope keys `keys` may take this lane: the same keys, and no limit
-    /// changed since it was resolved.
-    pub(crate) fn fits(&self, keys: &crate::Scopes) -> bool {
-        self.is_current() && self.keys == *keys
-    }
-
-    /// Whether no limit changed since the lane was resolved.
-    fn is_current(&self) -> bool {
-        self.limiter.shared.registry.generation() == self.generation
-    }
-
-    /// The same lane with the limits its scopes have now.
-    fn refreshed(&self) -> Self {
-        let registry = &self.limiter.shared.registry;
-        let generation = registry.generation();
-        let mut scopes = self.scopes.clone();
-        registry.refresh(&mut scopes);
-        Lane {
-            limiter: self.limiter.clone(),
-            keys: self.keys.clone(),
-            generation,
-            scopes,
-            counters: self.counters.clone(),
-        }
-    }
-}
-
-impl<St> std::fmt::Debug for Lane<St> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lane")
-            .field("keys", &self.keys)
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
     }
 }
 

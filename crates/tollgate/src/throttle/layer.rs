@@ -83,7 +83,7 @@ impl<S, H: Clone, St> Layer<S> for ThrottleLayer<H, St> {
             inner,
             limiter: self.limiter.clone(),
             hooks: self.hooks.clone(),
-            lane: None,
+            lanes: crate::lane::LaneCache::new(),
         }
     }
 }

@@ -2,9 +2,8 @@ use super::future::After;
 use super::ResponseFuture;
 use crate::feedback::Classify;
 use crate::hooks::{AssignPriority, CallMeta, EstimateCost, ExtractScopes, Hooks, ReadUsage};
-use crate::limiter::Lane;
+use crate::lane::LaneCache;
 use crate::{BoxError, Limiter, MemoryStore, Store};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -23,7 +22,7 @@ pub struct Throttle<S, H = Hooks, St = MemoryStore> {
     pub(crate) limiter: Limiter<St>,
     pub(crate) hooks: H,
     /// The scopes of the last call, taken as they are by the next call with the same keys.
-    pub(crate) lane: Option<Arc<Lane<St>>>,
+    pub(crate) lanes: LaneCache<St>,
 }
 
 impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
@@ -32,7 +31,7 @@ impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             hooks: self.hooks.clone(),
-            lane: self.lane.clone(),
+            lanes: self.lanes.clone(),
         }
     }
 }
@@ -94,13 +93,7 @@ where
             self.hooks.meta.model(&req),
             self.hooks.meta.attempt(&req),
         );
-        let lane = match self.lane.take() {
-            Some(lane) if lane.fits(&keys) => Ok(lane),
-            _ => self.limiter.lane(keys),
-        };
-        if let Ok(lane) = &lane {
-            self.lane = Some(lane.clone());
-        }
+        let lane = self.lanes.get(&self.limiter, keys);
         match account.and_then(|a| self.limiter.ticket(lane, cost, priority, a)) {
             Ok(ticket) => {
                 let clone = self.inner.clone();

@@ -521,10 +521,25 @@ async fn a_call_that_never_queued_records_no_wait() {
     );
 }
 
-// A service keeps the scopes of its last call for the next call with the same keys: a call with
-// other keys, and a change of limits, must not be served from it.
+// A service keeps the scopes of its last call for the next call with the same keys, in itself and
+// in a slot its clones share: a call with other keys, and a change of limits, must not be served
+// from either.
 #[tokio::test(start_paused = true)]
 async fn one_service_keeps_keys_and_limit_changes_apart() {
+    // The same service instance for every call, as a client that keeps one does.
+    keys_and_limit_changes(|svc, c| svc.call(c)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn clones_of_a_service_keep_keys_and_limit_changes_apart() {
+    // A clone for every call, as `oneshot` users, tower's `Retry` and routers do.
+    keys_and_limit_changes(|svc, c| svc.clone().oneshot(c)).await;
+}
+
+async fn keys_and_limit_changes<F>(send: impl Fn(&mut Client, Call) -> F)
+where
+    F: std::future::Future<Output = Result<Reply, BoxError>>,
+{
     let (start, log) = (Instant::now(), Log::default());
     let (limiter, mut svc) = client(
         ThrottleLayer::builder()
@@ -533,8 +548,7 @@ async fn one_service_keeps_keys_and_limit_changes_apart() {
         &log,
         start,
     );
-    // The same service instance for every call, as a client that keeps one does.
-    let mut call = |c: Call| svc.call(c);
+    let mut call = |c: Call| send(&mut svc, c);
     call(Call::new(0).agent(1)).await.unwrap();
     // Agent 2 is unlimited; agent 1 has spent its burst of one and waits a second.
     call(Call::new(1).agent(2)).await.unwrap();
