@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
-const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
 fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     // Callers pass constants: `HeaderName::from_static` runs at compile time there, and the
@@ -53,7 +52,17 @@ fn seconds(s: &str) -> Option<Duration> {
 /// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_millis(1500)));
 /// ```
 pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = header(headers, &RETRY_AFTER_MS) {
+    delay_of(
+        header(headers, &RETRY_AFTER_MS),
+        header(headers, &RETRY_AFTER),
+        now,
+    )
+}
+
+/// The retry delay of the values of `retry-after-ms` and `retry-after`, as [`retry_delay`] reads
+/// them.
+fn delay_of(ms: Option<&str>, ra: Option<&str>, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = ms {
         match ms.parse::<f64>() {
             Ok(v) if v.is_finite() && v >= 0.0 => {
                 return Some(Duration::from_secs_f64(v.min(1e12) / 1000.0))
@@ -61,7 +70,7 @@ pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
             _ => tracing::warn!(value = ms, "ignoring a malformed retry-after-ms header"),
         }
     }
-    let ra = header(headers, &RETRY_AFTER)?;
+    let ra = ra?;
     if let Some(d) = seconds(ra) {
         return Some(d);
     }
@@ -140,19 +149,45 @@ impl ProviderHeaders {
     /// assert_eq!((limits[0].dimension, limits[0].remaining), (Dimension::Requests, 59));
     /// ```
     pub fn parse(headers: &HeaderMap, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
-        // One pass over the answer's headers (instead of a lookup per name): each rate-limit
-        // header lands in its group's `[limit, remaining, reset]` slot, the first value winning.
-        let mut slots: [[Option<&str>; 3]; GROUPS.len()] = Default::default();
+        Scan::of(headers).limits(now)
+    }
+}
+
+/// The headers of one answer that the classifier reads, found in one pass over them (instead of
+/// a hashed lookup per name); the first value of each wins.
+#[derive(Default)]
+struct Scan<'a> {
+    /// Each rate-limit group's `[limit, remaining, reset]`.
+    rate: [[Option<&'a str>; 3]; GROUPS.len()],
+    retry_after_ms: Option<&'a str>,
+    retry_after: Option<&'a str>,
+    should_retry: Option<&'a str>,
+}
+
+impl<'a> Scan<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let mut scan = Scan::default();
         for (name, value) in headers {
-            let Some((group, field)) = rate_limit_header(name.as_str()) else {
-                continue;
+            let slot = match name.as_str() {
+                "retry-after-ms" => &mut scan.retry_after_ms,
+                "retry-after" => &mut scan.retry_after,
+                "x-should-retry" => &mut scan.should_retry,
+                n => match rate_limit_header(n) {
+                    Some((group, field)) => &mut scan.rate[group][field],
+                    None => continue,
+                },
             };
-            if slots[group][field].is_none() {
-                slots[group][field] = ascii(name, value);
+            if slot.is_none() {
+                *slot = ascii(name, value);
             }
         }
+        scan
+    }
+
+    /// The rate limits reported, resets measured from `now`.
+    fn limits(&self, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
         let mut out = SmallVec::new();
-        for (&(family, dimension), [limit, remaining, reset]) in GROUPS.iter().zip(slots) {
+        for (&(family, dimension), &[limit, remaining, reset]) in GROUPS.iter().zip(&self.rate) {
             // Anthropic writes a reset as the RFC 3339 time the bucket is full again; OpenAI as
             // the duration until then.
             let reset = reset.and_then(|r| {
@@ -304,9 +339,10 @@ impl HttpClassifier {
     /// Classifies status and headers.
     pub fn classify_parts(&self, status: http::StatusCode, headers: &HeaderMap) -> Feedback {
         let now = (self.now)();
-        let limits = ProviderHeaders::parse(headers, now);
-        let delay = retry_delay(headers, now);
-        let should_retry = match header(headers, &X_SHOULD_RETRY) {
+        let scan = Scan::of(headers);
+        let limits = scan.limits(now);
+        let delay = delay_of(scan.retry_after_ms, scan.retry_after, now);
+        let should_retry = match scan.should_retry {
             Some("true") => Some(true),
             Some("false") => Some(false),
             _ => None,
