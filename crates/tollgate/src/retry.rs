@@ -130,7 +130,7 @@ where
                 return None;
             }
         }
-        let outcome = self.classify.classify(result.as_ref()).outcome;
+        let outcome = self.classify.outcome(result.as_ref());
         let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
         let kind = match outcome {
             Outcome::Success => {

@@ -349,7 +349,7 @@ impl HttpClassifier {
         };
         let code = status.as_u16();
         let outcome = match code {
-            _ if !(status.is_client_error() || status.is_server_error()) => Outcome::Success,
+            _ if !is_failure(status) => Outcome::Success,
             429 if should_retry == Some(false) => Outcome::SpendCapReached,
             429 => match delay.or_else(|| exhausted_reset(&limits)) {
                 Some(d) => Outcome::RateLimited {
@@ -384,4 +384,17 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
             Err(_) => Feedback::outcome(Outcome::Transient { retry_after: None }),
         }
     }
+
+    fn outcome(&self, result: Result<&http::Response<B>, &E>) -> Outcome {
+        match result {
+            // A success whatever its headers say: they are not read.
+            Ok(res) if !is_failure(res.status()) => Outcome::Success,
+            _ => self.classify(result).outcome,
+        }
+    }
+}
+
+/// Whether a status is a failure (4xx or 5xx).
+fn is_failure(status: http::StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
 }

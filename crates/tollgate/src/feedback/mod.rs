@@ -144,6 +144,13 @@ impl Feedback {
 pub trait Classify<Res, E> {
     /// The feedback of one call's result.
     fn classify(&self, result: Result<&Res, &E>) -> Feedback;
+
+    /// The outcome alone, for callers that need no reported limits (as
+    /// [`RetryPolicy`](crate::retry::RetryPolicy)). The default classifies in full; an
+    /// implementation may skip reading the limits where the outcome does not depend on them.
+    fn outcome(&self, result: Result<&Res, &E>) -> Outcome {
+        self.classify(result).outcome
+    }
 }
 
 impl<Res, E, F> Classify<Res, E> for F

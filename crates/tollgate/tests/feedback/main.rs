@@ -33,6 +33,33 @@ fn classify(status: u16, pairs: &[(&str, &str)]) -> Outcome {
         .outcome
 }
 
+// The outcome alone, which the retry policy asks for, is the outcome of the full classification
+// for every status and every mix of the headers it depends on.
+proptest::proptest! {
+    #[test]
+    fn the_outcome_alone_is_the_full_outcome(
+        status in 100u16..600,
+        picks in proptest::collection::vec(0usize..8, 0..5),
+    ) {
+        const HEADERS: [(&str, &str); 8] = [
+            ("retry-after", "3"),
+            ("retry-after-ms", "1500"),
+            ("retry-after", "soon"),
+            ("x-should-retry", "true"),
+            ("x-should-retry", "false"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:05Z"),
+            ("x-ratelimit-remaining-tokens", "12"),
+        ];
+        let pairs: Vec<_> = picks.iter().map(|&i| HEADERS[i]).collect();
+        let mut res = Response::builder().status(status).body(()).unwrap();
+        *res.headers_mut() = headers(&pairs);
+        let c = HttpClassifier::with_clock(fixed_now);
+        let ok: Result<&Response<()>, &BoxError> = Ok(&res);
+        proptest::prop_assert_eq!(c.outcome(ok), c.classify(ok).outcome);
+    }
+}
+
 // ===== header parsing =====
 
 #[test]
