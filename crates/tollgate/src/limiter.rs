@@ -419,7 +419,7 @@ impl<St: Store> Limiter<St> {
 
     /// Acts on a call's feedback: a shared cooldown of the provider scope after a rate-limited or
     /// overloaded answer, and header sync of its buckets.
-    pub(crate) fn feedback(&self, feedback: &Feedback) {
+    pub(crate) fn feedback(&self, feedback: &Feedback, lane: &Lane<St>) {
         let shared = &self.shared;
         let Some(key) = &shared.settings.provider_scope else {
             return;
@@ -433,8 +433,18 @@ impl<St: Store> Limiter<St> {
             }
             return;
         }
-        let Some(scope) = shared.registry.get(key.as_str()) else {
-            return;
+        // The provider scope as the call's lane has it (no registry lookup), else from the
+        // registry. Limits older than the store's are ignored by it.
+        let looked_up;
+        let scope = match lane.scopes.iter().find(|s| s.key == *key) {
+            Some(scope) => scope,
+            None => match shared.registry.get(key.as_str()) {
+                Some(r) => {
+                    looked_up = r;
+                    &looked_up.scope
+                }
+                None => return,
+            },
         };
         let now = Instant::now();
         let at = self.nanos(now);
@@ -447,9 +457,9 @@ impl<St: Store> Limiter<St> {
             tracing::warn!(scope = %key, ?delay, outcome = ?feedback.outcome, "provider pushed back: every caller pauses");
             shared
                 .store
-                .cool_down(&scope.scope, at, self.nanos(now + delay));
+                .cool_down(scope, at, self.nanos(now + delay));
             let mut max_rate = None;
-            self.adapt(&scope.scope, at, |a| {
+            self.adapt(scope, at, |a| {
                 let rate = a.rate.on_throttle(at, None);
                 max_rate = a.rate.last_max_rate();
                 rate
@@ -460,17 +470,17 @@ impl<St: Store> Limiter<St> {
                     at_unix_ms,
                     max_rate,
                 };
-                shared.store.publish_rate_cut(&scope.scope, cut);
+                shared.store.publish_rate_cut(scope, cut);
             }
         } else if success {
             shared.consecutive_limited.store(0, Ordering::Relaxed);
-            self.adapt(&scope.scope, at, |a| a.rate.on_success(at));
+            self.adapt(scope, at, |a| a.rate.on_success(at));
         }
         if syncs {
             for l in &feedback.limits {
                 shared
                     .store
-                    .sync_remaining(&scope.scope, at, l.dimension, l.remaining);
+                    .sync_remaining(scope, at, l.dimension, l.remaining);
             }
         }
     }
@@ -1088,9 +1098,9 @@ impl<St: Store> std::fmt::Debug for Permit<St> {
 }
 
 impl<St: Store> Permit<St> {
-    /// The limiter the call was admitted by.
-    pub(crate) fn limiter(&self) -> &Limiter<St> {
-        &self.lane.limiter
+    /// Acts on the call's feedback (see [`Limiter::feedback`]).
+    pub(crate) fn feedback(&self, feedback: &Feedback) {
+        self.lane.limiter.feedback(feedback, &self.lane);
     }
 
     /// Whether the call's detailed token usage is wanted (the layer tracks spend or logs calls).

@@ -132,7 +132,7 @@ where
                     let result = ready!(fut.poll(cx));
                     if let Some(permit) = permit.take() {
                         let feedback = this.after.classify.classify(result.as_ref());
-                        permit.limiter().feedback(&feedback);
+                        permit.feedback(&feedback);
                         match &result {
                             Ok(res) => {
                                 let usage = this.after.usage.usage(res);
