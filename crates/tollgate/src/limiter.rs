@@ -477,11 +477,7 @@ impl<St: Store> Limiter<St> {
             self.adapt(scope, at, |a| a.rate.on_success(at));
         }
         if syncs {
-            for l in &feedback.limits {
-                shared
-                    .store
-                    .sync_remaining(scope, at, l.dimension, l.remaining);
-            }
+            shared.store.sync_reported(scope, at, &feedback.limits);
         }
     }
 

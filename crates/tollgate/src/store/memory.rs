@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the buckets in this process, behind one mutex.
 
 use super::{Acquire, Decision, ScopeState, Settlement, Store, StoreError};
+use crate::feedback::ProviderLimit;
 use crate::pick::pick_mut;
 use crate::registry::ScopeId;
 use crate::ScopeRef;
@@ -137,11 +138,23 @@ impl Store for MemoryStore {
     }
 
     fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64) {
+        let limit = ProviderLimit {
+            dimension,
+            limit: None,
+            remaining,
+            reset_in: None,
+        };
+        self.sync_reported(scope, now, &[limit]);
+    }
+
+    fn sync_reported(&self, scope: &ScopeRef, now: Nanos, reported: &[ProviderLimit]) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         Self::refresh(&mut slots, scope, now);
         if let Some(slot) = slots[scope.id as usize].as_mut() {
-            slot.limits
-                .sync_remaining(&mut slot.state, now, dimension, remaining);
+            for l in reported {
+                slot.limits
+                    .sync_remaining(&mut slot.state, now, l.dimension, l.remaining);
+            }
         }
     }
 

@@ -9,6 +9,7 @@ mod memory;
 
 pub use memory::{MemoryReservation, MemoryStore};
 
+use crate::feedback::ProviderLimit;
 use crate::ScopeRef;
 use std::fmt;
 use std::future::Future;
@@ -134,6 +135,16 @@ pub trait Store: Send + Sync + 'static {
     /// Lowers the bucket of `dimension` in `scope` so that at most `remaining` units are available
     /// at `now` (what the provider reported); never raises it. Must not block.
     fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, dimension: Dimension, remaining: u64);
+
+    /// Lowers the buckets of `scope` to every limit the provider reported in one answer, as
+    /// [`sync_remaining`](Store::sync_remaining) does for one. The default calls it for each; a
+    /// store may do them all in one step (the [`MemoryStore`](crate::MemoryStore) takes its lock
+    /// once). Must not block.
+    fn sync_reported(&self, scope: &ScopeRef, now: Nanos, reported: &[ProviderLimit]) {
+        for l in reported {
+            self.sync_remaining(scope, now, l.dimension, l.remaining);
+        }
+    }
 
     /// Shares a cut of the adaptive rate of `scope` (the adaptive mode's reaction to a
     /// rate-limited answer) with the other processes that use this store. Must not block. The
