@@ -455,9 +455,7 @@ impl<St: Store> Limiter<St> {
                 .retry_after()
                 .unwrap_or_else(|| shared.settings.cooldown.after(n));
             tracing::warn!(scope = %key, ?delay, outcome = ?feedback.outcome, "provider pushed back: every caller pauses");
-            shared
-                .store
-                .cool_down(scope, at, self.nanos(now + delay));
+            shared.store.cool_down(scope, at, self.nanos(now + delay));
             let mut max_rate = None;
             self.adapt(scope, at, |a| {
                 let rate = a.rate.on_throttle(at, None);
@@ -662,13 +660,13 @@ enum Turn {
 }
 
 impl<St: Store> Ticket<St> {
+    /// The limiter the call waits in.
+    fn limiter(&self) -> &Limiter<St> {
+        &self.lane.limiter
+    }
+
     fn deadline(&self, arrived: Instant) -> Option<Instant> {
-        self.lane
-            .limiter
-            .shared
-            .settings
-            .max_wait
-            .map(|m| arrived + m)
+        self.limiter().shared.settings.max_wait.map(|m| arrived + m)
     }
 
     /// Joins the back of its tier in the queue (once).
@@ -679,8 +677,7 @@ impl<St: Store> Ticket<St> {
                 self.id,
                 self.lane.scopes.iter().map(|s| s.id).collect(),
             );
-            self.lane
-                .limiter
+            self.limiter()
                 .shared
                 .queued
                 .store(q.len(), Ordering::Release);
@@ -699,13 +696,13 @@ impl<St: Store> Ticket<St> {
         }
     }
 
+    /// The slow part of [`leave`](Ticket::leave), for a call in the queue.
     #[cold]
     fn leave_queue(&mut self, admitted: bool) {
         self.enqueued = false;
-        let mut q = self.lane.limiter.queue();
+        let mut q = self.limiter().queue();
         q.remove(self.priority, self.id, admitted);
-        self.lane
-            .limiter
+        self.limiter()
             .shared
             .queued
             .store(q.len(), Ordering::Release);
@@ -722,11 +719,10 @@ impl<St: Store> Ticket<St> {
             c.refused();
         }
         if let Some(mut account) = self.account.take() {
-            if let Some(spend) = &self.lane.limiter.shared.spend {
+            if let Some(spend) = &self.limiter().shared.spend {
                 account.give_back(spend, self.id);
             }
-            self.lane
-                .limiter
+            self.limiter()
                 .log_refused(&account, self.priority, self.cost, self.arrived, &err);
         }
         Poll::Ready(Err(err))
@@ -739,7 +735,7 @@ impl<St: Store> Ticket<St> {
         cx: &mut Context<'_>,
         now: Instant,
     ) -> Poll<Result<(), ThrottleError>> {
-        let limiter = self.lane.limiter.clone();
+        let limiter = self.limiter().clone();
         let deadline = self.arrived.and_then(|a| self.deadline(a));
         let (Some(account), Some(spend)) = (&mut self.account, &limiter.shared.spend) else {
             return Poll::Ready(Ok(()));
@@ -832,12 +828,7 @@ impl<St: Store> Ticket<St> {
     fn max_wait_error(&mut self, now: Instant, predicted: Option<Instant>) -> ThrottleError {
         let arrived = self.arrived.unwrap_or(now);
         ThrottleError::max_wait(
-            self.lane
-                .limiter
-                .shared
-                .settings
-                .max_wait
-                .unwrap_or_default(),
+            self.limiter().shared.settings.max_wait.unwrap_or_default(),
             now - arrived,
             predicted.map(|p| p.saturating_duration_since(now)),
         )
@@ -845,10 +836,10 @@ impl<St: Store> Ticket<St> {
 
     /// Consults the queue: may this call try the store now?
     fn turn(&mut self, cx: &Context<'_>, now: Instant) -> Result<Turn, ThrottleError> {
-        if !self.enqueued && self.lane.limiter.shared.queued.load(Ordering::Acquire) == 0 {
+        if !self.enqueued && self.limiter().shared.queued.load(Ordering::Acquire) == 0 {
             return Ok(Turn::Go);
         }
-        let limiter = self.lane.limiter.clone();
+        let limiter = self.limiter().clone();
         let mut q = limiter.queue();
         self.enqueue(&mut q);
         // A call that sleeps until its capacity is due is polled when the time has come, or when
@@ -895,14 +886,14 @@ impl<St: Store> Ticket<St> {
             lane: self.lane.clone(),
             reservation,
             charged: self.cost,
-            on_failure: self.lane.limiter.shared.settings.on_failure,
+            on_failure: self.limiter().shared.settings.on_failure,
             account,
             priority: self.priority,
             waited,
             admitted: if self.asked_at > Nanos::ZERO {
                 self.asked_at
             } else {
-                self.lane.limiter.nanos(now)
+                self.limiter().nanos(now)
             },
         }))
     }
@@ -927,7 +918,7 @@ impl<St: Store> Ticket<St> {
             }
             Decision::Wait { wait, blocked } => {
                 let until = wait.map(|w| now + w);
-                let settings = self.lane.limiter.shared.settings.clone();
+                let settings = self.limiter().shared.settings.clone();
                 let arrived = self.arrived.unwrap_or(now);
                 if let (true, Some(max), Some(u)) =
                     (settings.refuse_over_max_wait, settings.max_wait, until)
@@ -945,7 +936,7 @@ impl<St: Store> Ticket<St> {
                     .filter(|(i, _)| blocked & (1 << i) != 0)
                     .map(|(_, s)| s.id)
                     .collect();
-                let limiter = self.lane.limiter.clone();
+                let limiter = self.limiter().clone();
                 let mut q = limiter.queue();
                 self.enqueue(&mut q);
                 q.set_state(self.priority, self.id, WaitState::Blocked { scopes, until });
@@ -1010,7 +1001,7 @@ impl<St: Store> Ticket<St> {
         }
         if let Some(d) = self.deadline(arrived) {
             if now >= d {
-                let predicted = match self.lane.limiter.queue().state(self.priority, self.id) {
+                let predicted = match self.limiter().queue().state(self.priority, self.id) {
                     Some(WaitState::Blocked { until, .. }) => *until,
                     _ => None,
                 };
@@ -1027,13 +1018,13 @@ impl<St: Store> Ticket<St> {
                     // Limits changed while the call waited.
                     self.lane = Arc::new(self.lane.refreshed());
                 }
-                self.asked_at = self.lane.limiter.nanos(now);
+                self.asked_at = self.limiter().nanos(now);
                 let call = Acquire {
                     now: self.asked_at,
                     scopes: &self.lane.scopes,
                     cost: self.cost,
                 };
-                let mut fut = self.lane.limiter.shared.store.acquire(&call);
+                let mut fut = self.limiter().shared.store.acquire(&call);
                 // A store in this process answers at once; only a remote one's future is kept
                 // (boxed, so the ticket stays small).
                 match Pin::new(&mut fut).poll(cx) {
