@@ -60,6 +60,12 @@ fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
         .latency(p.latency, p.latency_per_token, p.latency_jitter)
         .seed(scenario.seed)
         .epoch_unix_secs(EPOCH_UNIX_SECS)
+        // Every strategy reads an answer's status, `retry-after` and (tollgate's header sync) the
+        // `remaining` headers; the limit and reset headers and the OpenAI family, which repeats
+        // Anthropic's requests and input tokens, change no outcome, and formatting and parsing
+        // them cost more than the rest of a simulated call.
+        .openai_headers(false)
+        .limit_and_reset_headers(false)
         .event_log(true);
     if p.overload_in_flight > 0 {
         b = b.overload(OverloadConfig {

@@ -68,6 +68,7 @@ pub(crate) struct Config {
     pub(crate) epoch_unix_secs: u64,
     pub(crate) anthropic_headers: bool,
     pub(crate) openai_headers: bool,
+    pub(crate) limit_and_reset_headers: bool,
     pub(crate) event_log: bool,
 }
 
@@ -78,7 +79,7 @@ pub(crate) struct Config {
 /// Defaults: 50 RPM, 30 000 input TPM, 8 000 output TPM (Anthropic's tier 1),
 /// [`Algorithm::TokenBucket`], no overload, no hidden share, latency 500 ms + 10 ms per output
 /// token with ±10 % jitter, seed 0, epoch 1 767 225 600 (2026-01-01T00:00:00Z), both header
-/// families on, event log off.
+/// families on with their limit and reset headers, event log off.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,6 +110,7 @@ pub struct MockProviderBuilder {
     epoch_unix_secs: u64,
     anthropic_headers: bool,
     openai_headers: bool,
+    limit_and_reset_headers: bool,
     event_log: bool,
 }
 
@@ -130,6 +132,7 @@ impl Default for MockProviderBuilder {
             epoch_unix_secs: DEFAULT_EPOCH_UNIX_SECS,
             anthropic_headers: true,
             openai_headers: true,
+            limit_and_reset_headers: true,
             event_log: false,
         }
     }
@@ -207,6 +210,15 @@ impl MockProviderBuilder {
     /// input-token dimension.
     pub fn openai_headers(mut self, on: bool) -> Self {
         self.openai_headers = on;
+        self
+    }
+
+    /// Send each family's `limit` and `reset` headers besides its `remaining` (default on). Off,
+    /// an answer carries only the `remaining` headers (and `retry-after` / `retry-after-ms` on a
+    /// 429): all that a client reads when it syncs what is left and waits what it is told, for
+    /// less formatting and parsing per call. The simulator turns them off.
+    pub fn limit_and_reset_headers(mut self, on: bool) -> Self {
+        self.limit_and_reset_headers = on;
         self
     }
 
@@ -292,6 +304,7 @@ impl MockProviderBuilder {
             epoch_unix_secs: self.epoch_unix_secs,
             anthropic_headers: self.anthropic_headers,
             openai_headers: self.openai_headers,
+            limit_and_reset_headers: self.limit_and_reset_headers,
             event_log: self.event_log,
         }))
     }
