@@ -1,6 +1,7 @@
 //! The metrics of a run, from the engine's records and what the provider saw (see the README for
 //! their definitions).
 
+use super::attempts::Attempts;
 use super::drive::Record;
 use super::Run;
 use crate::report::{GroupResult, Slot, StrategyResult, Timeline};
@@ -56,28 +57,17 @@ pub(super) fn measure(
         .max()
         .unwrap_or(Duration::ZERO);
     let minutes = (makespan.as_secs_f64() / 60.0).max(1e-9);
-    let mut tags: Vec<u64> = events.iter().map(|e| e.tag).collect();
-    tags.sort_unstable();
-    tags.dedup();
-    let retries = stats.received.saturating_sub(tags.len() as u64);
+    let attempts = Attempts::new(records, events);
+    let retries = stats.received.saturating_sub(attempts.attempted() as u64);
 
-    // Time at the provider per tag, to subtract from each request's time in the system.
-    let mut at_provider: Vec<(u64, Duration)> = events.iter().map(|e| (e.tag, e.latency)).collect();
-    at_provider.sort_unstable_by_key(|(t, _)| *t);
-    let latency_of = |tag: u64| -> Duration {
-        let start = at_provider.partition_point(|(t, _)| *t < tag);
-        at_provider[start..]
-            .iter()
-            .take_while(|(t, _)| *t == tag)
-            .map(|(_, l)| *l)
-            .sum()
-    };
-    let wait_of = |r: &Record| -> Option<f64> {
+    // A request's time in the system less its time at the provider.
+    let wait_of = |(i, r): (usize, &Record)| -> Option<f64> {
         let done = r.done?;
-        let held = (done - r.created).saturating_sub(latency_of(r.tag));
+        let at_provider: Duration = attempts.of(i).map(|e| e.latency).sum();
+        let held = (done - r.created).saturating_sub(at_provider);
         Some(held.as_secs_f64() * 1000.0)
     };
-    let mut waits: Vec<f64> = records.iter().filter_map(wait_of).collect();
+    let mut waits: Vec<f64> = records.iter().enumerate().filter_map(wait_of).collect();
     waits.sort_unstable_by(f64::total_cmp);
 
     // Per-second timeline.
@@ -147,18 +137,12 @@ pub(super) fn measure(
 
     // The client held a request back from its creation to its first attempt, and between an
     // answer and its next attempt (queue, pacing, cooldown, backoff).
-    let mut by_tag: Vec<(u64, Duration, Duration)> = events
-        .iter()
-        .map(|e| (e.tag, e.at, e.at + e.latency))
-        .collect();
-    by_tag.sort_unstable_by_key(|(t, at, _)| (*t, *at));
-    let mut held_spans = Vec::new();
-    for r in records {
-        let first = by_tag.partition_point(|(t, _, _)| *t < r.tag);
+    let mut held_spans = Vec::with_capacity(records.len() + events.len());
+    for (i, r) in records.iter().enumerate() {
         let mut from = r.created;
-        for &(_, at, end) in by_tag[first..].iter().take_while(|(t, _, _)| *t == r.tag) {
-            held_spans.push((from, at.max(from)));
-            from = end;
+        for e in attempts.of(i) {
+            held_spans.push((from, e.at.max(from)));
+            from = e.at + e.latency;
         }
         if !r.ok {
             held_spans.push((from, r.done.unwrap_or(ended).max(from)));
@@ -203,7 +187,11 @@ pub(super) fn measure(
             let agents = first_agent..first_agent + g.count;
             first_agent += g.count;
             let mine = |tag: u64| agents.contains(&((tag >> 32) as u32));
-            let calls: Vec<&Record> = records.iter().filter(|r| mine(r.tag)).collect();
+            let calls: Vec<(usize, &Record)> = records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| mine(r.tag))
+                .collect();
             let mut waits: Vec<f64> = calls.iter().copied().filter_map(wait_of).collect();
             waits.sort_unstable_by(f64::total_cmp);
             let (input, output) = events
@@ -217,8 +205,8 @@ pub(super) fn measure(
                 priority: g.priority,
                 agents: g.count,
                 calls: calls.len() as u64,
-                requests_ok: calls.iter().filter(|r| r.ok).count() as u64,
-                gave_up: calls.iter().filter(|r| !r.ok).count() as u64,
+                requests_ok: calls.iter().filter(|(_, r)| r.ok).count() as u64,
+                gave_up: calls.iter().filter(|(_, r)| !r.ok).count() as u64,
                 wait_p50_ms: quantile(&waits, 0.50),
                 wait_p99_ms: quantile(&waits, 0.99),
                 spend_usd: price(input, output),

@@ -2,6 +2,7 @@
 //! fresh mock provider; then the metrics from what the provider saw.
 
 mod agents;
+mod attempts;
 mod drive;
 mod measure;
 
