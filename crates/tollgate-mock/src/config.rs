@@ -9,6 +9,10 @@ use crate::service::MockProvider;
 /// 2026-01-01T00:00:00Z, the default wall-clock anchor of virtual time zero.
 const DEFAULT_EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
+/// The limit of an [unlimited](MockProviderBuilder::unlimited) dimension: more than any run can
+/// charge, with room left for the arithmetic.
+const UNLIMITED: u64 = u64::MAX / 4;
+
 /// How the mock refills its limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Algorithm {
@@ -52,6 +56,14 @@ impl Limits {
             Dimension::OutputTokens => self.output_tpm,
         }
     }
+
+    fn get_mut(&mut self, dimension: Dimension) -> &mut u64 {
+        match dimension {
+            Dimension::Requests => &mut self.rpm,
+            Dimension::InputTokens => &mut self.input_tpm,
+            Dimension::OutputTokens => &mut self.output_tpm,
+        }
+    }
 }
 
 /// Everything [`MockProviderBuilder::build`] validated.
@@ -69,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) anthropic_headers: bool,
     pub(crate) openai_headers: bool,
     pub(crate) limit_and_reset_headers: bool,
+    /// Per dimension, in [`Dimension::ALL`] order: whether the headers report it (it is limited).
+    pub(crate) reported: [bool; 3],
     pub(crate) event_log: bool,
 }
 
@@ -111,6 +125,7 @@ pub struct MockProviderBuilder {
     anthropic_headers: bool,
     openai_headers: bool,
     limit_and_reset_headers: bool,
+    unlimited: [bool; 3],
     event_log: bool,
 }
 
@@ -133,6 +148,7 @@ impl Default for MockProviderBuilder {
             anthropic_headers: true,
             openai_headers: true,
             limit_and_reset_headers: true,
+            unlimited: [false; 3],
             event_log: false,
         }
     }
@@ -154,6 +170,14 @@ impl MockProviderBuilder {
     /// Output tokens per minute (default 8 000). Must be greater than zero.
     pub fn output_tpm(mut self, tpm: u64) -> Self {
         self.limits.output_tpm = tpm;
+        self
+    }
+
+    /// Leaves `dimension` unlimited, as a provider without such a limit (default: all three are
+    /// limited): any amount is admitted, and no header reports the dimension. Its limit setting is
+    /// ignored; [`MockProvider::limits`] shows `u64::MAX / 4` for it.
+    pub fn unlimited(mut self, dimension: Dimension) -> Self {
+        self.unlimited[dimension as usize] = true;
         self
     }
 
@@ -239,7 +263,12 @@ impl MockProviderBuilder {
     ///   limit;
     /// - the overload probability is not a finite number in `[0, 1]`;
     /// - the latency jitter fraction is not a finite number in `[0, 1]`.
-    pub fn build(self) -> Result<MockProvider, MockConfigError> {
+    pub fn build(mut self) -> Result<MockProvider, MockConfigError> {
+        for dimension in Dimension::ALL {
+            if self.unlimited[dimension as usize] {
+                *self.limits.get_mut(dimension) = UNLIMITED;
+            }
+        }
         for (field, value) in [
             ("rpm", self.limits.rpm),
             ("input_tpm", self.limits.input_tpm),
@@ -305,6 +334,7 @@ impl MockProviderBuilder {
             anthropic_headers: self.anthropic_headers,
             openai_headers: self.openai_headers,
             limit_and_reset_headers: self.limit_and_reset_headers,
+            reported: self.unlimited.map(|unlimited| !unlimited),
             event_log: self.event_log,
         }))
     }

@@ -69,6 +69,8 @@ pub(crate) struct HeaderWriter {
     openai: bool,
     /// Whether the `limit` and `reset` headers go with each `remaining`.
     limit_and_reset: bool,
+    /// Per dimension: whether it is reported (limited).
+    reported: [bool; 3],
     /// Unix time of virtual time zero.
     epoch: Duration,
 }
@@ -81,6 +83,7 @@ impl HeaderWriter {
             anthropic: config.anthropic_headers,
             openai: config.openai_headers,
             limit_and_reset: config.limit_and_reset_headers,
+            reported: config.reported,
             epoch: Duration::from_secs(config.epoch_unix_secs),
         }
     }
@@ -107,6 +110,9 @@ impl HeaderWriter {
         if self.anthropic {
             let wall_now = self.epoch.saturating_add(now);
             for ([limit, remaining, reset], dimension) in ANTHROPIC.iter().zip(Dimension::ALL) {
+                if !self.reported[dimension as usize] {
+                    continue;
+                }
                 let state = states[dimension as usize];
                 if full {
                     slot(limit); // already in place
@@ -120,6 +126,9 @@ impl HeaderWriter {
         }
         if self.openai {
             for ([limit, remaining, reset], dimension) in OPENAI.iter().zip(OPENAI_DIMENSIONS) {
+                if !self.reported[dimension as usize] {
+                    continue;
+                }
                 let state = states[dimension as usize];
                 if full {
                     slot(limit); // already in place
@@ -151,7 +160,10 @@ fn template(config: &Config, retry: bool) -> HeaderMap {
             * (3 * usize::from(config.anthropic_headers) + 2 * usize::from(config.openai_headers))
             + 2 * usize::from(retry),
     );
-    let mut put = |[limit, remaining, reset]: &[HeaderName; 3], dimension| {
+    let mut put = |[limit, remaining, reset]: &[HeaderName; 3], dimension: Dimension| {
+        if !config.reported[dimension as usize] {
+            return;
+        }
         if full {
             headers.insert(
                 limit.clone(),
@@ -608,6 +620,7 @@ mod same_as_before {
             anthropic_headers: anthropic,
             openai_headers: openai,
             limit_and_reset_headers: true,
+            reported: [true; 3],
             event_log: false,
         }
     }

@@ -11,7 +11,7 @@ use crate::scenario::{ProviderAlgorithm, Scenario};
 use crate::strategy::{start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
 use tokio::time::Instant;
 use tollgate::BoxError;
-use tollgate_mock::{Algorithm, MockProvider, OverloadConfig};
+use tollgate_mock::{Algorithm, Dimension, MockProvider, OverloadConfig};
 
 /// What one run produced.
 #[derive(Debug)]
@@ -36,13 +36,17 @@ pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
 
 fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
     let p = &scenario.provider;
-    // A limit of 0 means none: the mock gets one no call can reach.
-    let unlimited = u64::MAX / 4;
-    let or_unlimited = |v: u64| if v == 0 { unlimited } else { v };
-    let mut b = MockProvider::builder()
-        .rpm(p.rpm)
-        .input_tpm(or_unlimited(p.itpm))
-        .output_tpm(or_unlimited(p.otpm))
+    let mut b = MockProvider::builder().rpm(p.rpm);
+    // A token limit of 0 means none: the provider neither limits nor reports that dimension.
+    b = match p.itpm {
+        0 => b.unlimited(Dimension::InputTokens),
+        itpm => b.input_tpm(itpm),
+    };
+    b = match p.otpm {
+        0 => b.unlimited(Dimension::OutputTokens),
+        otpm => b.output_tpm(otpm),
+    };
+    b = b
         .algorithm(match p.algorithm {
             ProviderAlgorithm::TokenBucket => Algorithm::TokenBucket,
             ProviderAlgorithm::FixedWindow => Algorithm::FixedWindow,
@@ -54,7 +58,7 @@ fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
         // Every strategy reads an answer's status, `retry-after` and (tollgate's header sync) the
         // `remaining` headers; the limit and reset headers and the OpenAI family, which repeats
         // Anthropic's requests and input tokens, change no outcome, and formatting and parsing
-        // them cost more than the rest of a simulated call.
+        // them was half the instructions of a simulated call.
         .openai_headers(false)
         .limit_and_reset_headers(false)
         .event_log(true);
