@@ -5,8 +5,7 @@
 //! draws from its own ChaCha stream, so adding an agent does not change the others' draws.
 
 use crate::scenario::{Arrival, Scenario};
-use crate::strategy::{agent_rng, unit, Call};
-use rand_chacha::ChaCha8Rng;
+use crate::strategy::{unit, Call, CallRng};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use tollgate_mock::MockRequest;
 #[derive(Debug)]
 pub(super) struct Launch {
     pub(super) call: Call,
-    pub(super) rng: ChaCha8Rng,
+    pub(super) rng: CallRng,
 }
 
 /// One agent.
@@ -24,8 +23,9 @@ pub(super) struct Launch {
 struct Agent {
     /// Its group in the scenario.
     group: usize,
-    /// Its generator; a closed agent lends it to its call in flight.
-    rng: Option<ChaCha8Rng>,
+    /// Its generator: an open agent draws its arrivals from it, a closed agent lends it to its
+    /// call in flight.
+    rng: Option<CallRng>,
     /// Requests made so far.
     seq: u64,
     /// Open arrivals: when its latest request arrived, since the start.
@@ -56,7 +56,7 @@ impl<'a> Agents<'a> {
                 let index = agents.agents.len() as u32;
                 agents.agents.push(Agent {
                     group,
-                    rng: Some(agent_rng(scenario.seed, index)),
+                    rng: Some(CallRng::new(scenario.seed, index)),
                     seq: 0,
                     at: Duration::ZERO,
                 });
@@ -106,7 +106,7 @@ impl<'a> Agents<'a> {
                 return Some(Launch { call, rng });
             }
             agent.seq += 1;
-            let rng = agent_rng(scenario.seed ^ call.req.tag, index);
+            let rng = CallRng::new(scenario.seed ^ call.req.tag, index);
             self.arrive_next(index);
             return Some(Launch { call, rng });
         }
@@ -115,7 +115,7 @@ impl<'a> Agents<'a> {
 
     /// A request of `agent` ended at `now`: a closed agent takes its generator back and thinks
     /// (less during a spike) before its next one.
-    pub(super) fn ended(&mut self, agent: u32, rng: ChaCha8Rng, now: Duration) {
+    pub(super) fn ended(&mut self, agent: u32, rng: CallRng, now: Duration) {
         let scenario = self.scenario;
         let a = &mut self.agents[agent as usize];
         let group = &scenario.agents[a.group];
@@ -132,7 +132,9 @@ impl<'a> Agents<'a> {
         let scenario = self.scenario;
         let a = &mut self.agents[index as usize];
         let group = &scenario.agents[a.group];
-        let Some(rng) = a.rng.as_mut() else { return };
+        let Some(rng) = a.rng.as_mut().map(CallRng::get) else {
+            return;
+        };
         let rate = group.rate_per_min / 60.0 * scenario.multiplier(a.at);
         let gap = if group.arrival == Arrival::Constant {
             1.0 / rate

@@ -4,9 +4,8 @@
 
 use super::agents::{Agents, Launch};
 use crate::scenario::Scenario;
-use crate::strategy::Client;
+use crate::strategy::{CallRng, Client};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use rand_chacha::ChaCha8Rng;
 use std::future::{poll_fn, Future};
 use std::task::Poll;
 use std::time::Duration;
@@ -25,7 +24,7 @@ pub(super) struct Record {
 struct Ended {
     record: usize,
     agent: u32,
-    rng: ChaCha8Rng,
+    rng: CallRng,
     ok: bool,
 }
 
@@ -52,40 +51,43 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
     let mut timer = std::pin::pin!(tokio::time::sleep_until(start + end));
     // Everything due up to here is due now: the timer fired for it.
     let mut fired = Duration::ZERO;
-    poll_fn(|cx| loop {
+    poll_fn(|cx| {
+        // The paused clock stands still while the run is polled.
         let now = start.elapsed();
-        let due = now.max(fired);
-        if due >= end {
-            return Poll::Ready(());
-        }
-        while let Some(launch) = agents.pop_due(due, now) {
-            records.push(Record {
-                tag: launch.call.req.tag,
-                created: now,
-                done: None,
-                ok: false,
-            });
-            in_flight.push(send(client, launch, records.len() - 1));
-        }
-        match in_flight.poll_next_unpin(cx) {
-            Poll::Ready(Some(ended)) => {
-                let r = &mut records[ended.record];
-                r.done = Some(now);
-                r.ok = ended.ok;
-                agents.ended(ended.agent, ended.rng, now);
-                continue;
+        loop {
+            let due = now.max(fired);
+            if due >= end {
+                return Poll::Ready(());
             }
-            Poll::Ready(None) if agents.next_due().is_none() => return Poll::Ready(()),
-            _ => {}
+            while let Some(launch) = agents.pop_due(due, now) {
+                records.push(Record {
+                    tag: launch.call.req.tag,
+                    created: now,
+                    done: None,
+                    ok: false,
+                });
+                in_flight.push(send(client, launch, records.len() - 1));
+            }
+            match in_flight.poll_next_unpin(cx) {
+                Poll::Ready(Some(ended)) => {
+                    let r = &mut records[ended.record];
+                    r.done = Some(now);
+                    r.ok = ended.ok;
+                    agents.ended(ended.agent, ended.rng, now);
+                    continue;
+                }
+                Poll::Ready(None) if agents.next_due().is_none() => return Poll::Ready(()),
+                _ => {}
+            }
+            let wake = start + agents.next_due().unwrap_or(end);
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            fired = wake - start;
         }
-        let wake = start + agents.next_due().unwrap_or(end);
-        if timer.deadline() != wake {
-            timer.as_mut().reset(wake);
-        }
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        fired = wake - start;
     })
     .await;
     records
