@@ -6,8 +6,11 @@ use super::agents::{Agents, Launch};
 use crate::scenario::Scenario;
 use crate::strategy::{CallRng, Client};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::task::AtomicWaker;
 use std::future::{poll_fn, Future};
-use std::task::Poll;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -26,6 +29,29 @@ struct Ended {
     agent: u32,
     rng: CallRng,
     ok: bool,
+}
+
+/// The waker of the calls in flight. A call woken while the run is being polled (by another call,
+/// or by itself) is only noted, and the run polls the calls again at once: waking the run would
+/// send the runtime through its driver for nothing.
+#[derive(Debug, Default)]
+struct Nudge {
+    woken: AtomicBool,
+    polling: AtomicBool,
+    run: AtomicWaker,
+}
+
+impl Wake for Nudge {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Relaxed);
+        if !self.polling.load(Relaxed) {
+            self.run.wake();
+        }
+    }
 }
 
 async fn send(client: &Client, launch: Launch, record: usize) -> Ended {
@@ -51,13 +77,17 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
     let mut timer = std::pin::pin!(tokio::time::sleep_until(start + end));
     // Everything due up to here is due now: the timer fired for it.
     let mut fired = Duration::ZERO;
+    let nudge = Arc::new(Nudge::default());
+    let calls_waker = Waker::from(Arc::clone(&nudge));
     poll_fn(|cx| {
         // The paused clock stands still while the run is polled.
         let now = start.elapsed();
-        loop {
+        nudge.run.register(cx.waker());
+        nudge.polling.store(true, Relaxed);
+        let poll = loop {
             let due = now.max(fired);
             if due >= end {
-                return Poll::Ready(());
+                break Poll::Ready(());
             }
             while let Some(launch) = agents.pop_due(due, now) {
                 records.push(Record {
@@ -68,7 +98,8 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
                 });
                 in_flight.push(send(client, launch, records.len() - 1));
             }
-            match in_flight.poll_next_unpin(cx) {
+            nudge.woken.store(false, Relaxed);
+            match in_flight.poll_next_unpin(&mut Context::from_waker(&calls_waker)) {
                 Poll::Ready(Some(ended)) => {
                     let r = &mut records[ended.record];
                     r.done = Some(now);
@@ -76,7 +107,8 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
                     agents.ended(ended.agent, ended.rng, now);
                     continue;
                 }
-                Poll::Ready(None) if agents.next_due().is_none() => return Poll::Ready(()),
+                Poll::Ready(None) if agents.next_due().is_none() => break Poll::Ready(()),
+                _ if nudge.woken.load(Relaxed) => continue,
                 _ => {}
             }
             let wake = start + agents.next_due().unwrap_or(end);
@@ -84,10 +116,12 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
                 timer.as_mut().reset(wake);
             }
             if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
+                break Poll::Pending;
             }
             fired = wake - start;
-        }
+        };
+        nudge.polling.store(false, Relaxed);
+        poll
     })
     .await;
     records
