@@ -354,7 +354,7 @@ impl Client {
     }
 
     /// Sends one request until it succeeds or the strategy gives up; `true` on success.
-    pub(crate) async fn send(&self, call: Call, rng: &mut ChaCha8Rng) -> bool {
+    pub(crate) async fn send(&self, call: Call, rng: &mut CallRng) -> bool {
         match self {
             Client::Sdk { provider, pacing } => {
                 let mut backoff = Backoff::sdk_default().start();
@@ -369,15 +369,18 @@ impl Client {
                         return false;
                     }
                     // The SDKs honour a retry delay up to 60 s, and back off otherwise.
-                    let delay =
-                        match backoff.next_delay_after(outcome.retry_after(), SDK_HONOUR, rng) {
-                            NextRetry::Provider(d) | NextRetry::Backoff(d) => d,
-                            NextRetry::TooLong(_) => match backoff.next_delay(rng) {
-                                Some(d) => d,
-                                None => return false,
-                            },
-                            NextRetry::Exhausted => return false,
-                        };
+                    let delay = match backoff.next_delay_after(
+                        outcome.retry_after(),
+                        SDK_HONOUR,
+                        rng.get(),
+                    ) {
+                        NextRetry::Provider(d) | NextRetry::Backoff(d) => d,
+                        NextRetry::TooLong(_) => match backoff.next_delay(rng.get()) {
+                            Some(d) => d,
+                            None => return false,
+                        },
+                        NextRetry::Exhausted => return false,
+                    };
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -428,7 +431,7 @@ impl Client {
                     if !retry {
                         return false;
                     }
-                    match backoff.next_delay(rng) {
+                    match backoff.next_delay(rng.get()) {
                         Some(d) => tokio::time::sleep(d).await,
                         None => return false,
                     }
@@ -587,6 +590,33 @@ pub(crate) fn agent_rng(seed: u64, agent: u32) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::from(agent) + 1);
     rng
+}
+
+/// A random generator made on its first draw: [`agent_rng`] of its seed and agent. Most strategies
+/// never draw for a request, and a generator is large to make and to move.
+#[derive(Debug)]
+pub(crate) struct CallRng {
+    seed: u64,
+    agent: u32,
+    rng: Option<Box<ChaCha8Rng>>,
+}
+
+impl CallRng {
+    /// The generator `agent_rng(seed, agent)`, not made yet.
+    pub(crate) fn new(seed: u64, agent: u32) -> Self {
+        CallRng {
+            seed,
+            agent,
+            rng: None,
+        }
+    }
+
+    /// The generator, made now if this is its first draw.
+    pub(crate) fn get(&mut self) -> &mut ChaCha8Rng {
+        let (seed, agent) = (self.seed, self.agent);
+        self.rng
+            .get_or_insert_with(|| Box::new(agent_rng(seed, agent)))
+    }
 }
 
 /// A uniform draw in [0, 1).

@@ -9,6 +9,10 @@ use crate::service::MockProvider;
 /// 2026-01-01T00:00:00Z, the default wall-clock anchor of virtual time zero.
 const DEFAULT_EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
+/// The limit of an [unlimited](MockProviderBuilder::unlimited) dimension: more than any run can
+/// charge, with room left for the arithmetic.
+const UNLIMITED: u64 = u64::MAX / 4;
+
 /// How the mock refills its limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Algorithm {
@@ -52,6 +56,14 @@ impl Limits {
             Dimension::OutputTokens => self.output_tpm,
         }
     }
+
+    fn get_mut(&mut self, dimension: Dimension) -> &mut u64 {
+        match dimension {
+            Dimension::Requests => &mut self.rpm,
+            Dimension::InputTokens => &mut self.input_tpm,
+            Dimension::OutputTokens => &mut self.output_tpm,
+        }
+    }
 }
 
 /// Everything [`MockProviderBuilder::build`] validated.
@@ -68,6 +80,9 @@ pub(crate) struct Config {
     pub(crate) epoch_unix_secs: u64,
     pub(crate) anthropic_headers: bool,
     pub(crate) openai_headers: bool,
+    pub(crate) limit_and_reset_headers: bool,
+    /// Per dimension, in [`Dimension::ALL`] order: whether the headers report it (it is limited).
+    pub(crate) reported: [bool; 3],
     pub(crate) event_log: bool,
 }
 
@@ -78,7 +93,7 @@ pub(crate) struct Config {
 /// Defaults: 50 RPM, 30 000 input TPM, 8 000 output TPM (Anthropic's tier 1),
 /// [`Algorithm::TokenBucket`], no overload, no hidden share, latency 500 ms + 10 ms per output
 /// token with ±10 % jitter, seed 0, epoch 1 767 225 600 (2026-01-01T00:00:00Z), both header
-/// families on, event log off.
+/// families on with their limit and reset headers, event log off.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,6 +124,8 @@ pub struct MockProviderBuilder {
     epoch_unix_secs: u64,
     anthropic_headers: bool,
     openai_headers: bool,
+    limit_and_reset_headers: bool,
+    unlimited: [bool; 3],
     event_log: bool,
 }
 
@@ -130,6 +147,8 @@ impl Default for MockProviderBuilder {
             epoch_unix_secs: DEFAULT_EPOCH_UNIX_SECS,
             anthropic_headers: true,
             openai_headers: true,
+            limit_and_reset_headers: true,
+            unlimited: [false; 3],
             event_log: false,
         }
     }
@@ -151,6 +170,14 @@ impl MockProviderBuilder {
     /// Output tokens per minute (default 8 000). Must be greater than zero.
     pub fn output_tpm(mut self, tpm: u64) -> Self {
         self.limits.output_tpm = tpm;
+        self
+    }
+
+    /// Leaves `dimension` unlimited, as a provider without such a limit (default: all three are
+    /// limited): any amount is admitted, and no header reports the dimension. Its limit setting is
+    /// ignored; [`MockProvider::limits`] shows `u64::MAX / 4` for it.
+    pub fn unlimited(mut self, dimension: Dimension) -> Self {
+        self.unlimited[dimension as usize] = true;
         self
     }
 
@@ -210,6 +237,15 @@ impl MockProviderBuilder {
         self
     }
 
+    /// Send each family's `limit` and `reset` headers besides its `remaining` (default on). Off,
+    /// an answer carries only the `remaining` headers (and `retry-after` / `retry-after-ms` on a
+    /// 429): all that a client reads when it syncs what is left and waits what it is told, for
+    /// less formatting and parsing per call. The simulator turns them off.
+    pub fn limit_and_reset_headers(mut self, on: bool) -> Self {
+        self.limit_and_reset_headers = on;
+        self
+    }
+
     /// Record a [`MockEvent`](crate::MockEvent) per call (default off, so long runs stay bounded;
     /// the counters in [`MockStats`](crate::MockStats) are always on).
     pub fn event_log(mut self, on: bool) -> Self {
@@ -227,7 +263,12 @@ impl MockProviderBuilder {
     ///   limit;
     /// - the overload probability is not a finite number in `[0, 1]`;
     /// - the latency jitter fraction is not a finite number in `[0, 1]`.
-    pub fn build(self) -> Result<MockProvider, MockConfigError> {
+    pub fn build(mut self) -> Result<MockProvider, MockConfigError> {
+        for dimension in Dimension::ALL {
+            if self.unlimited[dimension as usize] {
+                *self.limits.get_mut(dimension) = UNLIMITED;
+            }
+        }
         for (field, value) in [
             ("rpm", self.limits.rpm),
             ("input_tpm", self.limits.input_tpm),
@@ -292,6 +333,8 @@ impl MockProviderBuilder {
             epoch_unix_secs: self.epoch_unix_secs,
             anthropic_headers: self.anthropic_headers,
             openai_headers: self.openai_headers,
+            limit_and_reset_headers: self.limit_and_reset_headers,
+            reported: self.unlimited.map(|unlimited| !unlimited),
             event_log: self.event_log,
         }))
     }

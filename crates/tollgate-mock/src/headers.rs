@@ -67,6 +67,10 @@ pub(crate) struct HeaderWriter {
     retry: HeaderMap,
     anthropic: bool,
     openai: bool,
+    /// Whether the `limit` and `reset` headers go with each `remaining`.
+    limit_and_reset: bool,
+    /// Per dimension: whether it is reported (limited).
+    reported: [bool; 3],
     /// Unix time of virtual time zero.
     epoch: Duration,
 }
@@ -78,6 +82,8 @@ impl HeaderWriter {
             retry: template(config, true),
             anthropic: config.anthropic_headers,
             openai: config.openai_headers,
+            limit_and_reset: config.limit_and_reset_headers,
+            reported: config.reported,
             epoch: Duration::from_secs(config.epoch_unix_secs),
         }
     }
@@ -100,22 +106,37 @@ impl HeaderWriter {
             debug_assert_eq!(slot_name, name);
             value
         };
+        let full = self.limit_and_reset;
         if self.anthropic {
             let wall_now = self.epoch.saturating_add(now);
             for ([limit, remaining, reset], dimension) in ANTHROPIC.iter().zip(Dimension::ALL) {
+                if !self.reported[dimension as usize] {
+                    continue;
+                }
                 let state = states[dimension as usize];
-                slot(limit); // already in place
+                if full {
+                    slot(limit); // already in place
+                }
                 *slot(remaining) = Text::number(state.remaining).value();
-                let reset_at = wall_now.saturating_add(state.until_full);
-                *slot(reset) = Text::rfc3339(reset_at).value();
+                if full {
+                    let reset_at = wall_now.saturating_add(state.until_full);
+                    *slot(reset) = Text::rfc3339(reset_at).value();
+                }
             }
         }
         if self.openai {
             for ([limit, remaining, reset], dimension) in OPENAI.iter().zip(OPENAI_DIMENSIONS) {
+                if !self.reported[dimension as usize] {
+                    continue;
+                }
                 let state = states[dimension as usize];
-                slot(limit); // already in place
+                if full {
+                    slot(limit); // already in place
+                }
                 *slot(remaining) = Text::number(state.remaining).value();
-                *slot(reset) = Text::go_duration(state.until_full).value();
+                if full {
+                    *slot(reset) = Text::go_duration(state.until_full).value();
+                }
             }
         }
         if let Some(wait) = retry {
@@ -130,19 +151,29 @@ impl HeaderWriter {
 
 /// Every header an answer carries, in order, with the limits in place and the other values empty.
 fn template(config: &Config, retry: bool) -> HeaderMap {
-    // Sized once: 9 Anthropic, 6 OpenAI and 2 retry headers at most.
+    // Sized once: 3 Anthropic and 2 OpenAI dimensions of 3 headers (or 1, `remaining` alone),
+    // and 2 retry headers at most.
+    let full = config.limit_and_reset_headers;
+    let per_dimension = if full { 3 } else { 1 };
     let mut headers = HeaderMap::with_capacity(
-        9 * usize::from(config.anthropic_headers)
-            + 6 * usize::from(config.openai_headers)
+        per_dimension
+            * (3 * usize::from(config.anthropic_headers) + 2 * usize::from(config.openai_headers))
             + 2 * usize::from(retry),
     );
-    let mut put = |[limit, remaining, reset]: &[HeaderName; 3], dimension| {
-        headers.insert(
-            limit.clone(),
-            HeaderValue::from(config.limits.get(dimension)),
-        );
+    let mut put = |[limit, remaining, reset]: &[HeaderName; 3], dimension: Dimension| {
+        if !config.reported[dimension as usize] {
+            return;
+        }
+        if full {
+            headers.insert(
+                limit.clone(),
+                HeaderValue::from(config.limits.get(dimension)),
+            );
+        }
         headers.insert(remaining.clone(), HeaderValue::from_static(""));
-        headers.insert(reset.clone(), HeaderValue::from_static(""));
+        if full {
+            headers.insert(reset.clone(), HeaderValue::from_static(""));
+        }
     };
     if config.anthropic_headers {
         for (names, dimension) in ANTHROPIC.iter().zip(Dimension::ALL) {
@@ -588,6 +619,8 @@ mod same_as_before {
             epoch_unix_secs,
             anthropic_headers: anthropic,
             openai_headers: openai,
+            limit_and_reset_headers: true,
+            reported: [true; 3],
             event_log: false,
         }
     }
@@ -636,6 +669,23 @@ mod same_as_before {
             let writer = HeaderWriter::new(&config);
             let got = writer.write(now, &states, retry);
             prop_assert_eq!(pairs(&got), pairs(&before(&config, now, &states, retry)));
+        }
+
+        #[test]
+        fn without_limit_and_reset_only_those_are_left_out(
+            limits in [number(), number(), number()],
+            anthropic in any::<bool>(),
+            openai in any::<bool>(),
+            now in duration(),
+            states in [state(), state(), state()],
+            retry in proptest::option::of(duration()),
+        ) {
+            let full = config(limits, 1_767_225_600, anthropic, openai);
+            let lean = Config { limit_and_reset_headers: false, ..full.clone() };
+            let got = HeaderWriter::new(&lean).write(now, &states, retry);
+            let mut expected = pairs(&HeaderWriter::new(&full).write(now, &states, retry));
+            expected.retain(|(name, _)| !name.contains("-limit") && !name.contains("-reset"));
+            prop_assert_eq!(pairs(&got), expected);
         }
 
         #[test]

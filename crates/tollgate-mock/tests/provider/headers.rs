@@ -152,3 +152,46 @@ async fn errors_carry_the_headers_too() {
     assert_eq!(header_u64(&r, "anthropic-ratelimit-requests-remaining"), 60);
     assert!(r.headers().get("retry-after").is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_limit_and_reset_only_remaining_and_retry_headers_are_left() {
+    let provider = provider()
+        .rpm(1)
+        .limit_and_reset_headers(false)
+        .build()
+        .unwrap();
+    let ok = call(&provider, MockRequest::new(1, 1, 1)).await;
+    let names: Vec<&str> = ok.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-input-tokens-remaining",
+            "anthropic-ratelimit-output-tokens-remaining",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-remaining-tokens",
+        ]
+    );
+    assert_eq!(header_u64(&ok, "anthropic-ratelimit-requests-remaining"), 0);
+    let limited = call(&provider, MockRequest::new(1, 1, 1)).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header_u64(&limited, "retry-after"), 60);
+    assert_eq!(limited.headers().len(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unlimited_dimension_admits_anything_and_is_not_reported() {
+    use tollgate_mock::Dimension;
+    let provider = provider()
+        .unlimited(Dimension::InputTokens)
+        .unlimited(Dimension::OutputTokens)
+        .build()
+        .unwrap();
+    assert_eq!(provider.limits().input_tpm, u64::MAX / 4);
+    let r = call(&provider, MockRequest::new(1_000_000_000, 1_000_000, 10)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().keys().all(|k| !k.as_str().contains("tokens")));
+    assert_eq!(header_u64(&r, "anthropic-ratelimit-requests-remaining"), 59);
+    assert_eq!(header_u64(&r, "x-ratelimit-remaining-requests"), 59);
+    assert_eq!(r.headers().len(), 6);
+}

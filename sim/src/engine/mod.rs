@@ -1,0 +1,92 @@
+//! The engine: one scenario, one strategy, on a paused current-thread tokio runtime, against a
+//! fresh mock provider; then the metrics from what the provider saw.
+
+mod agents;
+mod attempts;
+mod drive;
+mod measure;
+
+use crate::report::{StrategyResult, Timeline};
+use crate::scenario::{ProviderAlgorithm, Scenario};
+use crate::strategy::{start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
+use tokio::time::Instant;
+use tollgate::BoxError;
+use tollgate_mock::{Algorithm, Dimension, MockProvider, OverloadConfig};
+
+/// What one run produced.
+#[derive(Debug)]
+pub struct Run {
+    /// The metrics.
+    pub result: StrategyResult,
+    /// Second by second.
+    pub timeline: Timeline,
+}
+
+/// Runs `scenario` with `kind` and returns its metrics and timeline.
+///
+/// # Errors
+/// A scenario the mock provider or the strategy cannot be built for.
+pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
+    rt.block_on(run_async(scenario, kind))
+}
+
+fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
+    let p = &scenario.provider;
+    let mut b = MockProvider::builder().rpm(p.rpm);
+    // A token limit of 0 means none: the provider neither limits nor reports that dimension.
+    b = match p.itpm {
+        0 => b.unlimited(Dimension::InputTokens),
+        itpm => b.input_tpm(itpm),
+    };
+    b = match p.otpm {
+        0 => b.unlimited(Dimension::OutputTokens),
+        otpm => b.output_tpm(otpm),
+    };
+    b = b
+        .algorithm(match p.algorithm {
+            ProviderAlgorithm::TokenBucket => Algorithm::TokenBucket,
+            ProviderAlgorithm::FixedWindow => Algorithm::FixedWindow,
+        })
+        .hidden_share(p.hidden_share)
+        .latency(p.latency, p.latency_per_token, p.latency_jitter)
+        .seed(scenario.seed)
+        .epoch_unix_secs(EPOCH_UNIX_SECS)
+        // Every strategy reads an answer's status, `retry-after` and (tollgate's header sync) the
+        // `remaining` headers; the limit and reset headers and the OpenAI family, which repeats
+        // Anthropic's requests and input tokens, change no outcome, and formatting and parsing
+        // them was half the instructions of a simulated call.
+        .openai_headers(false)
+        .limit_and_reset_headers(false)
+        .event_log(true);
+    if p.overload_in_flight > 0 {
+        b = b.overload(OverloadConfig {
+            threshold_in_flight: p.overload_in_flight,
+            probability: p.overload_probability,
+        });
+    }
+    Ok(b.build()?)
+}
+
+async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
+    let start = Instant::now();
+    start_wall_clock(start);
+    let provider = provider(scenario)?;
+    let client = Client::new(kind, scenario, provider.clone(), start)?;
+    // One future polls every call: tokio's budget of operations per task poll would make it
+    // yield again and again (a strategy's herd of waiters polls thousands of timers at once).
+    let records = tokio::task::unconstrained(drive::drive(scenario, &client, start)).await;
+    let events = provider.events();
+    let stats = provider.stats();
+    Ok(measure::measure(
+        scenario,
+        kind,
+        &records,
+        &events,
+        &stats,
+        start.elapsed(),
+    ))
+}
