@@ -846,10 +846,10 @@ impl<St: Store> Ticket<St> {
         // capacity came back early (a refund, a release, new limits): either way it tries again,
         // if it is its turn. Otherwise it waits to be woken when its turn comes.
         if q.eligible(self.id) {
-            q.set_state(self.priority, self.id, WaitState::Ready);
+            q.set_state(self.priority, self.id, WaitState::Ready, None);
             return Ok(Turn::Go);
         }
-        q.set_state(self.priority, self.id, WaitState::Gated);
+        q.set_state(self.priority, self.id, WaitState::Gated, Some(cx.waker()));
         let settings = &limiter.shared.settings;
         if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
             let due = q.due_ahead(self.id);
@@ -859,7 +859,6 @@ impl<St: Store> Ticket<St> {
                 return Err(self.max_wait_error(now, due));
             }
         }
-        q.set_waker(self.priority, self.id, cx.waker());
         Ok(Turn::Wait)
     }
 
@@ -918,11 +917,10 @@ impl<St: Store> Ticket<St> {
             }
             Decision::Wait { wait, blocked } => {
                 let until = wait.map(|w| now + w);
-                let settings = self.limiter().shared.settings.clone();
+                let settings = &self.limiter().shared.settings;
+                let (refuse_over, max_wait) = (settings.refuse_over_max_wait, settings.max_wait);
                 let arrived = self.arrived.unwrap_or(now);
-                if let (true, Some(max), Some(u)) =
-                    (settings.refuse_over_max_wait, settings.max_wait, until)
-                {
+                if let (true, Some(max), Some(u)) = (refuse_over, max_wait, until) {
                     if u > arrived + max {
                         let err = self.max_wait_error(now, until);
                         return self.refuse(err);
@@ -939,8 +937,8 @@ impl<St: Store> Ticket<St> {
                 let limiter = self.limiter().clone();
                 let mut q = limiter.queue();
                 self.enqueue(&mut q);
-                q.set_state(self.priority, self.id, WaitState::Blocked { scopes, until });
-                q.set_waker(self.priority, self.id, cx.waker());
+                let state = WaitState::Blocked { scopes, until };
+                q.set_state(self.priority, self.id, state, Some(cx.waker()));
                 // Calls behind that share none of the refusing scopes may go now.
                 q.wake_eligible();
                 drop(q);

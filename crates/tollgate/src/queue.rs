@@ -114,10 +114,12 @@ impl Queue {
             .tiers
             .binary_search_by(|t| priority.cmp(&t.priority))
             .ok()?;
-        let e = self.tiers[t]
-            .entries
-            .binary_search_by_key(&id, |e| e.id)
-            .ok()?;
+        let entries = &self.tiers[t].entries;
+        // The call asked about is most often the head (the one whose turn it is).
+        if entries.front().is_some_and(|e| e.id == id) {
+            return Some((t, 0));
+        }
+        let e = entries.binary_search_by_key(&id, |e| e.id).ok()?;
         Some((t, e))
     }
 
@@ -202,6 +204,15 @@ impl Queue {
 
     /// Tier indices with waiting calls, in precedence order.
     fn precedence(&self) -> SmallVec<[usize; 8]> {
+        let mut waiting = self
+            .tiers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.entries.is_empty());
+        if let (Some((only, _)), None) = (waiting.next(), waiting.next()) {
+            // One tier waits (the common case): no weights to weigh.
+            return smallvec::smallvec![only];
+        }
         let mut w = self.weights();
         // Stable sort: equal keys keep priority order.
         w.sort_by(|(a, wa), (b, wb)| {
@@ -287,10 +298,23 @@ impl Queue {
         Some(&self.tiers[t].entries[e].state)
     }
 
-    pub(crate) fn set_state(&mut self, priority: Priority, id: u64, state: WaitState) {
+    /// Sets a waiting call's state and, with `waker`, the waker to wake when it changes.
+    pub(crate) fn set_state(
+        &mut self,
+        priority: Priority,
+        id: u64,
+        state: WaitState,
+        waker: Option<&Waker>,
+    ) {
         let Some(e) = self.entry_mut(priority, id) else {
             return;
         };
+        if let Some(waker) = waker {
+            match &e.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => e.waker = Some(waker.clone()),
+            }
+        }
         let (was, is) = (
             matches!(e.state, WaitState::Blocked { .. }),
             matches!(state, WaitState::Blocked { .. }),
@@ -300,16 +324,6 @@ impl Queue {
             (false, true) => self.blocked.push((priority, id)),
             (true, false) => self.blocked.retain(|b| *b != (priority, id)),
             _ => {}
-        }
-    }
-
-    /// Remembers the waker of a waiting call.
-    pub(crate) fn set_waker(&mut self, priority: Priority, id: u64, waker: &Waker) {
-        if let Some(e) = self.entry_mut(priority, id) {
-            match &e.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => e.waker = Some(waker.clone()),
-            }
         }
     }
 
