@@ -5,6 +5,7 @@ use crate::limiter::Limiter;
 use crate::stats::ScopeCounters;
 use crate::{ScopeRef, Scopes, ThrottleError};
 use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The scopes of one set of scope keys, resolved against the registry at one generation, with the
@@ -79,25 +80,39 @@ impl<St> std::fmt::Debug for Lane<St> {
     }
 }
 
-/// Where a service keeps the lane of its last call: in itself, without a lock, for a client that
-/// keeps one service and calls it again; and in a slot that every clone of the service shares, for
-/// clients that clone the service for each call (as `oneshot` on a clone, tower's `Retry` and
-/// routers do). Clones start from their original's lane.
+/// How many lanes the shared map of a service keeps at most; when full, it starts again empty
+/// (lanes are rebuilt on demand), so distinct key sets without end cost bounded memory.
+const MAX_SHARED_LANES: usize = 4096;
+
+/// Where a service keeps lanes: the lane of its last call in itself, without a lock, for a client
+/// that keeps one service and calls it again with the same keys; and a map of lanes by key set
+/// that every clone of the service shares, for fleets whose calls alternate between keys (one
+/// agent after another) and for clients that clone the service for each call (as `oneshot` on a
+/// clone, tower's `Retry` and routers do). Clones start from their original's lane.
 pub(crate) struct LaneCache<St> {
     own: Option<Arc<Lane<St>>>,
-    shared: Arc<Mutex<Option<Arc<Lane<St>>>>>,
+    shared: Arc<Mutex<SharedLanes<St>>>,
+}
+
+/// The lanes every clone of a service shares, by key set, all resolved at `generation`.
+struct SharedLanes<St> {
+    generation: u64,
+    lanes: HashMap<Scopes, Arc<Lane<St>>, foldhash::fast::RandomState>,
 }
 
 impl<St> LaneCache<St> {
-    /// An empty cache, with a slot of its own.
+    /// An empty cache, with a map of its own.
     pub(crate) fn new() -> Self {
         LaneCache {
             own: None,
-            shared: Arc::default(),
+            shared: Arc::new(Mutex::new(SharedLanes {
+                generation: 0,
+                lanes: HashMap::default(),
+            })),
         }
     }
 
-    /// The lane for a call with the scope keys `keys`: the cached one if it fits, else resolved
+    /// The lane for a call with the scope keys `keys`: a cached one if it fits, else resolved
     /// now and cached.
     ///
     /// # Errors
@@ -110,18 +125,27 @@ impl<St> LaneCache<St> {
         if let Some(lane) = self.own.as_ref().filter(|l| l.fits(&keys)) {
             return Ok(lane.clone());
         }
-        let shared = self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|l| l.fits(&keys))
-            .cloned();
-        let lane = match shared {
+        let cached = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let generation = limiter.registry().generation();
+            if shared.generation != generation {
+                // Limits changed: every lane may be stale.
+                shared.lanes.clear();
+                shared.generation = generation;
+            }
+            shared.lanes.get(&keys).filter(|l| l.fits(&keys)).cloned()
+        };
+        let lane = match cached {
             Some(lane) => lane,
             None => {
                 let lane = Lane::resolve(limiter, keys)?;
-                *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(lane.clone());
+                let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+                if shared.generation == lane.generation {
+                    if shared.lanes.len() >= MAX_SHARED_LANES {
+                        shared.lanes.clear();
+                    }
+                    shared.lanes.insert(lane.keys.clone(), lane.clone());
+                }
                 lane
             }
         };
@@ -144,5 +168,35 @@ impl<St> std::fmt::Debug for LaneCache<St> {
         f.debug_struct("LaneCache")
             .field("own", &self.own)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ScopeKey, ThrottleLayer};
+    use smallvec::smallvec;
+
+    fn agent(i: usize) -> Scopes {
+        smallvec![ScopeKey::GLOBAL, ScopeKey::from(format!("agent:{i}"))]
+    }
+
+    #[test]
+    fn clones_share_lanes_by_key_set_within_a_bound() {
+        let layer = ThrottleLayer::builder().build().expect("valid");
+        let limiter = layer.limiter().clone();
+        let mut cache = LaneCache::new();
+        let first = cache.get(&limiter, agent(0)).expect("resolves");
+        cache.get(&limiter, agent(1)).expect("resolves");
+        // A clone made now, asked for agent 0 after its original moved on to agent 1, finds the
+        // same lane in the shared map.
+        let mut clone = cache.clone();
+        let again = clone.get(&limiter, agent(0)).expect("resolves");
+        assert!(Arc::ptr_eq(&first, &again));
+        for i in 0..2 * MAX_SHARED_LANES {
+            cache.get(&limiter, agent(i)).expect("resolves");
+            let kept = cache.shared.lock().expect("not poisoned").lanes.len();
+            assert!(kept <= MAX_SHARED_LANES, "{kept} lanes kept");
+        }
     }
 }
