@@ -501,8 +501,19 @@ fn machine(md: &mut String) {
     .unwrap_or_else(unknown);
     let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(unknown);
     let commit = run("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(unknown);
-    let dirty = run("git", &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
+    // Changes to generated results (this file among them) are not changes to what is measured.
+    let dirty = run(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":/",
+            ":(top,exclude)results",
+        ],
+    )
+    .is_some_and(|s| !s.is_empty());
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| "not recorded".into());
     let _ = writeln!(md, "## Machine\n");
     let _ = writeln!(md, "| | |\n|---|---|");
