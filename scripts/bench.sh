@@ -4,7 +4,7 @@
 # simulated calls per wall second, and the machine they were measured on.
 #
 #   scripts/bench.sh                 # every bench: ~2 minutes of measuring after the build, plus
-#                                    # ~4 for the simulator (benches/sim.rs: 12 whole runs, most
+#                                    # ~1 for the simulator (benches/sim.rs: 12 whole runs, most
 #                                    # of them a simulated hour of 500 agents)
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
 #   scripts/bench.sh sim             # only the simulator
@@ -56,7 +56,7 @@ loadavg="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo "== running the benches (load average before: $loadavg)"
 cargo bench -p tollgate-benches --bench overhead --bench scopes -- "${criterion_args[@]}"
 if $run_sim; then
-    echo "== running the simulator bench (~4 minutes)"
+    echo "== running the simulator bench (~1 minute)"
     cargo bench -p tollgate-benches --bench sim -- "$@"
 fi
 if $run_redis; then
