@@ -133,7 +133,9 @@ impl<St> LaneCache<St> {
                 shared.lanes.clear();
                 shared.generation = generation;
             }
-            shared.lanes.get(&keys).filter(|l| l.fits(&keys)).cloned()
+            // Every lane in the map was resolved at the map's generation, now the current one:
+            // found by its keys, it fits.
+            shared.lanes.get(&keys).cloned()
         };
         let lane = match cached {
             Some(lane) => lane,
