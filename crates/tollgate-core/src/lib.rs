@@ -4,7 +4,8 @@
 //!   weighted GCRA bucket with a burst, a headroom, refunds and debt.
 //! * [`ScopeLimits`] → [`CompiledScope`] + [`ScopeState`]: everything one scope limits.
 //! * [`admit`] / [`settle`] / [`release`]: all-or-nothing admission of one call across all of its
-//!   scopes, then reconciliation against the real usage.
+//!   scopes, then reconciliation against the real usage; [`admit_atomic`] / [`settle_atomic`] /
+//!   [`release_atomic`]: the same over an [`AtomicScopeState`], by compare-and-swap, without a lock.
 //! * [`ConfigError`]: every rule a configuration must follow, checked when it is compiled.
 //! * Backoff and retry: [`Backoff`] (full, equal and decorrelated jitter, the SDKs' preset),
 //!   [`RetryBudget`] (the AWS retry quota), [`AdaptiveRate`] (the AWS SDKs' CUBIC rate).
@@ -35,6 +36,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod adaptive;
+mod atomic;
 mod backoff;
 mod budget;
 mod cost;
@@ -45,6 +47,9 @@ mod retry_budget;
 mod scope;
 
 pub use adaptive::{AdaptiveRate, MeasuredRate};
+pub use atomic::{
+    admit_atomic, release_atomic, settle_atomic, AtomicScopeState, Retired, Stranded,
+};
 pub use backoff::{Backoff, BackoffBuilder, BackoffState, Jitter, NextRetry};
 pub use budget::{
     release_budgets, reserve_budgets, settle_budgets, Alert, Budget, BudgetBuilder,

@@ -149,19 +149,24 @@ impl CompiledScope {
         dimension: crate::Dimension,
         remaining: u64,
     ) -> bool {
-        let best = self
-            .gcras
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| g.dimension() == dimension)
-            .min_by_key(|(_, g)| g.period());
-        match best {
-            Some((i, g)) => {
-                state.tats[i] = g.lowered_to(state.tats[i], now, remaining);
+        match self.bucket_of(dimension) {
+            Some(i) => {
+                state.tats[i] = self.gcras[i].lowered_to(state.tats[i], now, remaining);
                 true
             }
             None => false,
         }
+    }
+
+    /// The index of the bucket a provider's report of `dimension` speaks of: the one of that
+    /// dimension with the shortest period.
+    pub fn bucket_of(&self, dimension: crate::Dimension) -> Option<usize> {
+        self.gcras
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.dimension() == dimension)
+            .min_by_key(|(_, g)| g.period())
+            .map(|(i, _)| i)
     }
 
     /// The units available now in each bucket, in configured order (negative while in debt).

@@ -1,6 +1,7 @@
 //! Property tests of the pure algorithms: the GCRA window bound (with and without refunds),
 //! all-or-nothing admission across scopes, refunds, debt, calls that never fit, and carrying state
-//! over to new limits. Plus unit tests of the configuration rules.
+//! over to new limits; the lock-free admission of `AtomicScopeState` against the reference, alone
+//! and in racing threads. Plus unit tests of the configuration rules.
 //!
 //! Every bound on rates is checked in exact integer arithmetic (`u128`/`i128`), never in floats:
 //! with `P` the period in ns and `M = round(per_period · 1000)` (the limit's "milli-units per
@@ -12,8 +13,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 use tollgate_core::{
-    admit, release, settle, Admission, CompiledScope, Cost, Dimension, Gcra, Limit, Nanos,
-    NeverFits, Rule, ScopeLimits, ScopeState,
+    admit, admit_atomic, release, release_atomic, settle, settle_atomic, Admission,
+    AtomicScopeState, CompiledScope, Cost, Dimension, Gcra, Limit, Nanos, NeverFits, Retired, Rule,
+    ScopeLimits, ScopeState, Stranded,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -968,4 +970,255 @@ fn effective_limit_below_one() {
         .compile()
         .unwrap_err();
     assert_eq!(err.rule(), Rule::EffectiveLimitBelowOne);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9: lock-free admission (`admit_atomic` over `AtomicScopeState`).
+
+/// Two-part history step: a call as in [`Step`], or a cooldown of one scope.
+#[derive(Clone, Debug)]
+enum AtomicStep {
+    Call(Step),
+    CoolDown { scope: usize, for_ns: u64 },
+}
+
+fn atomic_history() -> impl Strategy<Value = Vec<AtomicStep>> {
+    prop::collection::vec(
+        prop_oneof![
+            8 => history().prop_map(|steps| steps.into_iter().next()).prop_filter_map("a step", |s| s.map(AtomicStep::Call)),
+            1 => (0usize..4, 0u64..=5_000_000_000).prop_map(|(scope, for_ns)| AtomicStep::CoolDown { scope, for_ns }),
+        ],
+        0..=40,
+    )
+}
+
+/// Ends every scope's state at `retire`, checking that nothing works on it after.
+fn retire_all(states: &[AtomicScopeState]) -> Vec<ScopeState> {
+    states.iter().map(AtomicScopeState::retire).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// 9a. In one thread, `admit_atomic`, `settle_atomic`, `release_atomic` and `cool_down` give
+    /// the answers of `admit`, `settle`, `release` and `ScopeState::cool_down` and leave the same
+    /// states, step after step.
+    #[test]
+    fn atomic_admission_is_the_reference(
+        limits in prop::collection::vec(scope_limits(), 1..=4),
+        steps in atomic_history(),
+        start in 0u64..=1_000_000_000_000,
+    ) {
+        let scopes = compile_all(&limits);
+        let mut reference: Vec<ScopeState> = scopes.iter().map(CompiledScope::new_state).collect();
+        let atomic: Vec<AtomicScopeState> = reference.iter().map(AtomicScopeState::new).collect();
+        let pairs: Vec<(&CompiledScope, &AtomicScopeState)> = scopes.iter().zip(&atomic).collect();
+        let mut now = Nanos::new(start);
+        for step in &steps {
+            match step {
+                AtomicStep::Call(s) => {
+                    now = now + Nanos::new(s.gap_ns);
+                    let mut refs: Vec<(&CompiledScope, &mut ScopeState)> =
+                        scopes.iter().zip(reference.iter_mut()).collect();
+                    let expected = admit(now, s.cost, &mut refs);
+                    prop_assert_eq!(admit_atomic(now, s.cost, &pairs), Ok(expected));
+                    if expected == Admission::Admitted {
+                        if let Some(actual) = s.actual {
+                            settle(now, s.cost, actual, &mut refs);
+                            for (limits, state) in &pairs {
+                                prop_assert_eq!(settle_atomic(now, s.cost, actual, limits, state), Ok(()));
+                            }
+                        }
+                        if s.release {
+                            release(&mut refs);
+                            for (_, state) in &pairs {
+                                prop_assert_eq!(release_atomic(state), Ok(()));
+                            }
+                        }
+                    }
+                }
+                AtomicStep::CoolDown { scope, for_ns } => {
+                    let i = scope % scopes.len();
+                    reference[i].cool_down(now + Nanos::new(*for_ns));
+                    prop_assert_eq!(atomic[i].cool_down(now + Nanos::new(*for_ns)), Ok(()));
+                }
+            }
+            let loaded: Vec<Option<ScopeState>> = atomic.iter().map(AtomicScopeState::load).collect();
+            let expected: Vec<Option<ScopeState>> = reference.iter().cloned().map(Some).collect();
+            prop_assert_eq!(loaded, expected);
+        }
+        // Retired: the final state is returned, and every operation after it fails.
+        prop_assert_eq!(retire_all(&atomic), reference);
+        for state in &atomic {
+            prop_assert!(state.is_retired());
+            prop_assert_eq!(state.load(), None);
+            prop_assert_eq!(release_atomic(state), Err(Retired { stranded: vec![Stranded::Release { scope: 0 }] }));
+            prop_assert_eq!(state.cool_down(now), Err(Retired::default()));
+        }
+        prop_assert_eq!(admit_atomic(now, Cost::ZERO, &pairs), Err(Retired::default()));
+    }
+}
+
+/// One racing thread's calls: how many of them were admitted, and the units they were charged.
+#[derive(Default)]
+struct Raced {
+    admitted: u64,
+    requests: u64,
+    stranded: Vec<Stranded>,
+}
+
+/// Runs `threads` threads that each try `calls` admissions of `cost(thread, call)` at time zero
+/// over `pairs`; with `retire_after`, the main thread retires every state once that many
+/// admissions were tried in all. Nothing is ever released, so the states count everything.
+fn race(
+    pairs: &[(&CompiledScope, &AtomicScopeState)],
+    threads: usize,
+    calls: usize,
+    cost: impl Fn(usize, usize) -> Cost + Sync,
+    retire_after: Option<usize>,
+) -> (Raced, Option<Vec<ScopeState>>) {
+    let tried = std::sync::atomic::AtomicUsize::new(0);
+    let start = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (cost, tried, start) = (&cost, &tried, &start);
+                s.spawn(move || {
+                    let mut raced = Raced::default();
+                    start.wait();
+                    for c in 0..calls {
+                        let cost = cost(t, c);
+                        match admit_atomic(Nanos::ZERO, cost, pairs) {
+                            Ok(Admission::Admitted) => {
+                                raced.admitted += 1;
+                                raced.requests += cost.requests;
+                            }
+                            Ok(_) => {}
+                            Err(Retired { stranded }) => raced.stranded.extend(stranded),
+                        }
+                        tried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    raced
+                })
+            })
+            .collect();
+        let retired = retire_after.map(|n| {
+            while tried.load(std::sync::atomic::Ordering::Relaxed) < n {
+                std::hint::spin_loop();
+            }
+            pairs.iter().map(|(_, state)| state.retire()).collect()
+        });
+        let mut all = Raced::default();
+        for h in handles {
+            let r = h.join().expect("no panic");
+            all.admitted += r.admitted;
+            all.requests += r.requests;
+            all.stranded.extend(r.stranded);
+        }
+        (all, retired)
+    })
+}
+
+proptest! {
+    // Each case runs real threads; a few dozen cases cover many interleavings.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// 9b. Threads racing for one requests bucket and a concurrency cap in a second scope never
+    /// get more than either admits, and every charge of a call that was taken back (because the
+    /// other scope refused) is gone: the bucket holds exactly the admitted calls.
+    #[test]
+    fn racing_admissions_never_exceed_a_limit_and_leave_exact_charges(
+        per_minute in 1u64..=400,
+        cap in 1u32..=400,
+        threads in 2usize..=4,
+        calls in 1usize..=400,
+        retire_after in prop::option::of(0usize..=800),
+    ) {
+        let bucket = ScopeLimits::new()
+            .limit(Limit::per_minute(Dimension::Requests, per_minute))
+            .compile()
+            .expect("valid");
+        let capped = ScopeLimits::new().concurrency(cap).compile().expect("valid");
+        let states = [AtomicScopeState::new(&bucket.new_state()), AtomicScopeState::new(&capped.new_state())];
+        let pairs = [(&bucket, &states[0]), (&capped, &states[1])];
+        let retire_after = retire_after.filter(|n| *n <= threads * calls);
+        let (raced, retired) = race(&pairs, threads, calls, |_, _| Cost::request(), retire_after);
+        let g = &bucket.gcras()[0];
+        // What the states hold: their final value, less what retired states keep for calls that
+        // were taken back (their successors would give it back).
+        let (tat, in_flight) = match &retired {
+            Some(finals) => {
+                let mut tat = finals[0].tats[0].as_u64();
+                let mut in_flight = finals[1].in_flight;
+                for s in &raced.stranded {
+                    match *s {
+                        Stranded::Refund { scope: 0, bucket: 0, units } => tat -= g.cost_ns(units),
+                        Stranded::Release { scope: 1 } => in_flight -= 1,
+                        other => prop_assert!(false, "unexpected {:?}", other),
+                    }
+                }
+                (tat, in_flight)
+            }
+            None => {
+                prop_assert!(raced.stranded.is_empty());
+                let live: Vec<ScopeState> = states.iter().map(|s| s.load().expect("live")).collect();
+                (live[0].tats[0].as_u64(), live[1].in_flight)
+            }
+        };
+        // What the reference admits of as many calls in one thread.
+        let mut reference = [bucket.new_state(), capped.new_state()];
+        let sequential = (0..threads * calls)
+            .filter(|_| {
+                let [b, c] = &mut reference;
+                admit(Nanos::ZERO, Cost::request(), &mut [(&bucket, b), (&capped, c)]) == Admission::Admitted
+            })
+            .count() as u64;
+        prop_assert!(raced.admitted <= sequential, "{} admitted, {} in one thread", raced.admitted, sequential);
+        if retired.is_none() {
+            // Racing loses nothing: a refusal means the capacity went to another call.
+            prop_assert_eq!(raced.admitted, sequential);
+        }
+        prop_assert_eq!(tat, raced.admitted * g.cost_ns(1));
+        prop_assert_eq!(in_flight, raced.admitted);
+    }
+
+    /// 9c. Weighted calls racing for a token bucket: never more tokens than the burst.
+    #[test]
+    fn racing_weighted_admissions_never_exceed_the_burst(
+        per_minute in 100u64..=2_000,
+        threads in 2usize..=4,
+        calls in 1usize..=60,
+        sizes in prop::collection::vec(1u64..=100, 8),
+    ) {
+        let scope = ScopeLimits::new()
+            .limit(Limit::per_minute(Dimension::InputTokens, per_minute))
+            .compile()
+            .expect("valid");
+        let state = AtomicScopeState::new(&scope.new_state());
+        let pairs = [(&scope, &state)];
+        let admitted_tokens = std::sync::atomic::AtomicU64::new(0);
+        let cost = |t: usize, c: usize| Cost::ZERO.with_input_tokens(sizes[(t * 31 + c) % sizes.len()]);
+        let start = std::sync::Barrier::new(threads);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (pairs, admitted_tokens, cost, start) = (&pairs, &admitted_tokens, &cost, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for c in 0..calls {
+                        let cost = cost(t, c);
+                        if admit_atomic(Nanos::ZERO, cost, pairs) == Ok(Admission::Admitted) {
+                            admitted_tokens.fetch_add(cost.input_tokens, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let g = &scope.gcras()[0];
+        let tokens = admitted_tokens.into_inner();
+        prop_assert!(tokens <= g.burst(), "{} tokens admitted, burst {}", tokens, g.burst());
+        let live = state.load().expect("live");
+        prop_assert!(within_rate(g, tokens as i128, 0));
+        // The bucket's time is the sum of what each admitted call was charged (from time zero).
+        prop_assert!(live.tats[0].as_u64() >= g.cost_ns(tokens) && live.tats[0].as_u64() <= g.cost_ns(tokens) + tokens);
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::limiter::Limiter;
 use crate::stats::ScopeCounters;
-use crate::{ScopeRef, Scopes, ThrottleError};
+use crate::{ScopeRef, Scopes, Store, ThrottleError};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 /// The scopes of one set of scope keys, resolved against the registry at one generation, with the
 /// limiter they belong to. A call in a lane takes no registry lock, hashes no key and holds one
 /// reference count for its whole life instead of one per scope and one for the limiter.
-pub(crate) struct Lane<St> {
+pub(crate) struct Lane<St: Store> {
     pub(crate) limiter: Limiter<St>,
     /// The keys the lane was resolved from, as the scope hook gave them.
     pub(crate) keys: Scopes,
@@ -19,9 +19,11 @@ pub(crate) struct Lane<St> {
     generation: u64,
     pub(crate) scopes: SmallVec<[ScopeRef; 4]>,
     pub(crate) counters: SmallVec<[Arc<ScopeCounters>; 4]>,
+    /// The store's handle of the scopes.
+    pub(crate) handle: St::Handle,
 }
 
-impl<St> Lane<St> {
+impl<St: Store> Lane<St> {
     /// The lane of the scope keys `keys`: their scopes resolved against the registry now.
     ///
     /// # Errors
@@ -35,6 +37,7 @@ impl<St> Lane<St> {
             Err(key) => Err(ThrottleError::unknown_scope(key)),
             Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
             Ok(()) => Ok(Arc::new(Lane {
+                handle: limiter.store_handle(&scopes),
                 limiter: limiter.clone(),
                 keys,
                 generation,
@@ -62,6 +65,7 @@ impl<St> Lane<St> {
         let mut scopes = self.scopes.clone();
         registry.refresh(&mut scopes);
         Lane {
+            handle: self.limiter.store_handle(&scopes),
             limiter: self.limiter.clone(),
             keys: self.keys.clone(),
             generation,
@@ -71,7 +75,7 @@ impl<St> Lane<St> {
     }
 }
 
-impl<St> std::fmt::Debug for Lane<St> {
+impl<St: Store> std::fmt::Debug for Lane<St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lane")
             .field("keys", &self.keys)
@@ -89,18 +93,18 @@ const MAX_SHARED_LANES: usize = 4096;
 /// that every clone of the service shares, for fleets whose calls alternate between keys (one
 /// agent after another) and for clients that clone the service for each call (as `oneshot` on a
 /// clone, tower's `Retry` and routers do). Clones start from their original's lane.
-pub(crate) struct LaneCache<St> {
+pub(crate) struct LaneCache<St: Store> {
     own: Option<Arc<Lane<St>>>,
     shared: Arc<Mutex<SharedLanes<St>>>,
 }
 
 /// The lanes every clone of a service shares, by key set, all resolved at `generation`.
-struct SharedLanes<St> {
+struct SharedLanes<St: Store> {
     generation: u64,
     lanes: HashMap<Scopes, Arc<Lane<St>>, foldhash::fast::RandomState>,
 }
 
-impl<St> LaneCache<St> {
+impl<St: Store> LaneCache<St> {
     /// An empty cache, with a map of its own.
     pub(crate) fn new() -> Self {
         LaneCache {
@@ -156,7 +160,7 @@ impl<St> LaneCache<St> {
     }
 }
 
-impl<St> Clone for LaneCache<St> {
+impl<St: Store> Clone for LaneCache<St> {
     fn clone(&self) -> Self {
         LaneCache {
             own: self.own.clone(),
@@ -165,7 +169,7 @@ impl<St> Clone for LaneCache<St> {
     }
 }
 
-impl<St> std::fmt::Debug for LaneCache<St> {
+impl<St: Store> std::fmt::Debug for LaneCache<St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaneCache")
             .field("own", &self.own)

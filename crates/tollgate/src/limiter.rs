@@ -328,6 +328,11 @@ impl<St: Store> Limiter<St> {
         &self.shared.store
     }
 
+    /// The store's handle of `scopes`, made now.
+    pub(crate) fn store_handle(&self, scopes: &[ScopeRef]) -> St::Handle {
+        self.shared.store.handle(scopes, self.nanos(Instant::now()))
+    }
+
     fn nanos(&self, t: Instant) -> Nanos {
         Nanos::from(t.saturating_duration_since(self.shared.origin))
     }
@@ -1022,7 +1027,11 @@ impl<St: Store> Ticket<St> {
                     scopes: &self.lane.scopes,
                     cost: self.cost,
                 };
-                let mut fut = self.limiter().shared.store.acquire(&call);
+                let mut fut = self
+                    .limiter()
+                    .shared
+                    .store
+                    .acquire_with(&self.lane.handle, &call);
                 // A store in this process answers at once; only a remote one's future is kept
                 // (boxed, so the ticket stays small).
                 match Pin::new(&mut fut).poll(cx) {
@@ -1144,11 +1153,11 @@ impl<St: Store> Permit<St> {
         let read = (debt || self.account.is_some()).then(Instant::now);
         if let Some(r) = self.reservation.take() {
             let now = read.map_or(self.admitted, |t| self.lane.limiter.nanos(t));
-            self.lane
-                .limiter
-                .shared
-                .store
-                .settle(r, Settlement { now, actual });
+            self.lane.limiter.shared.store.settle_with(
+                &self.lane.handle,
+                r,
+                Settlement { now, actual },
+            );
             self.lane.limiter.wake_blocked();
         }
         if let (Some(mut account), Some(now)) = (self.account.take(), read) {

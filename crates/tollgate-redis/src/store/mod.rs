@@ -251,6 +251,7 @@ impl RedisStore {
 
 impl Store for RedisStore {
     type Reservation = RedisReservation;
+    type Handle = ();
     type AcquireFuture = AcquireFuture;
 
     fn acquire(&self, call: &Acquire<'_>) -> AcquireFuture {

@@ -110,6 +110,7 @@ type Pending =
 
 impl Store for Recording {
     type Reservation = (RedisReservation, Cost);
+    type Handle = ();
     type AcquireFuture = Pending;
 
     fn acquire(&self, call: &Acquire<'_>) -> Pending {

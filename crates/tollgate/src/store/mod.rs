@@ -7,7 +7,7 @@
 
 mod memory;
 
-pub use memory::{MemoryReservation, MemoryStore};
+pub use memory::{MemoryHandle, MemoryReservation, MemoryStore};
 
 use crate::feedback::ProviderLimit;
 use crate::ScopeRef;
@@ -119,11 +119,44 @@ pub trait Store: Send + Sync + 'static {
         + Unpin
         + 'static;
 
+    /// What the store keeps for one set of scopes, made once by [`handle`](Store::handle) and
+    /// passed back with every call in those scopes ([`acquire_with`](Store::acquire_with),
+    /// [`settle_with`](Store::settle_with)), so that a call reaches its scopes' state without a
+    /// lookup. A store that needs none uses `()`.
+    type Handle: Default + Send + Sync + 'static;
+
     /// Admits `call` in all of its scopes, or in none.
     fn acquire(&self, call: &Acquire<'_>) -> Self::AcquireFuture;
 
     /// Ends an admitted call: reconciles its charge and gives back its concurrency count.
     fn settle(&self, reservation: Self::Reservation, settlement: Settlement);
+
+    /// The handle of the scopes `scopes` at their generations, at the layer's time `now`. The
+    /// layer makes one when it first sees a set of scopes and again after any limit changed. The
+    /// default: `Handle::default()`.
+    fn handle(&self, scopes: &[ScopeRef], now: Nanos) -> Self::Handle {
+        let _ = (scopes, now);
+        Self::Handle::default()
+    }
+
+    /// [`acquire`](Store::acquire) for a call whose scopes have the handle `handle` (made for the
+    /// same scopes, possibly at older generations). The default ignores the handle.
+    fn acquire_with(&self, handle: &Self::Handle, call: &Acquire<'_>) -> Self::AcquireFuture {
+        let _ = handle;
+        self.acquire(call)
+    }
+
+    /// [`settle`](Store::settle) for a call admitted by [`acquire_with`](Store::acquire_with)
+    /// with `handle`. The default ignores the handle.
+    fn settle_with(
+        &self,
+        handle: &Self::Handle,
+        reservation: Self::Reservation,
+        settlement: Settlement,
+    ) {
+        let _ = handle;
+        self.settle(reservation, settlement);
+    }
 
     /// The state of one scope, if the store has seen it.
     fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState>;

@@ -1,6 +1,6 @@
 use super::Throttle;
 use crate::hooks::Hooks;
-use crate::{Limiter, MemoryStore, ThrottleBuilder};
+use crate::{Limiter, MemoryStore, Store, ThrottleBuilder};
 use tower_layer::Layer;
 
 /// Applies [`Throttle`] to a service. Built by [`ThrottleLayer::builder`].
@@ -75,7 +75,7 @@ impl<H, St> ThrottleLayer<H, St> {
     }
 }
 
-impl<S, H: Clone, St> Layer<S> for ThrottleLayer<H, St> {
+impl<S, H: Clone, St: Store> Layer<S> for ThrottleLayer<H, St> {
     type Service = Throttle<S, H, St>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -17,7 +17,7 @@ use tower_service::Service;
 /// # Clone
 /// Clones share the [`Limiter`] (buckets and queue); see [`ThrottleLayer`](crate::ThrottleLayer).
 #[derive(Debug)]
-pub struct Throttle<S, H = Hooks, St = MemoryStore> {
+pub struct Throttle<S, H = Hooks, St: Store = MemoryStore> {
     pub(crate) inner: S,
     pub(crate) limiter: Limiter<St>,
     pub(crate) hooks: H,
@@ -25,7 +25,7 @@ pub struct Throttle<S, H = Hooks, St = MemoryStore> {
     pub(crate) lanes: LaneCache<St>,
 }
 
-impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
+impl<S: Clone, H: Clone, St: Store> Clone for Throttle<S, H, St> {
     fn clone(&self) -> Self {
         Throttle {
             inner: self.inner.clone(),
@@ -36,7 +36,7 @@ impl<S: Clone, H: Clone, St> Clone for Throttle<S, H, St> {
     }
 }
 
-impl<S, H, St> Throttle<S, H, St> {
+impl<S, H, St: Store> Throttle<S, H, St> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -678,6 +678,7 @@ struct SharedCuts {
 
 impl tollgate::Store for SharedCuts {
     type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
+    type Handle = ();
     type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
     fn acquire(&self, call: &tollgate::store::Acquire<'_>) -> Self::AcquireFuture {
         self.inner.acquire(call)
