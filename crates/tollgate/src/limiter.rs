@@ -1,5 +1,5 @@
-//! [`Limiter`]: the state every clone of a layer shares — scope registry, store, queue — and the
-//! two halves of a call's life in it: a `Ticket` while it waits, a `Permit` while it runs.
+//! [`Limiter`]: the state every clone of a layer shares — scope registry, store, queue — and a
+//! call's life in it, its `Ticket`: waiting for admission, then holding its charge until settled.
 
 use crate::feedback::{Cooldown, Feedback};
 use crate::lane::Lane;
@@ -574,6 +574,9 @@ impl<St: Store> Limiter<St> {
             sleep: None,
             account,
             asked_at: Nanos::ZERO,
+            admitted: None,
+            reservation: None,
+            waited: Duration::ZERO,
         })
     }
 }
@@ -626,7 +629,10 @@ impl std::fmt::Debug for Account {
     }
 }
 
-/// A call waiting for admission. Dropping it leaves the queue and lets the next call go.
+/// A call with the limiter: it waits for admission ([`poll_acquire`](Ticket::poll_acquire)), then
+/// holds its charge until it is settled ([`answered`](Ticket::answered), [`fail`](Ticket::fail)).
+/// Dropped while it waits, it leaves the queue and lets the next call go; dropped while admitted
+/// and not settled, it is settled by the failure rule.
 pub(crate) struct Ticket<St: Store> {
     /// Its scopes and the limiter.
     lane: Arc<Lane<St>>,
@@ -642,6 +648,12 @@ pub(crate) struct Ticket<St: Store> {
     account: Option<Box<Account>>,
     /// The layer's time of the last request to the store (zero before the first).
     asked_at: Nanos,
+    /// When it was admitted, in the layer's time; `None` while it waits.
+    admitted: Option<Nanos>,
+    /// What the store holds for it until it is settled.
+    reservation: Option<St::Reservation>,
+    /// How long it waited for admission (for the call log; zero without one).
+    waited: Duration,
 }
 
 impl<St: Store> std::fmt::Debug for Ticket<St> {
@@ -718,7 +730,7 @@ impl<St: Store> Ticket<St> {
         }
     }
 
-    fn refuse(&mut self, err: ThrottleError) -> Poll<Result<Permit<St>, ThrottleError>> {
+    fn refuse(&mut self, err: ThrottleError) -> Poll<Result<(), ThrottleError>> {
         self.leave(false);
         for c in &self.lane.counters {
             c.refused();
@@ -867,12 +879,12 @@ impl<St: Store> Ticket<St> {
         Ok(Turn::Wait)
     }
 
-    /// The call is admitted: leave the queue, count it, hand out the permit.
+    /// The call is admitted: leave the queue, count it, hold the reservation.
     fn admitted(
         &mut self,
         now: Instant,
         reservation: Option<St::Reservation>,
-    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+    ) -> Poll<Result<(), ThrottleError>> {
         // Only a call that queued has waited (a call that went straight through has not, whatever
         // the clock says between two reads).
         let waited = self.arrived.filter(|_| self.enqueued).map(|a| now - a);
@@ -880,26 +892,17 @@ impl<St: Store> Ticket<St> {
         for c in &self.lane.counters {
             c.admitted(waited);
         }
-        let mut account = self.account.take();
-        let mut waited = Duration::ZERO;
-        if let Some(a) = &mut account {
+        if let Some(a) = &mut self.account {
             a.admitted = Some(now);
-            waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
+            self.waited = self.arrived.map_or(Duration::ZERO, |a| now - a);
         }
-        Poll::Ready(Ok(Permit {
-            lane: self.lane.clone(),
-            reservation,
-            charged: self.cost,
-            on_failure: self.limiter().shared.settings.on_failure,
-            account,
-            priority: self.priority,
-            waited,
-            admitted: if self.asked_at > Nanos::ZERO {
-                self.asked_at
-            } else {
-                self.limiter().nanos(now)
-            },
-        }))
+        self.reservation = reservation;
+        self.admitted = Some(if self.asked_at > Nanos::ZERO {
+            self.asked_at
+        } else {
+            self.limiter().nanos(now)
+        });
+        Poll::Ready(Ok(()))
     }
 
     /// Handles the store's decision; `Pending` when the call must wait.
@@ -908,7 +911,7 @@ impl<St: Store> Ticket<St> {
         cx: &mut Context<'_>,
         now: Instant,
         decision: Decision<St::Reservation>,
-    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+    ) -> Poll<Result<(), ThrottleError>> {
         match decision {
             Decision::Admitted(reservation) => self.admitted(now, Some(reservation)),
             Decision::Never(n) => {
@@ -957,7 +960,7 @@ impl<St: Store> Ticket<St> {
         &mut self,
         cx: &mut Context<'_>,
         until: Option<Instant>,
-    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+    ) -> Poll<Result<(), ThrottleError>> {
         let deadline = self.arrived.and_then(|a| self.deadline(a));
         let at = match (until, deadline) {
             (Some(u), Some(d)) => Some(u.min(d)),
@@ -983,10 +986,10 @@ impl<St: Store> Ticket<St> {
     }
 
     /// Drives the call to admission.
-    pub(crate) fn poll_acquire(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+    pub(crate) fn poll_acquire(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ThrottleError>> {
+        if self.admitted.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         // One clock read per poll: a decision made in this poll is made at this time.
         let now = Instant::now();
         if let Some(fut) = &mut self.pending {
@@ -1050,7 +1053,7 @@ impl<St: Store> Ticket<St> {
         cx: &mut Context<'_>,
         now: Instant,
         decision: Result<Decision<St::Reservation>, crate::store::StoreError>,
-    ) -> Poll<Result<Permit<St>, ThrottleError>> {
+    ) -> Poll<Result<(), ThrottleError>> {
         match decision {
             Ok(d) => self.decided(cx, now, d),
             Err(e) => self.refuse(ThrottleError::store(e)),
@@ -1060,6 +1063,14 @@ impl<St: Store> Ticket<St> {
 
 impl<St: Store> Drop for Ticket<St> {
     fn drop(&mut self) {
+        if self.admitted.is_some() {
+            if self.reservation.is_some() || self.account.is_some() {
+                // Admitted and not settled: the call's future was dropped while it ran.
+                let actual = self.on_failure().actual(self.cost);
+                self.settle(actual, Billed::Charged, "dropped");
+            }
+            return;
+        }
         self.leave(false);
         if let (Some(account), Some(spend)) =
             (self.account.as_mut(), &self.lane.limiter.shared.spend)
@@ -1069,29 +1080,12 @@ impl<St: Store> Drop for Ticket<St> {
     }
 }
 
-/// An admitted call. Dropping it without [`finish`](Permit::finish) settles it as failed.
-pub(crate) struct Permit<St: Store> {
-    lane: Arc<Lane<St>>,
-    reservation: Option<St::Reservation>,
-    charged: Cost,
-    on_failure: OnFailure,
-    account: Option<Box<Account>>,
-    priority: Priority,
-    /// How long the call waited for admission (for the call log; zero without one).
-    waited: Duration,
-    /// When it was admitted, in the layer's time.
-    admitted: Nanos,
-}
-
-impl<St: Store> std::fmt::Debug for Permit<St> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Permit")
-            .field("charged", &self.charged)
-            .finish_non_exhaustive()
+/// The admitted half of a ticket's life.
+impl<St: Store> Ticket<St> {
+    fn on_failure(&self) -> OnFailure {
+        self.limiter().shared.settings.on_failure
     }
-}
 
-impl<St: Store> Permit<St> {
     /// Acts on the call's feedback (see [`Limiter::feedback`]).
     pub(crate) fn feedback(&self, feedback: &Feedback) {
         self.lane.limiter.feedback(feedback, &self.lane);
@@ -1107,21 +1101,21 @@ impl<St: Store> Permit<St> {
     /// failure rule in the buckets, and costs no money when the provider turned the call away
     /// (rate limited, overloaded, spend cap: nothing was billed), else the failure rule's tokens.
     pub(crate) fn answered(
-        mut self,
+        &mut self,
         usage: Option<Cost>,
         tokens: Option<TokenUsage>,
         outcome: &crate::feedback::Outcome,
     ) {
         use crate::feedback::Outcome;
         let reported = usage.map(|u| Cost {
-            requests: self.charged.requests,
+            requests: self.cost.requests,
             ..u
         });
         let success = *outcome == Outcome::Success;
         let actual = match reported {
             Some(u) => u,
-            None if success => self.charged,
-            None => self.on_failure.actual(self.charged),
+            None if success => self.cost,
+            None => self.on_failure().actual(self.cost),
         };
         let billed = match tokens {
             Some(t) => Billed::Reported(t),
@@ -1137,22 +1131,25 @@ impl<St: Store> Permit<St> {
     }
 
     /// Settles a call whose inner service failed.
-    pub(crate) fn fail(mut self) {
-        let actual = self.on_failure.actual(self.charged);
+    pub(crate) fn fail(&mut self) {
+        let actual = self.on_failure().actual(self.cost);
         self.settle(actual, Billed::Charged, "error");
     }
 
     fn settle(&mut self, actual: Cost, billed: Billed, outcome: &'static str) {
+        let Some(admitted) = self.admitted else {
+            return;
+        };
         // A refund gives the same buckets at any time after admission (a bucket refunded below
         // the present is simply full), so it is booked at the admission's time and the clock is
         // not read again; a shortfall is charged as debt from now.
-        let c = self.charged;
+        let c = self.cost;
         let debt = actual.requests > c.requests
             || actual.input_tokens > c.input_tokens
             || actual.output_tokens > c.output_tokens;
         let read = (debt || self.account.is_some()).then(Instant::now);
         if let Some(r) = self.reservation.take() {
-            let now = read.map_or(self.admitted, |t| self.lane.limiter.nanos(t));
+            let now = read.map_or(admitted, |t| self.lane.limiter.nanos(t));
             self.lane.limiter.shared.store.settle_with(
                 &self.lane.handle,
                 r,
@@ -1189,7 +1186,7 @@ impl<St: Store> Permit<St> {
             self.lane.limiter.log(
                 &account,
                 self.priority,
-                self.charged,
+                self.cost,
                 now,
                 self.waited,
                 real,
@@ -1271,16 +1268,5 @@ impl<St: Store> Limiter<St> {
             outcome: outcome.to_owned(),
             refused_because: refused.map(ToString::to_string),
         });
-    }
-}
-
-impl<St: Store> Drop for Permit<St> {
-    fn drop(&mut self) {
-        if self.reservation.is_none() && self.account.is_none() {
-            // Settled already.
-            return;
-        }
-        let actual = self.on_failure.actual(self.charged);
-        self.settle(actual, Billed::Charged, "dropped");
     }
 }

@@ -1,6 +1,6 @@
 use crate::feedback::Classify;
 use crate::hooks::ReadUsage;
-use crate::limiter::{Permit, Ticket};
+use crate::limiter::Ticket;
 use crate::{BoxError, Store, ThrottleError};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -21,21 +21,22 @@ pin_project! {
         St: Store,
     {
         #[pin]
-        state: State<S, Req, St>,
+        state: State<S, Req>,
+        // The call with the limiter (`None` for a call that failed before it had one).
+        ticket: Option<Ticket<St>>,
         after: After<U, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req, St>
+    enum State<S, Req>
     where
         S: Service<Req>,
-        St: Store,
     {
         Failed { error: Option<ThrottleError> },
-        Waiting { ticket: Ticket<St>, svc: Option<S>, req: Option<Req> },
-        Calling { #[pin] fut: S::Future, permit: Option<Permit<St>> },
+        Waiting { svc: Option<S>, req: Option<Req> },
+        Calling { #[pin] fut: S::Future },
         Done,
     }
 }
@@ -55,10 +56,10 @@ where
     pub(crate) fn waiting(ticket: Ticket<St>, svc: S, req: Req, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                ticket,
                 svc: Some(svc),
                 req: Some(req),
             },
+            ticket: Some(ticket),
             after,
         }
     }
@@ -66,6 +67,7 @@ where
     pub(crate) fn failed(error: ThrottleError, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
+            ticket: None,
             after,
         }
     }
@@ -110,41 +112,39 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e.into()));
                 }
-                StateProj::Waiting { ticket, svc, req } => {
-                    let permit = match ready!(ticket.poll_acquire(cx)) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(Err(e.into()));
-                        }
+                StateProj::Waiting { svc, req } => {
+                    let admitted = match this.ticket.as_mut() {
+                        Some(ticket) => ready!(ticket.poll_acquire(cx)),
+                        None => Err(ThrottleError::polled_after_completion()),
                     };
+                    if let Err(e) = admitted {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(e.into()));
+                    }
                     let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(ThrottleError::polled_after_completion().into()));
                     };
                     let fut = svc.call(req);
-                    this.state.set(State::Calling {
-                        fut,
-                        permit: Some(permit),
-                    });
+                    this.state.set(State::Calling { fut });
                 }
-                StateProj::Calling { fut, permit } => {
+                StateProj::Calling { fut } => {
                     let result = ready!(fut.poll(cx));
-                    if let Some(permit) = permit.take() {
+                    if let Some(ticket) = this.ticket.as_mut() {
                         let feedback = this.after.classify.classify(result.as_ref());
-                        permit.feedback(&feedback);
+                        ticket.feedback(&feedback);
                         match &result {
                             Ok(res) => {
                                 let usage = this.after.usage.usage(res);
-                                let tokens = if permit.wants_tokens() {
+                                let tokens = if ticket.wants_tokens() {
                                     this.after.usage.tokens(res)
                                 } else {
                                     None
                                 };
-                                permit.answered(usage, tokens, &feedback.outcome);
+                                ticket.answered(usage, tokens, &feedback.outcome);
                             }
                             // Settled by the failure rule.
-                            Err(_) => permit.fail(),
+                            Err(_) => ticket.fail(),
                         }
                     }
                     this.state.set(State::Done);
