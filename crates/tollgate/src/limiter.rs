@@ -565,7 +565,7 @@ impl<St: Store> Limiter<St> {
         };
         Ok(Ticket {
             lane,
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: 0,
             priority,
             cost,
             arrived: None,
@@ -636,6 +636,8 @@ impl std::fmt::Debug for Account {
 pub(crate) struct Ticket<St: Store> {
     /// Its scopes and the limiter.
     lane: Arc<Lane<St>>,
+    /// Its place in arrival order, taken when it first needs one (see [`Ticket::id`]); zero
+    /// before.
     id: u64,
     priority: Priority,
     cost: Cost,
@@ -686,12 +688,24 @@ impl<St: Store> Ticket<St> {
         self.limiter().shared.settings.max_wait.map(|m| arrived + m)
     }
 
+    /// The call's id in arrival order, taken now if it has none. A call needs one only to wait
+    /// (in the queue or held at a spend cap) and while a remote store decides, so a call admitted
+    /// at once by a store in this process never takes one; a call that waits takes it when it
+    /// first learns that it must, which for such a store is its first poll.
+    fn id(&mut self) -> u64 {
+        if self.id == 0 {
+            self.id = self.limiter().shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+        self.id
+    }
+
     /// Joins the back of its tier in the queue (once).
     fn enqueue(&mut self, q: &mut Queue) {
         if !self.enqueued {
+            let id = self.id();
             q.push(
                 self.priority,
-                self.id,
+                id,
                 self.lane.scopes.iter().map(|s| s.id).collect(),
             );
             self.limiter()
@@ -752,6 +766,7 @@ impl<St: Store> Ticket<St> {
         cx: &mut Context<'_>,
         now: Instant,
     ) -> Poll<Result<(), ThrottleError>> {
+        self.id();
         let limiter = self.limiter().clone();
         let deadline = self.arrived.and_then(|a| self.deadline(a));
         let (Some(account), Some(spend)) = (&mut self.account, &limiter.shared.spend) else {
@@ -1040,6 +1055,8 @@ impl<St: Store> Ticket<St> {
                 match Pin::new(&mut fut).poll(cx) {
                     Poll::Ready(decision) => self.on_decision(cx, now, decision),
                     Poll::Pending => {
+                        // Its place in arrival order is taken before the answer comes back.
+                        self.id();
                         self.pending = Some(Box::new(fut));
                         Poll::Pending
                     }
