@@ -694,7 +694,12 @@ impl<St: Store> Ticket<St> {
     /// first learns that it must, which for such a store is its first poll.
     fn id(&mut self) -> u64 {
         if self.id == 0 {
-            self.id = self.limiter().shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            self.id = self
+                .limiter()
+                .shared
+                .next_id
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
         }
         self.id
     }

@@ -171,8 +171,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Lowers the buckets of `scope` to every limit the provider reported in one answer, as
     /// [`sync_remaining`](Store::sync_remaining) does for one. The default calls it for each; a
-    /// store may do them all in one step (the [`MemoryStore`] takes its lock
-    /// once). Must not block.
+    /// store may do them all in one step (the [`MemoryStore`] takes its table's
+    /// lock once). Must not block.
     fn sync_reported(&self, scope: &ScopeRef, now: Nanos, reported: &[ProviderLimit]) {
         for l in reported {
             self.sync_remaining(scope, now, l.dimension, l.remaining);
