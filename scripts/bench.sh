@@ -4,7 +4,7 @@
 # simulated calls per wall second, and the machine they were measured on.
 #
 #   scripts/bench.sh                 # every bench: ~2 minutes of measuring after the build, plus
-#                                    # ~1 for the simulator (benches/sim.rs: 12 whole runs, most
+#                                    # ~1 for the simulator (benches/sim/sim.rs: 12 whole runs, most
 #                                    # of them a simulated hour of 500 agents)
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
 #   scripts/bench.sh sim             # only the simulator
@@ -35,7 +35,7 @@ if [ "$#" -eq 0 ] || [[ " $* " == *redis* ]]; then
 fi
 command="scripts/bench.sh${*:+ $*} → cargo bench -p tollgate-benches --bench overhead --bench scopes -- ${criterion_args[*]}"
 if $run_sim; then
-    command+="; cargo bench -p tollgate-benches --bench sim${*:+ -- $*}"
+    command+="; cargo bench -p tollgate-bench-sim --bench sim${*:+ -- $*}"
 fi
 if $run_redis; then
     command+="; cargo bench -p tollgate-benches --bench redis -- ${criterion_args[*]}"
@@ -57,7 +57,7 @@ echo "== running the benches (load average before: $loadavg)"
 cargo bench -p tollgate-benches --bench overhead --bench scopes -- "${criterion_args[@]}"
 if $run_sim; then
     echo "== running the simulator bench (~1 minute)"
-    cargo bench -p tollgate-benches --bench sim -- "$@"
+    cargo bench -p tollgate-bench-sim --bench sim -- "$@"
 fi
 if $run_redis; then
     echo "== running the Redis bench (~15 s)"

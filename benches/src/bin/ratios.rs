@@ -14,7 +14,7 @@
 //! (`family`, `benchmark`, instructions per call, tab-separated), written by `scripts/bench.sh` from
 //! callgrind, adds instruction counts on one task.
 //!
-//! The family `sim` (group `sim`, from `benches/sim.rs`) is not a comparison: one iteration is a
+//! The family `sim` (group `sim`, from `benches/sim/sim.rs`) is not a comparison: one iteration is a
 //! whole simulator run, and its throughput in `benchmark.json` (`Elements`) is the simulated calls
 //! of a run. It gets its own section, "simulator": calls per run, mean wall time per run, and
 //! simulated calls per wall second against the target of [`SIM_TARGET`].
@@ -57,7 +57,7 @@ const ORDER: &[&str] = &[
     "500-agents-1h",
 ];
 
-/// The criterion group of the simulator's speed (`benches/sim.rs`).
+/// The criterion group of the simulator's speed (`benches/sim/sim.rs`).
 const SIM_FAMILY: &str = "sim";
 
 /// The simulator's target (issue 7): simulated calls per wall second.
