@@ -251,7 +251,7 @@ fn live(t: Nanos) -> u64 {
 
 /// Sets `word` to `f(value)` by compare-and-swap (`None`: leaves it). Returns the value it acted
 /// on, or `Err(())` when the word is retired.
-#[inline]
+#[inline(always)]
 fn update(word: &AtomicU64, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, ()> {
     let mut v = word.load(Ordering::Acquire);
     loop {
@@ -300,7 +300,7 @@ pub fn admit_atomic(
     }
 }
 
-#[inline]
+#[inline(always)]
 fn admit_pass(
     now: Nanos,
     cost: Cost,

@@ -248,6 +248,7 @@ impl<St: Store> Limiter<St> {
     }
 
     /// The money side of a call: its keys, price and estimate, or the error that ends it at once.
+    #[inline]
     pub(crate) fn account(
         &self,
         keys: &crate::Scopes,
@@ -256,9 +257,22 @@ impl<St: Store> Limiter<St> {
         model: Option<&str>,
         attempt: u32,
     ) -> Result<Option<Box<Account>>, ThrottleError> {
-        let Some(spend) = &self.shared.spend else {
-            return Ok(None);
-        };
+        match &self.shared.spend {
+            None => Ok(None),
+            Some(spend) => self.open_account(spend, keys, cost, priority, model, attempt),
+        }
+    }
+
+    /// The part of [`account`](Limiter::account) for a layer that tracks spend or logs calls.
+    fn open_account(
+        &self,
+        spend: &Spend,
+        keys: &crate::Scopes,
+        cost: Cost,
+        priority: Priority,
+        model: Option<&str>,
+        attempt: u32,
+    ) -> Result<Option<Box<Account>>, ThrottleError> {
         let mut all: crate::Scopes = self.shared.registry.always().iter().cloned().collect();
         for k in keys {
             if !all.contains(k) {
@@ -424,6 +438,7 @@ impl<St: Store> Limiter<St> {
 
     /// Acts on a call's feedback: a shared cooldown of the provider scope after a rate-limited or
     /// overloaded answer, and header sync of its buckets.
+    #[inline]
     pub(crate) fn feedback(&self, feedback: &Feedback, lane: &Lane<St>) {
         let shared = &self.shared;
         let Some(key) = &shared.settings.provider_scope else {
@@ -438,6 +453,19 @@ impl<St: Store> Limiter<St> {
             }
             return;
         }
+        self.learn(feedback, lane, key, success, syncs);
+    }
+
+    /// The part of [`feedback`](Limiter::feedback) for an answer there is something to learn from.
+    fn learn(
+        &self,
+        feedback: &Feedback,
+        lane: &Lane<St>,
+        key: &ScopeKey,
+        success: bool,
+        syncs: bool,
+    ) {
+        let shared = &self.shared;
         // The provider scope as the call's lane has it (no registry lookup), else from the
         // registry. Limits older than the store's are ignored by it.
         let looked_up;
@@ -540,6 +568,7 @@ impl<St: Store> Limiter<St> {
         }
     }
 
+    #[inline]
     fn wake_blocked(&self) {
         if self.shared.queued.load(Ordering::Acquire) > 0 {
             self.queue().wake_blocked();

@@ -20,15 +20,21 @@ pub(crate) struct ScopeCounters {
 }
 
 impl ScopeCounters {
+    #[inline]
     pub(crate) fn admitted(&self, waited: Option<Duration>) {
         self.admitted.fetch_add(1, Ordering::Relaxed);
         if let Some(w) = waited {
-            let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
-            if waits.len() == WAIT_SAMPLES {
-                waits.pop_front();
-            }
-            waits.push_back(w);
+            self.waited(w);
         }
+    }
+
+    /// Keeps the wait of a call that queued, among the latest [`WAIT_SAMPLES`].
+    fn waited(&self, w: Duration) {
+        let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+        if waits.len() == WAIT_SAMPLES {
+            waits.pop_front();
+        }
+        waits.push_back(w);
     }
 
     pub(crate) fn refused(&self) {
