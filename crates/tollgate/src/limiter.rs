@@ -576,6 +576,7 @@ impl<St: Store> Limiter<St> {
     }
 
     /// A ticket for a call in `lane`, or the error that ends it at once.
+    #[inline]
     pub(crate) fn ticket(
         &self,
         lane: Result<Arc<Lane<St>>, ThrottleError>,
@@ -929,6 +930,7 @@ impl<St: Store> Ticket<St> {
     }
 
     /// The call is admitted: leave the queue, count it, hold the reservation.
+    #[inline]
     fn admitted(
         &mut self,
         now: Instant,
@@ -1099,6 +1101,7 @@ impl<St: Store> Ticket<St> {
         }
     }
 
+    #[inline]
     fn on_decision(
         &mut self,
         cx: &mut Context<'_>,
@@ -1106,6 +1109,8 @@ impl<St: Store> Ticket<St> {
         decision: Result<Decision<St::Reservation>, crate::store::StoreError>,
     ) -> Poll<Result<(), ThrottleError>> {
         match decision {
+            // The common case first, without the rest of `decided`.
+            Ok(Decision::Admitted(reservation)) => self.admitted(now, Some(reservation)),
             Ok(d) => self.decided(cx, now, d),
             Err(e) => self.refuse(ThrottleError::store(e)),
         }
@@ -1208,44 +1213,54 @@ impl<St: Store> Ticket<St> {
             );
             self.lane.limiter.wake_blocked();
         }
-        if let (Some(mut account), Some(now)) = (self.account.take(), read) {
-            let charged_tokens = TokenUsage::new(actual.input_tokens, actual.output_tokens);
-            let used = match billed {
-                Billed::Reported(t) => Some(t),
-                Billed::Charged => Some(charged_tokens),
-                Billed::Nothing => None,
-            };
-            let cost = match (account.price, used) {
-                (Some(p), Some(u)) => p.cost_of(u),
-                _ => Micros::ZERO,
-            };
-            if let (Some(hold), Some(spend)) =
-                (account.hold.take(), &self.lane.limiter.shared.spend)
-            {
-                spend.settle(
-                    hold,
-                    &account.budgets,
-                    self.lane.limiter.unix_ms(now) / 1000,
-                    cost,
-                );
-            }
-            // The log's `actual` is what the provider reported, or the charge of a success.
-            let real = match billed {
-                Billed::Reported(t) => Some(t),
-                _ => (outcome == "ok").then_some(charged_tokens),
-            };
-            self.lane.limiter.log(
-                &account,
-                self.priority,
-                self.cost,
-                now,
-                self.waited,
-                real,
+        if let (Some(account), Some(now)) = (self.account.take(), read) {
+            self.settle_account(account, now, actual, billed, outcome);
+        }
+    }
+
+    /// The money and log side of [`settle`](Ticket::settle), for a call with an account.
+    fn settle_account(
+        &self,
+        mut account: Box<Account>,
+        now: Instant,
+        actual: Cost,
+        billed: Billed,
+        outcome: &'static str,
+    ) {
+        let charged_tokens = TokenUsage::new(actual.input_tokens, actual.output_tokens);
+        let used = match billed {
+            Billed::Reported(t) => Some(t),
+            Billed::Charged => Some(charged_tokens),
+            Billed::Nothing => None,
+        };
+        let cost = match (account.price, used) {
+            (Some(p), Some(u)) => p.cost_of(u),
+            _ => Micros::ZERO,
+        };
+        if let (Some(hold), Some(spend)) = (account.hold.take(), &self.lane.limiter.shared.spend) {
+            spend.settle(
+                hold,
+                &account.budgets,
+                self.lane.limiter.unix_ms(now) / 1000,
                 cost,
-                outcome,
-                None,
             );
         }
+        // The log's `actual` is what the provider reported, or the charge of a success.
+        let real = match billed {
+            Billed::Reported(t) => Some(t),
+            _ => (outcome == "ok").then_some(charged_tokens),
+        };
+        self.lane.limiter.log(
+            &account,
+            self.priority,
+            self.cost,
+            now,
+            self.waited,
+            real,
+            cost,
+            outcome,
+            None,
+        );
     }
 }
 
