@@ -992,7 +992,7 @@ fn atomic_history() -> impl Strategy<Value = Vec<AtomicStep>> {
     )
 }
 
-/// Ends every scope's state at `retire`, checking that nothing works on it after.
+/// Retires every scope's state and returns their final values.
 fn retire_all(states: &[AtomicScopeState]) -> Vec<ScopeState> {
     states.iter().map(AtomicScopeState::retire).collect()
 }
