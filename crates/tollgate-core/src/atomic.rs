@@ -1,24 +1,9 @@
 //! [`AtomicScopeState`]: the state of one scope in atomics, so that calls in many threads are
 //! admitted, settled and released by compare-and-swap, without a lock: [`admit_atomic`],
 //! [`settle_atomic`], [`release_atomic`]. The rules are those of [`admit`](crate::admit),
-//! [`settle`](crate::settle) and [`release`](crate::release), to the nanosecond.
-//!
-//! # All or nothing without a lock
-//! [`admit_atomic`] first checks every bucket, cooldown and concurrency count of every scope
-//! without writing; a refusal there changes nothing, as in [`admit`](crate::admit). Otherwise it
-//! charges the buckets one by one and then takes the concurrency counts, each by compare-and-swap.
-//! When another thread took the capacity in between, it takes back what it charged and starts
-//! over. Between a charge and its taking back, another call may see the charge and be refused:
-//! it is told to wait at most the time of this call's cost (a concurrency count: until the next
-//! release); nothing is ever admitted over a limit.
-//!
-//! # Retiring a state
-//! When a scope's limits change, its state is carried over to the new limits
-//! ([`CompiledScope::carry_over`]). [`AtomicScopeState::retire`] freezes the old state and returns
-//! its final value, which includes every charge made before the freeze; after it, every operation
-//! on the old state fails with [`Retired`] and says which charges of the call it could not take
-//! back there ([`Stranded`]): they live on in the successor, where the owner of the states applies
-//! them ([`AtomicScopeState::apply`]).
+//! [`settle`](crate::settle) and [`release`](crate::release), to the nanosecond. How the
+//! admission stays all or nothing without a lock, and what happens when limits change: see
+//! [`AtomicScopeState`].
 
 use crate::{Admission, CompiledScope, Cost, Nanos, NeverFits, ScopeState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +15,24 @@ const LATEST: u64 = RETIRED - 1;
 
 /// The state of one scope ([`ScopeState`]) in atomics.
 ///
+/// # All or nothing without a lock
+/// [`admit_atomic`] first checks every bucket, cooldown and concurrency count of every scope
+/// without writing; a refusal there changes nothing, as in [`admit`](crate::admit). Otherwise it
+/// charges the buckets one by one and then takes the concurrency counts, each by compare-and-swap.
+/// When another thread took the capacity in between, it takes back what it charged and starts
+/// over. Between a charge and its taking back, another call may see the charge and be refused:
+/// it is told to wait at most the time of this call's cost (a concurrency count: until the next
+/// release); nothing is ever admitted over a limit.
+///
+/// # Retiring a state
+/// When a scope's limits change, its state is carried over to the new limits
+/// ([`CompiledScope::carry_over`]). [`AtomicScopeState::retire`] freezes the old state and returns
+/// its final value, which includes every charge made before the freeze; after it, every operation
+/// on the old state fails with [`Retired`] and says which charges of the call it could not take
+/// back there ([`Stranded`]): they live on in the successor, where the owner of the states applies
+/// them ([`AtomicScopeState::apply`]).
+///
+/// # Example
 /// ```
 /// use tollgate_core::{admit_atomic, settle_atomic, release_atomic, Admission, AtomicScopeState};
 /// use tollgate_core::{Cost, Dimension, Limit, Nanos, ScopeLimits};
@@ -55,7 +58,7 @@ pub struct AtomicScopeState {
     cooldown_until: AtomicU64,
 }
 
-/// An operation met a retired state (see [the module docs](self)). What it could not take back
+/// An operation met a retired state (see [`AtomicScopeState`]). What it could not take back
 /// there is in `stranded`; everything else it did was taken back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Retired {
@@ -94,25 +97,6 @@ pub enum Stranded {
 }
 
 impl Stranded {
-    /// The same change for the scope at index `scope` (for an owner that acts on one scope of
-    /// the call at a time).
-    #[must_use]
-    pub fn in_scope(self, scope: usize) -> Stranded {
-        match self {
-            Stranded::Refund { bucket, units, .. } => Stranded::Refund {
-                scope,
-                bucket,
-                units,
-            },
-            Stranded::Debt { bucket, units, .. } => Stranded::Debt {
-                scope,
-                bucket,
-                units,
-            },
-            Stranded::Release { .. } => Stranded::Release { scope },
-        }
-    }
-
     /// The index of the scope the change is for.
     pub fn scope(&self) -> usize {
         match *self {
@@ -282,7 +266,7 @@ enum Pass {
 }
 
 /// Admits a call of `cost` at `now` in every one of `scopes`, or in none, without a lock (see
-/// [the module docs](self)). The same answers as [`admit`](crate::admit) for the same states.
+/// [`AtomicScopeState`]). The same answers as [`admit`](crate::admit) for the same states.
 ///
 /// # Errors
 /// [`Retired`] when a state was retired: nothing of the call stays charged but the `stranded`
