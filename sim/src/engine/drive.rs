@@ -3,14 +3,11 @@
 //! paused clock; one record per request.
 
 use super::agents::{Agents, Launch};
+use super::calls::Calls;
 use crate::scenario::Scenario;
-use crate::strategy::{CallRng, Client};
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::task::AtomicWaker;
+use crate::strategy::{Call, CallRng};
 use std::future::{poll_fn, Future};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -31,59 +28,41 @@ struct Ended {
     ok: bool,
 }
 
-/// The waker of the calls in flight. A call woken while the run is being polled (by another call,
-/// or by itself) is only noted, and the run polls the calls again at once: waking the run would
-/// send the runtime through its driver for nothing.
-#[derive(Debug, Default)]
-struct Nudge {
-    woken: AtomicBool,
-    polling: AtomicBool,
-    run: AtomicWaker,
-}
-
-impl Wake for Nudge {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Relaxed);
-        if !self.polling.load(Relaxed) {
-            self.run.wake();
-        }
-    }
-}
-
-async fn send(client: &Client, launch: Launch, record: usize) -> Ended {
-    let Launch { call, mut rng } = launch;
-    let ok = client.send(call, &mut rng).await;
+/// One call: `future` sends the request until it succeeds or the strategy gives up.
+async fn call<F>(future: F, agent: u32, record: usize) -> Ended
+where
+    F: Future<Output = (bool, CallRng)>,
+{
+    let (ok, rng) = future.await;
     Ended {
         record,
-        agent: call.agent,
+        agent,
         rng,
         ok,
     }
 }
 
-/// Runs the agents of `scenario` through `client` from `start` until every request ended or the
-/// drain is over (requests still in flight then are dropped and stay without an end), and returns
-/// the requests in the order they were made.
-pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) -> Vec<Record> {
+/// Runs the agents of `scenario` from `start`, each request sent with `send` (which answers whether
+/// it succeeded and gives the generator back), until every request ended or the drain is over
+/// (requests still in flight then are dropped and stay without an end), and returns the requests
+/// in the order they were made.
+pub(super) async fn drive<S, F>(scenario: &Scenario, start: Instant, send: S) -> Vec<Record>
+where
+    S: Fn(Call, CallRng) -> F,
+    F: Future<Output = (bool, CallRng)>,
+{
     let mut agents = Agents::new(scenario);
     let mut records = Vec::new();
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight = Calls::new();
     let end = scenario.duration + scenario.drain;
     // Wakes the run at the next request due, or at the end.
     let mut timer = std::pin::pin!(tokio::time::sleep_until(start + end));
     // Everything due up to here is due now: the timer fired for it.
     let mut fired = Duration::ZERO;
-    let nudge = Arc::new(Nudge::default());
-    let calls_waker = Waker::from(Arc::clone(&nudge));
     poll_fn(|cx| {
         // The paused clock stands still while the run is polled.
         let now = start.elapsed();
-        nudge.run.register(cx.waker());
-        nudge.polling.store(true, Relaxed);
+        in_flight.begin(cx.waker());
         let poll = loop {
             let due = now.max(fired);
             if due >= end {
@@ -96,10 +75,10 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
                     done: None,
                     ok: false,
                 });
-                in_flight.push(send(client, launch, records.len() - 1));
+                let Launch { call: c, rng } = launch;
+                in_flight.push(call(send(c, rng), c.agent, records.len() - 1));
             }
-            nudge.woken.store(false, Relaxed);
-            match in_flight.poll_next_unpin(&mut Context::from_waker(&calls_waker)) {
+            match in_flight.poll_next() {
                 Poll::Ready(Some(ended)) => {
                     let r = &mut records[ended.record];
                     r.done = Some(now);
@@ -108,7 +87,7 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
                     continue;
                 }
                 Poll::Ready(None) if agents.next_due().is_none() => break Poll::Ready(()),
-                _ if nudge.woken.load(Relaxed) => continue,
+                _ if in_flight.woken() => continue,
                 _ => {}
             }
             let wake = start + agents.next_due().unwrap_or(end);
@@ -120,7 +99,7 @@ pub(super) async fn drive(scenario: &Scenario, client: &Client, start: Instant) 
             }
             fired = wake - start;
         };
-        nudge.polling.store(false, Relaxed);
+        in_flight.end();
         poll
     })
     .await;
