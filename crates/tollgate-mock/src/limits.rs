@@ -151,25 +151,33 @@ impl Bucket {
         }
     }
 
-    fn state(&self, now: u64) -> DimensionState {
+    /// Whole units available. Call after `advance(now)`.
+    fn remaining(&self) -> u64 {
+        match *self {
+            // A level below 2^64 units (any limit under about 300 million per minute) divides in
+            // 64 bits.
+            Bucket::Token { level, .. } => match u64::try_from(level) {
+                Ok(level) => level / MINUTE_NS,
+                Err(_) => saturate(level / u128::from(MINUTE_NS)),
+            },
+            Bucket::Window { cap, used, .. } => cap.saturating_sub(used),
+        }
+    }
+
+    /// Nanoseconds until the bucket is full again (0 if it is). Call after `advance(now)`.
+    fn until_full_ns(&self, now: u64) -> u64 {
         match *self {
             Bucket::Token { cap, level, .. } => {
                 let full = u128::from(cap) * u128::from(MINUTE_NS);
-                DimensionState {
-                    remaining: saturate(level / u128::from(MINUTE_NS)),
-                    until_full: Duration::from_nanos(saturate(
-                        (full - level).div_ceil(u128::from(cap)),
-                    )),
+                saturate((full - level).div_ceil(u128::from(cap)))
+            }
+            Bucket::Window { used, window, .. } => {
+                if used == 0 {
+                    0
+                } else {
+                    window_end(window).saturating_sub(now)
                 }
             }
-            Bucket::Window { cap, used, window } => DimensionState {
-                remaining: cap.saturating_sub(used),
-                until_full: if used == 0 {
-                    Duration::ZERO
-                } else {
-                    Duration::from_nanos(window_end(window).saturating_sub(now))
-                },
-            },
         }
     }
 }
@@ -206,6 +214,23 @@ impl Limiter {
         for bucket in &mut self.buckets {
             bucket.advance(now);
         }
+    }
+
+    /// Brings every bucket to `now` (refill, or a new window).
+    pub(crate) fn advance_to(&mut self, now: Duration) {
+        self.advance(nanos(now));
+    }
+
+    /// What `dimension` has left, as of the last [`Limiter::advance_to`] (or admission, or
+    /// refund).
+    pub(crate) fn remaining(&self, dimension: Dimension) -> u64 {
+        self.buckets[dimension as usize].remaining()
+    }
+
+    /// Time from `now` until `dimension` is full again, as of the last [`Limiter::advance_to`]
+    /// `now` (or admission, or refund, at `now`).
+    pub(crate) fn until_full(&self, dimension: Dimension, now: Duration) -> Duration {
+        Duration::from_nanos(self.buckets[dimension as usize].until_full_ns(nanos(now)))
     }
 
     /// Admits `costs` (`[1, input_tokens, max_tokens]`) if all three fit, charging all of them, or
@@ -257,10 +282,13 @@ impl Limiter {
     }
 
     /// What each dimension has left at `now`.
+    #[cfg(test)]
     pub(crate) fn state(&mut self, now: Duration) -> [DimensionState; 3] {
-        let now = nanos(now);
-        self.advance(now);
-        [0, 1, 2].map(|i| self.buckets[i].state(now))
+        self.advance_to(now);
+        Dimension::ALL.map(|d| DimensionState {
+            remaining: self.remaining(d),
+            until_full: self.until_full(d, now),
+        })
     }
 }
 
