@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-/// Every call in flight.
-pub(super) struct Calls<F> {
-    slots: Vec<Slot<F>>,
+/// Every call in flight: its future, and what the run keeps with it (`T`).
+pub(super) struct Calls<F, T> {
+    slots: Vec<Slot<F, T>>,
     /// Slots without a call.
     free: Vec<u32>,
     /// Calls in flight.
@@ -26,8 +26,9 @@ pub(super) struct Calls<F> {
 }
 
 /// Room for one call.
-struct Slot<F> {
+struct Slot<F, T> {
     future: Pin<Box<Option<F>>>,
+    with: Option<T>,
     /// Which call the slot holds: a wake-up queued for an earlier one is dropped.
     generation: u32,
     waker: Arc<CallWaker>,
@@ -82,7 +83,7 @@ impl Shared {
     }
 }
 
-impl<F: Future> Calls<F> {
+impl<F: Future, T> Calls<F, T> {
     /// No calls.
     pub(super) fn new() -> Self {
         Calls {
@@ -109,18 +110,20 @@ impl<F: Future> Calls<F> {
         self.shared.woken.load(Relaxed)
     }
 
-    /// Adds a call, to be polled as if it had just been woken.
-    pub(super) fn push(&mut self, future: F) {
+    /// Adds a call, to be polled as if it had just been woken; `with` comes back with its output.
+    pub(super) fn push(&mut self, future: F, with: T) {
         let slot = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
                 slot.future.set(Some(future));
+                slot.with = Some(with);
                 slot
             }
             None => {
                 let i = self.slots.len() as u32;
                 self.slots.push(Slot {
                     future: Box::pin(Some(future)),
+                    with: Some(with),
                     generation: 0,
                     waker: self.waker(i, 0),
                 });
@@ -133,10 +136,10 @@ impl<F: Future> Calls<F> {
         self.len += 1;
     }
 
-    /// Polls the woken calls until one ends, and returns its output; `Ready(None)` when there are
-    /// no calls and `Pending` when none is ready (with [`Calls::woken`] set if the pass ended
-    /// early).
-    pub(super) fn poll_next(&mut self) -> Poll<Option<F::Output>> {
+    /// Polls the woken calls until one ends, and returns what was pushed with it and its output;
+    /// `Ready(None)` when there are no calls and `Pending` when none is ready (with
+    /// [`Calls::woken`] set if the pass ended early).
+    pub(super) fn poll_next(&mut self) -> Poll<Option<(T, F::Output)>> {
         self.shared.woken.store(false, Relaxed);
         let len = self.len;
         let (mut polled, mut yielded) = (0, 0);
@@ -170,17 +173,18 @@ impl<F: Future> Calls<F> {
                     }
                 }
                 Poll::Ready(output) => {
-                    self.release(i);
-                    return Poll::Ready(Some(output));
+                    let with = self.release(i);
+                    return Poll::Ready(with.map(|with| (with, output)));
                 }
             }
         }
     }
 
-    /// Empties slot `i` for the next call.
-    fn release(&mut self, i: u32) {
+    /// Empties slot `i` for the next call, and returns what was pushed with the call that ended.
+    fn release(&mut self, i: u32) -> Option<T> {
         let slot = &mut self.slots[i as usize];
         slot.future.set(None);
+        let with = slot.with.take();
         slot.generation = slot.generation.wrapping_add(1);
         // Late wake-ups of the call that ended find it queued and do nothing.
         slot.waker.queued.store(true, Relaxed);
@@ -193,6 +197,7 @@ impl<F: Future> Calls<F> {
         }
         self.free.push(i);
         self.len -= 1;
+        with
     }
 
     fn waker(&self, slot: u32, generation: u32) -> Arc<CallWaker> {
@@ -206,7 +211,7 @@ impl<F: Future> Calls<F> {
     }
 }
 
-impl<F> std::fmt::Debug for Calls<F> {
+impl<F, T> std::fmt::Debug for Calls<F, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Calls").field("len", &self.len).finish()
     }

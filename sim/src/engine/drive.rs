@@ -20,28 +20,6 @@ pub(super) struct Record {
     pub(super) ok: bool,
 }
 
-/// A request that ended: which, whose, and whether it succeeded.
-struct Ended {
-    record: usize,
-    agent: u32,
-    rng: CallRng,
-    ok: bool,
-}
-
-/// One call: `future` sends the request until it succeeds or the strategy gives up.
-async fn call<F>(future: F, agent: u32, record: usize) -> Ended
-where
-    F: Future<Output = (bool, CallRng)>,
-{
-    let (ok, rng) = future.await;
-    Ended {
-        record,
-        agent,
-        rng,
-        ok,
-    }
-}
-
 /// Runs the agents of `scenario` from `start`, each request sent with `send` (which answers whether
 /// it succeeded and gives the generator back), until every request ended or the drain is over
 /// (requests still in flight then are dropped and stay without an end), and returns the requests
@@ -75,15 +53,15 @@ where
                     done: None,
                     ok: false,
                 });
-                let Launch { call: c, rng } = launch;
-                in_flight.push(call(send(c, rng), c.agent, records.len() - 1));
+                let Launch { call, rng } = launch;
+                in_flight.push(send(call, rng), (records.len() - 1, call.agent));
             }
             match in_flight.poll_next() {
-                Poll::Ready(Some(ended)) => {
-                    let r = &mut records[ended.record];
+                Poll::Ready(Some(((record, agent), (ok, rng)))) => {
+                    let r = &mut records[record];
                     r.done = Some(now);
-                    r.ok = ended.ok;
-                    agents.ended(ended.agent, ended.rng, now);
+                    r.ok = ok;
+                    agents.ended(agent, rng, now);
                     continue;
                 }
                 Poll::Ready(None) if agents.next_due().is_none() => break Poll::Ready(()),

@@ -10,10 +10,11 @@ mod measure;
 use crate::report::{StrategyResult, Timeline};
 use crate::scenario::{ProviderAlgorithm, Scenario};
 use crate::strategy::{self, start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
+use std::future::poll_fn;
 use tokio::time::Instant;
 use tollgate::BoxError;
 use tollgate_mock::{Algorithm, Dimension, MockProvider, OverloadConfig};
-use tower::ServiceExt;
+use tower::Service;
 
 /// What one run produced.
 #[derive(Debug)]
@@ -81,15 +82,21 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
     // yield again and again (a strategy's herd of waiters polls thousands of timers at once).
     let records = match kind {
         StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
-            let svc = strategy::layer(kind, scenario, provider.clone())?;
+            // One instance for every call, as a client that keeps its service (no clone of the
+            // stack per call): a call makes it ready and calls it in the same poll, so no other
+            // call comes between, and the borrow ends before the call's future is awaited.
+            let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
             let send = |call, rng| {
                 let svc = &svc;
                 async move {
-                    let ok = match svc.clone().oneshot(call).await {
-                        Ok(answer) => answer.status().is_success(),
-                        Err(_) => false,
+                    let answer = match poll_fn(|cx| svc.borrow_mut().poll_ready(cx)).await {
+                        Ok(()) => {
+                            let answer = svc.borrow_mut().call(call);
+                            answer.await
+                        }
+                        Err(e) => Err(e),
                     };
-                    (ok, rng)
+                    (answer.is_ok_and(|a| a.status().is_success()), rng)
                 }
             };
             tokio::task::unconstrained(drive::drive(scenario, start, send)).await
