@@ -269,6 +269,10 @@ impl Limiter {
     }
 
     /// Gives back `amount` of `dimension` that a call admitted at `charged_at` did not use.
+    ///
+    /// Only that bucket is brought to `now`: the others come to the same state whenever they are
+    /// next brought forward, since refilling to `t1` and then to `t2` is refilling to `t2`, and a
+    /// window that turned over in between resets either way.
     pub(crate) fn refund(
         &mut self,
         now: Duration,
@@ -276,9 +280,9 @@ impl Limiter {
         amount: u64,
         charged_at: Duration,
     ) {
-        let now = nanos(now);
-        self.advance(now);
-        self.buckets[dimension as usize].refund(amount, nanos(charged_at));
+        let bucket = &mut self.buckets[dimension as usize];
+        bucket.advance(nanos(now));
+        bucket.refund(amount, nanos(charged_at));
     }
 
     /// What each dimension has left at `now`.
@@ -518,6 +522,34 @@ mod tests {
                         prop_assert!(net * u128::from(MINUTE_NS) <= cap * u128::from(MINUTE_NS) + cap * u128::from(b - a),
                             "dimension {d}: net {net} in [{a}, {b}] ns, cap {cap}");
                     }
+                }
+            }
+        }
+
+        /// A refund brings only its own bucket forward, and nothing that follows changes: a twin
+        /// that brings all three forward at every refund decides and reports the same.
+        #[test]
+        fn a_refund_needs_only_its_own_bucket_brought_forward(caps in [1u64..100, 1u64..3_000, 1u64..2_000], arrivals in arrivals(), window in any::<bool>()) {
+            let algorithm = if window { Algorithm::FixedWindow } else { Algorithm::TokenBucket };
+            let (mut one, mut all) = (Limiter::new(algorithm, caps), Limiter::new(algorithm, caps));
+            let mut t = 0;
+            let mut pending: Vec<(u64, u64, u64)> = Vec::new(); // (end, refund, charged_at)
+            for &(gap, input, max, out, dur) in &arrivals {
+                t += gap * 1_000_000;
+                pending.sort_unstable();
+                while let Some(&(end, amount, at)) = pending.first().filter(|p| p.0 <= t) {
+                    let (end, at) = (Duration::from_nanos(end), Duration::from_nanos(at));
+                    one.refund(end, Dimension::OutputTokens, amount, at);
+                    all.advance_to(end);
+                    all.refund(end, Dimension::OutputTokens, amount, at);
+                    pending.remove(0);
+                }
+                let now = Duration::from_nanos(t);
+                let decision = one.try_admit(now, [1, input, max]);
+                prop_assert_eq!(decision, all.try_admit(now, [1, input, max]));
+                prop_assert_eq!(one.state(now), all.state(now));
+                if decision.is_admit() {
+                    pending.push((t + dur * 1_000_000, max - out.min(max), t));
                 }
             }
         }
