@@ -119,20 +119,25 @@ mod wall {
     use std::cell::Cell;
 
     thread_local! {
-        static START: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// When the run started, and the wall clock then.
+        static START: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
     }
 
     pub(crate) const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
+    fn epoch() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS)
+    }
+
     pub(crate) fn start(at: Instant) {
-        START.with(|s| s.set(Some(at)));
+        START.with(|s| s.set(Some((at, epoch()))));
     }
 
     pub(crate) fn now() -> SystemTime {
-        let elapsed = START
-            .with(|s| s.get())
-            .map_or(Duration::ZERO, |s| s.elapsed());
-        SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS) + elapsed
+        match START.with(|s| s.get()) {
+            Some((start, epoch)) => epoch + start.elapsed(),
+            None => epoch(),
+        }
     }
 }
 
