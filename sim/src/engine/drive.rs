@@ -37,6 +37,8 @@ where
     let mut timer = std::pin::pin!(tokio::time::sleep_until(start + end));
     // Everything due up to here is due now: the timer fired for it.
     let mut fired = Duration::ZERO;
+    // The waker (data and vtable) the timer last answered `Pending` to, at its deadline.
+    let mut asked = None;
     poll_fn(|cx| {
         // The paused clock stands still while the run is polled.
         let now = start.elapsed();
@@ -71,10 +73,19 @@ where
             let wake = start + agents.next_due().unwrap_or(end);
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
+                asked = None;
             }
-            if timer.as_mut().poll(cx).is_pending() {
+            // A timer that answered `Pending` to this waker wakes it when it fires: until then
+            // there is no need to ask again.
+            let waker = (cx.waker().data(), cx.waker().vtable());
+            if asked == Some(waker) && !timer.is_elapsed() {
                 break Poll::Pending;
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                asked = Some(waker);
+                break Poll::Pending;
+            }
+            asked = None;
             fired = wake - start;
         };
         in_flight.end();
