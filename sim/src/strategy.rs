@@ -15,8 +15,7 @@ use tollgate::{BoxError, Cost, Dimension, Limit, Priority, ScopeLimits, Throttle
 use tollgate_core::rand_core::{Rng, SeedableRng};
 use tollgate_core::{AdaptiveRate, Backoff, MeasuredRate, Nanos, NextRetry, RetryBudget};
 use tollgate_mock::{MockProvider, MockReply, MockRequest};
-use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// A client strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,20 +119,25 @@ mod wall {
     use std::cell::Cell;
 
     thread_local! {
-        static START: Cell<Option<Instant>> = const { Cell::new(None) };
+        /// When the run started, and the wall clock then.
+        static START: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
     }
 
     pub(crate) const EPOCH_UNIX_SECS: u64 = 1_767_225_600;
 
+    fn epoch() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS)
+    }
+
     pub(crate) fn start(at: Instant) {
-        START.with(|s| s.set(Some(at)));
+        START.with(|s| s.set(Some((at, epoch()))));
     }
 
     pub(crate) fn now() -> SystemTime {
-        let elapsed = START
-            .with(|s| s.get())
-            .map_or(Duration::ZERO, |s| s.elapsed());
-        SystemTime::UNIX_EPOCH + Duration::from_secs(EPOCH_UNIX_SECS) + elapsed
+        match START.with(|s| s.get()) {
+            Some((start, epoch)) => epoch + start.elapsed(),
+            None => epoch(),
+        }
     }
 }
 
@@ -145,7 +149,8 @@ fn classify(answer: &Answer) -> Outcome {
         .outcome
 }
 
-/// A client as a strategy builds it for one run.
+/// A client as a strategy that does not use the layer builds it for one run (see [`layer`] for
+/// those that do).
 pub(crate) enum Client {
     /// None, static split and bucket-80: pacing, then the SDK retry.
     Sdk {
@@ -161,9 +166,6 @@ pub(crate) enum Client {
     Aws {
         provider: MockProvider,
         state: Arc<Mutex<AwsState>>,
-    },
-    Tollgate {
-        svc: BoxCloneSyncService<Call, Answer, BoxError>,
     },
 }
 
@@ -291,64 +293,9 @@ impl Client {
                 }
             }
             StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
-                let mut limits =
-                    ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, p.rpm));
-                if p.itpm > 0 {
-                    limits = limits.limit(Limit::per_minute(Dimension::InputTokens, p.itpm));
-                }
-                if p.otpm > 0 {
-                    limits = limits.limit(Limit::per_minute(Dimension::OutputTokens, p.otpm));
-                }
-                let mut builder = ThrottleLayer::builder()
-                    .scope("global", limits)
-                    .headroom(scenario.headroom);
-                if kind == StrategyKind::TollgateAdaptive {
-                    builder = builder.adaptive(0.1);
-                }
-                if let Some(budget) = &scenario.budget {
-                    builder = with_budget(builder, scenario, budget)?;
-                }
-                // Calls belong to their agent's scope only when a budget counts per agent.
-                let per_agent = scenario.budget.is_some();
-                let throttle = builder
-                    .extract_scopes(move |c: &Call| {
-                        let mut scopes = tollgate::Scopes::new();
-                        scopes.push(tollgate::ScopeKey::GLOBAL);
-                        if per_agent {
-                            scopes.push(tollgate::ScopeKey::from(format!("agent:{}", c.agent)));
-                        }
-                        scopes
-                    })
-                    .estimate(|c: &Call| {
-                        Cost::request()
-                            .with_input_tokens(c.req.input_tokens)
-                            .with_output_tokens(c.req.max_tokens)
-                    })
-                    .read_usage(|a: &Answer| {
-                        a.body().usage.map(|u| {
-                            Cost::request()
-                                .with_input_tokens(u.input_tokens)
-                                .with_output_tokens(u.output_tokens)
-                        })
-                    })
-                    .assign_priority(|c: &Call| Priority(c.priority))
-                    .classify(HttpClassifier::with_clock(wall::now))
-                    .build()?;
-                let retry = RetryPolicy::new(
-                    HttpClassifier::with_clock(wall::now),
-                    Backoff::sdk_default(),
-                    RetryBudget::default(),
-                    ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x7011_6a7e),
-                )
-                .honour_retry_after_up_to(SDK_HONOUR);
-                let svc = ServiceBuilder::new()
-                    .layer(retry.into_layer())
-                    .layer(throttle)
-                    .map_request(|c: Call| c.req)
-                    .service(provider);
-                Client::Tollgate {
-                    svc: BoxCloneSyncService::new(svc),
-                }
+                return Err(
+                    "tollgate's strategies send through the layer (`strategy::layer`)".into(),
+                );
             }
         })
     }
@@ -437,12 +384,74 @@ impl Client {
                     }
                 }
             }
-            Client::Tollgate { svc } => match svc.clone().oneshot(call).await {
-                Ok(answer) => answer.status().is_success(),
-                Err(_) => false,
-            },
         }
     }
+}
+
+/// The client of tollgate's strategies (`kind` is [`StrategyKind::Tollgate`] or
+/// [`StrategyKind::TollgateAdaptive`]): the layer with the scenario's limits and budget, and its
+/// retry policy outside it, against `provider`. Its type is left unnamed, so that a call's future
+/// holds the whole stack's future without a box.
+pub(crate) fn layer(
+    kind: StrategyKind,
+    scenario: &Scenario,
+    provider: MockProvider,
+) -> Result<impl Service<Call, Response = Answer, Error = BoxError> + Clone, BoxError> {
+    let p = &scenario.provider;
+    let mut limits = ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, p.rpm));
+    if p.itpm > 0 {
+        limits = limits.limit(Limit::per_minute(Dimension::InputTokens, p.itpm));
+    }
+    if p.otpm > 0 {
+        limits = limits.limit(Limit::per_minute(Dimension::OutputTokens, p.otpm));
+    }
+    let mut builder = ThrottleLayer::builder()
+        .scope("global", limits)
+        .headroom(scenario.headroom);
+    if kind == StrategyKind::TollgateAdaptive {
+        builder = builder.adaptive(0.1);
+    }
+    if let Some(budget) = &scenario.budget {
+        builder = with_budget(builder, scenario, budget)?;
+    }
+    // Calls belong to their agent's scope only when a budget counts per agent.
+    let per_agent = scenario.budget.is_some();
+    let throttle = builder
+        .extract_scopes(move |c: &Call| {
+            let mut scopes = tollgate::Scopes::new();
+            scopes.push(tollgate::ScopeKey::GLOBAL);
+            if per_agent {
+                scopes.push(tollgate::ScopeKey::from(format!("agent:{}", c.agent)));
+            }
+            scopes
+        })
+        .estimate(|c: &Call| {
+            Cost::request()
+                .with_input_tokens(c.req.input_tokens)
+                .with_output_tokens(c.req.max_tokens)
+        })
+        .read_usage(|a: &Answer| {
+            a.body().usage.map(|u| {
+                Cost::request()
+                    .with_input_tokens(u.input_tokens)
+                    .with_output_tokens(u.output_tokens)
+            })
+        })
+        .assign_priority(|c: &Call| Priority(c.priority))
+        .classify(HttpClassifier::with_clock(wall::now))
+        .build()?;
+    let retry = RetryPolicy::new(
+        HttpClassifier::with_clock(wall::now),
+        Backoff::sdk_default(),
+        RetryBudget::default(),
+        ChaCha8Rng::seed_from_u64(scenario.seed ^ 0x7011_6a7e),
+    )
+    .honour_retry_after_up_to(SDK_HONOUR);
+    Ok(ServiceBuilder::new()
+        .layer(retry.into_layer())
+        .layer(throttle)
+        .map_request(|c: Call| c.req)
+        .service(provider))
 }
 
 /// The scenario's budget on a layer: its prices, per-agent and fleet caps, windows starting at

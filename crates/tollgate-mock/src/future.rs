@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::limits::Dimension;
 use crate::service::{MockReply, Shared};
@@ -29,14 +29,20 @@ pin_project! {
 }
 
 impl ResponseFuture {
-    /// Answers `response` after `latency`; `guard` is the admitted call, if it was admitted.
+    /// Answers `response` after `latency` from `now` (the current instant, which the caller has
+    /// at hand); `guard` is the admitted call, if it was admitted.
     pub(crate) fn new(
         response: Response<MockReply>,
+        now: Instant,
         latency: Duration,
         guard: Option<InFlight>,
     ) -> Self {
+        let sleep = (latency > Duration::ZERO).then(|| match now.checked_add(latency) {
+            Some(deadline) => tokio::time::sleep_until(deadline),
+            None => tokio::time::sleep(latency), // far in the future
+        });
         Self {
-            sleep: (latency > Duration::ZERO).then(|| tokio::time::sleep(latency)),
+            sleep,
             response: Some(response),
             guard,
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use crate::config::Config;
-use crate::limits::{Dimension, DimensionState};
+use crate::limits::{Dimension, DimensionState, Limiter};
 
 /// `[limit, remaining, reset]` per dimension, in [`Dimension::ALL`] order.
 static ANTHROPIC: [[HeaderName; 3]; 3] = [
@@ -88,6 +88,30 @@ impl HeaderWriter {
         }
     }
 
+    /// What [`HeaderWriter::write`] reads of `limiter` at `now`: the `remaining` of each reported
+    /// dimension, and its time until full when the `reset` headers are on (left at zero
+    /// otherwise, as are the dimensions not reported).
+    pub(crate) fn states(&self, limiter: &mut Limiter, now: Duration) -> [DimensionState; 3] {
+        limiter.advance_to(now);
+        let mut states = [DimensionState {
+            remaining: 0,
+            until_full: Duration::ZERO,
+        }; 3];
+        if !(self.anthropic || self.openai) {
+            return states;
+        }
+        for dimension in Dimension::ALL {
+            if self.reported[dimension as usize] {
+                let state = &mut states[dimension as usize];
+                state.remaining = limiter.remaining(dimension);
+                if self.limit_and_reset {
+                    state.until_full = limiter.until_full(dimension, now);
+                }
+            }
+        }
+        states
+    }
+
     /// The headers of an answer at virtual time `now`, with `retry-after` when `retry` is set.
     pub(crate) fn write(
         &self,
@@ -117,7 +141,7 @@ impl HeaderWriter {
                 if full {
                     slot(limit); // already in place
                 }
-                *slot(remaining) = Text::number(state.remaining).value();
+                *slot(remaining) = number(state.remaining);
                 if full {
                     let reset_at = wall_now.saturating_add(state.until_full);
                     *slot(reset) = Text::rfc3339(reset_at).value();
@@ -133,7 +157,7 @@ impl HeaderWriter {
                 if full {
                     slot(limit); // already in place
                 }
-                *slot(remaining) = Text::number(state.remaining).value();
+                *slot(remaining) = number(state.remaining);
                 if full {
                     *slot(reset) = Text::go_duration(state.until_full).value();
                 }
@@ -142,8 +166,8 @@ impl HeaderWriter {
         if let Some(wait) = retry {
             // `retry-after` in whole seconds and `retry-after-ms`, both rounded up.
             let ms = ceil_millis(wait);
-            *slot(&RETRY_AFTER) = Text::number(ms.div_ceil(1000)).value();
-            *slot(&RETRY_AFTER_MS) = Text::number(ms).value();
+            *slot(&RETRY_AFTER) = number(ms.div_ceil(1000));
+            *slot(&RETRY_AFTER_MS) = number(ms);
         }
         headers
     }
@@ -190,6 +214,51 @@ fn template(config: &Config, retry: bool) -> HeaderMap {
         headers.insert(RETRY_AFTER_MS.clone(), HeaderValue::from_static(""));
     }
     headers
+}
+
+/// `n` in decimal: text borrowed from [`SMALL`] up to [`SMALL_MAX`] (requests left, `retry-after`:
+/// most values), copied into the value above.
+fn number(n: u64) -> HeaderValue {
+    let (start, len) = match n {
+        0..=9 => (n, 1),
+        10..=99 => (10 + (n - 10) * 2, 2),
+        100..=999 => (190 + (n - 100) * 3, 3),
+        1_000..=SMALL_MAX => (2_890 + (n - 1_000) * 4, 4),
+        _ => return Text::number(n).value(),
+    };
+    let start = start as usize;
+    match std::str::from_utf8(&SMALL[start..start + len]) {
+        Ok(text) => HeaderValue::from_static(text),
+        Err(_) => Text::number(n).value(), // not reached: digits
+    }
+}
+
+/// The largest number in [`SMALL`].
+const SMALL_MAX: u64 = 9_999;
+
+/// `0123…91011…99991000…9999`: every number up to [`SMALL_MAX`] in decimal, one after the other
+/// (10 of 1 digit, 90 of 2, 900 of 3, 9,000 of 4).
+static SMALL: [u8; 38_890] = small_numbers();
+
+const fn small_numbers() -> [u8; 38_890] {
+    let mut text = [0; 38_890];
+    let (mut n, mut end) = (0, 0);
+    while n <= SMALL_MAX {
+        let mut digits = 1;
+        while n >= 10u64.pow(digits) {
+            digits += 1;
+        }
+        let mut rest = n;
+        let mut i = digits as usize;
+        while i > 0 {
+            i -= 1;
+            text[end + i] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        end += digits as usize;
+        n += 1;
+    }
+    text
 }
 
 /// `d` in milliseconds, rounded up; `u64::MAX` if that does not fit.
@@ -389,6 +458,13 @@ mod tests {
             rfc3339(s(1_767_225_600) + Duration::from_micros(250_001)),
             "2026-01-01T00:00:00.251Z"
         );
+    }
+
+    #[test]
+    fn numbers_from_the_table_and_beyond() {
+        for n in (0..=SMALL_MAX + 1_000).chain([u64::MAX / 4, u64::MAX]) {
+            assert_eq!(number(n).as_bytes(), n.to_string().as_bytes(), "{n}");
+        }
     }
 
     #[test]

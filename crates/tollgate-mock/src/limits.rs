@@ -151,25 +151,33 @@ impl Bucket {
         }
     }
 
-    fn state(&self, now: u64) -> DimensionState {
+    /// Whole units available. Call after `advance(now)`.
+    fn remaining(&self) -> u64 {
+        match *self {
+            // A level below 2^64 units (any limit under about 300 million per minute) divides in
+            // 64 bits.
+            Bucket::Token { level, .. } => match u64::try_from(level) {
+                Ok(level) => level / MINUTE_NS,
+                Err(_) => saturate(level / u128::from(MINUTE_NS)),
+            },
+            Bucket::Window { cap, used, .. } => cap.saturating_sub(used),
+        }
+    }
+
+    /// Nanoseconds until the bucket is full again (0 if it is). Call after `advance(now)`.
+    fn until_full_ns(&self, now: u64) -> u64 {
         match *self {
             Bucket::Token { cap, level, .. } => {
                 let full = u128::from(cap) * u128::from(MINUTE_NS);
-                DimensionState {
-                    remaining: saturate(level / u128::from(MINUTE_NS)),
-                    until_full: Duration::from_nanos(saturate(
-                        (full - level).div_ceil(u128::from(cap)),
-                    )),
+                saturate((full - level).div_ceil(u128::from(cap)))
+            }
+            Bucket::Window { used, window, .. } => {
+                if used == 0 {
+                    0
+                } else {
+                    window_end(window).saturating_sub(now)
                 }
             }
-            Bucket::Window { cap, used, window } => DimensionState {
-                remaining: cap.saturating_sub(used),
-                until_full: if used == 0 {
-                    Duration::ZERO
-                } else {
-                    Duration::from_nanos(window_end(window).saturating_sub(now))
-                },
-            },
         }
     }
 }
@@ -208,6 +216,23 @@ impl Limiter {
         }
     }
 
+    /// Brings every bucket to `now` (refill, or a new window).
+    pub(crate) fn advance_to(&mut self, now: Duration) {
+        self.advance(nanos(now));
+    }
+
+    /// What `dimension` has left, as of the last [`Limiter::advance_to`] (or admission, or
+    /// refund).
+    pub(crate) fn remaining(&self, dimension: Dimension) -> u64 {
+        self.buckets[dimension as usize].remaining()
+    }
+
+    /// Time from `now` until `dimension` is full again, as of the last [`Limiter::advance_to`]
+    /// `now` (or admission, or refund, at `now`).
+    pub(crate) fn until_full(&self, dimension: Dimension, now: Duration) -> Duration {
+        Duration::from_nanos(self.buckets[dimension as usize].until_full_ns(nanos(now)))
+    }
+
     /// Admits `costs` (`[1, input_tokens, max_tokens]`) if all three fit, charging all of them, or
     /// charges nothing.
     pub(crate) fn try_admit(&mut self, now: Duration, costs: [u64; 3]) -> Decision {
@@ -244,6 +269,10 @@ impl Limiter {
     }
 
     /// Gives back `amount` of `dimension` that a call admitted at `charged_at` did not use.
+    ///
+    /// Only that bucket is brought to `now`: the others come to the same state whenever they are
+    /// next brought forward, since refilling to `t1` and then to `t2` is refilling to `t2`, and a
+    /// window that turned over in between resets either way.
     pub(crate) fn refund(
         &mut self,
         now: Duration,
@@ -251,16 +280,19 @@ impl Limiter {
         amount: u64,
         charged_at: Duration,
     ) {
-        let now = nanos(now);
-        self.advance(now);
-        self.buckets[dimension as usize].refund(amount, nanos(charged_at));
+        let bucket = &mut self.buckets[dimension as usize];
+        bucket.advance(nanos(now));
+        bucket.refund(amount, nanos(charged_at));
     }
 
     /// What each dimension has left at `now`.
+    #[cfg(test)]
     pub(crate) fn state(&mut self, now: Duration) -> [DimensionState; 3] {
-        let now = nanos(now);
-        self.advance(now);
-        [0, 1, 2].map(|i| self.buckets[i].state(now))
+        self.advance_to(now);
+        Dimension::ALL.map(|d| DimensionState {
+            remaining: self.remaining(d),
+            until_full: self.until_full(d, now),
+        })
     }
 }
 
@@ -490,6 +522,34 @@ mod tests {
                         prop_assert!(net * u128::from(MINUTE_NS) <= cap * u128::from(MINUTE_NS) + cap * u128::from(b - a),
                             "dimension {d}: net {net} in [{a}, {b}] ns, cap {cap}");
                     }
+                }
+            }
+        }
+
+        /// A refund brings only its own bucket forward, and nothing that follows changes: a twin
+        /// that brings all three forward at every refund decides and reports the same.
+        #[test]
+        fn a_refund_needs_only_its_own_bucket_brought_forward(caps in [1u64..100, 1u64..3_000, 1u64..2_000], arrivals in arrivals(), window in any::<bool>()) {
+            let algorithm = if window { Algorithm::FixedWindow } else { Algorithm::TokenBucket };
+            let (mut one, mut all) = (Limiter::new(algorithm, caps), Limiter::new(algorithm, caps));
+            let mut t = 0;
+            let mut pending: Vec<(u64, u64, u64)> = Vec::new(); // (end, refund, charged_at)
+            for &(gap, input, max, out, dur) in &arrivals {
+                t += gap * 1_000_000;
+                pending.sort_unstable();
+                while let Some(&(end, amount, at)) = pending.first().filter(|p| p.0 <= t) {
+                    let (end, at) = (Duration::from_nanos(end), Duration::from_nanos(at));
+                    one.refund(end, Dimension::OutputTokens, amount, at);
+                    all.advance_to(end);
+                    all.refund(end, Dimension::OutputTokens, amount, at);
+                    pending.remove(0);
+                }
+                let now = Duration::from_nanos(t);
+                let decision = one.try_admit(now, [1, input, max]);
+                prop_assert_eq!(decision, all.try_admit(now, [1, input, max]));
+                prop_assert_eq!(one.state(now), all.state(now));
+                if decision.is_admit() {
+                    pending.push((t + dur * 1_000_000, max - out.min(max), t));
                 }
             }
         }

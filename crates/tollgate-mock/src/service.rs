@@ -175,7 +175,8 @@ impl MockProvider {
     fn answer(&self, req: MockRequest) -> ResponseFuture {
         let shared = &self.shared;
         let config = &shared.config;
-        let now = shared.elapsed();
+        let instant = Instant::now();
+        let now = instant.saturating_duration_since(shared.origin);
         let output = req.output_tokens.min(req.max_tokens);
         let mut guard = shared.lock();
         let state = &mut *guard;
@@ -246,7 +247,7 @@ impl MockProvider {
                 latency,
             });
         }
-        let limits = state.limiter.state(now);
+        let limits = shared.headers.states(&mut state.limiter, now);
         drop(guard); // what follows needs no lock
 
         let mut response = Response::new(MockReply {
@@ -259,7 +260,7 @@ impl MockProvider {
 
         let in_flight = (status == StatusCode::OK)
             .then(|| InFlight::new(Arc::clone(shared), now, req.max_tokens - output));
-        ResponseFuture::new(response, latency, in_flight)
+        ResponseFuture::new(response, instant, latency, in_flight)
     }
 }
 

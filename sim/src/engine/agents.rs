@@ -36,6 +36,8 @@ struct Agent {
 #[derive(Debug)]
 pub(super) struct Agents<'a> {
     scenario: &'a Scenario,
+    /// Per group: the output tokens of each of its requests.
+    output_tokens: Vec<u64>,
     agents: Vec<Agent>,
     /// `(when, agent)` of every agent with a request to come, earliest first, ties in agent
     /// order.
@@ -48,6 +50,11 @@ impl<'a> Agents<'a> {
         let count = scenario.agent_count() as usize;
         let mut agents = Agents {
             scenario,
+            output_tokens: scenario
+                .agents
+                .iter()
+                .map(|g| (g.max_tokens as f64 * g.output_fraction).round() as u64)
+                .collect(),
             agents: Vec::with_capacity(count),
             next: BinaryHeap::with_capacity(count),
         };
@@ -91,7 +98,7 @@ impl<'a> Agents<'a> {
                 req: MockRequest::new(
                     group.input_tokens,
                     group.max_tokens,
-                    (group.max_tokens as f64 * group.output_fraction).round() as u64,
+                    self.output_tokens[agent.group],
                 )
                 .with_tag((u64::from(index) << 32) | agent.seq),
             };

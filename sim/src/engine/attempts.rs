@@ -1,70 +1,52 @@
-//! Each request's attempts at the provider: the provider's events grouped by the engine's
-//! records, in linear time.
+//! Which request each of the provider's events is an attempt of, in linear time.
 
 use super::drive::Record;
-use tollgate_mock::MockEvent;
 
-/// The events of each record, in arrival order.
+/// The records of each agent, in the order the agent made them.
 #[derive(Debug)]
-pub(super) struct Attempts<'a> {
-    events: &'a [MockEvent],
-    /// The events of record `i` are `events[order[start[i]..start[i + 1]]]`.
-    start: Vec<usize>,
-    order: Vec<usize>,
+pub(super) struct Attempts {
+    /// The records of agent `a` are `by_agent[first[a]..first[a + 1]]`.
+    first: Vec<usize>,
+    by_agent: Vec<usize>,
 }
 
-impl<'a> Attempts<'a> {
-    /// Groups `events` by the record each one is an attempt of. A tag is `agent << 32 | n` for the
-    /// agent's `n`-th request, so its record is the agent's `n`-th; an event of no record (there is
-    /// none) is left out.
-    pub(super) fn new(records: &[Record], events: &'a [MockEvent]) -> Self {
-        let mut of_agent: Vec<Vec<usize>> = Vec::new();
+impl Attempts {
+    /// Indexes `records` by agent. A tag is `agent << 32 | n` for the agent's `n`-th request, so
+    /// an attempt's record is its agent's `n`-th.
+    pub(super) fn new(records: &[Record]) -> Self {
+        let agents = records
+            .iter()
+            .map(|r| agent_of(r.tag) + 1)
+            .max()
+            .unwrap_or(0);
+        let mut first = vec![0; agents + 1];
+        for r in records {
+            first[agent_of(r.tag) + 1] += 1;
+        }
+        for a in 1..first.len() {
+            first[a] += first[a - 1];
+        }
+        let mut next = first.clone();
+        let mut by_agent = vec![0; records.len()];
         for (i, r) in records.iter().enumerate() {
-            let agent = (r.tag >> 32) as usize;
-            if of_agent.len() <= agent {
-                of_agent.resize_with(agent + 1, Vec::new);
-            }
-            of_agent[agent].push(i);
+            let slot = &mut next[agent_of(r.tag)];
+            by_agent[*slot] = i;
+            *slot += 1;
         }
-        let owner: Vec<Option<usize>> = events
-            .iter()
-            .map(|e| {
-                let agent = of_agent.get((e.tag >> 32) as usize)?;
-                agent.get((e.tag & u64::from(u32::MAX)) as usize).copied()
-            })
-            .collect();
-        let mut start = vec![0; records.len() + 1];
-        for &i in owner.iter().flatten() {
-            start[i + 1] += 1;
-        }
-        for i in 1..start.len() {
-            start[i] += start[i - 1];
-        }
-        let mut next = start.clone();
-        let mut order = vec![0; start[records.len()]];
-        for (e, i) in owner.iter().enumerate() {
-            if let Some(&i) = i.as_ref() {
-                order[next[i]] = e;
-                next[i] += 1;
-            }
-        }
-        Attempts {
-            events,
-            start,
-            order,
-        }
+        Attempts { first, by_agent }
     }
 
-    /// The attempts of record `i`, in arrival order.
-    pub(super) fn of(&self, i: usize) -> impl Iterator<Item = &'a MockEvent> + '_ {
-        let events = self.events;
-        self.order[self.start[i]..self.start[i + 1]]
-            .iter()
-            .map(move |&e| &events[e])
+    /// The record an attempt tagged `tag` belongs to; `None` for an attempt of no record (there
+    /// is none).
+    pub(super) fn record_of(&self, tag: u64) -> Option<usize> {
+        let agent = agent_of(tag);
+        let (from, to) = (*self.first.get(agent)?, *self.first.get(agent + 1)?);
+        let n = usize::try_from(tag & u64::from(u32::MAX)).ok()?;
+        (n < to - from).then(|| self.by_agent[from + n])
     }
+}
 
-    /// How many records had at least one attempt.
-    pub(super) fn attempted(&self) -> usize {
-        self.start.windows(2).filter(|w| w[1] > w[0]).count()
-    }
+/// The agent of a tag: its high half.
+pub(super) fn agent_of(tag: u64) -> usize {
+    (tag >> 32) as usize
 }

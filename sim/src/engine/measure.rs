@@ -1,7 +1,7 @@
 //! The metrics of a run, from the engine's records and what the provider saw (see the README for
 //! their definitions).
 
-use super::attempts::Attempts;
+use super::attempts::{agent_of, Attempts};
 use super::drive::Record;
 use super::Run;
 use crate::report::{GroupResult, Slot, StrategyResult, Timeline};
@@ -10,36 +10,59 @@ use crate::strategy::StrategyKind;
 use std::time::Duration;
 use tollgate_mock::{MockEvent, MockStats};
 
-/// The union of spans, as sorted disjoint spans.
+/// The union of non-empty spans, as sorted disjoint spans, computed in place. Sorting by start
+/// alone is enough: spans that start together merge into the same span whatever their order.
 fn union(mut spans: Vec<(Duration, Duration)>) -> Vec<(Duration, Duration)> {
-    spans.retain(|(a, b)| b > a);
-    spans.sort_unstable();
-    let mut out: Vec<(Duration, Duration)> = Vec::with_capacity(spans.len());
-    for (a, b) in spans {
-        match out.last_mut() {
+    if !spans.is_sorted_by_key(|&(a, _)| a) {
+        spans.sort_unstable_by_key(|&(a, _)| a);
+    }
+    let mut len = 0usize;
+    for i in 0..spans.len() {
+        let (a, b) = spans[i];
+        match len.checked_sub(1).map(|last| &mut spans[last]) {
             Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => out.push((a, b)),
+            _ => {
+                spans[len] = (a, b);
+                len += 1;
+            }
         }
     }
-    out
+    spans.truncate(len);
+    spans
 }
 
 fn measure_of(spans: &[(Duration, Duration)]) -> Duration {
     spans.iter().map(|(a, b)| *b - *a).sum()
 }
 
-/// Whether `t` lies in one of the sorted disjoint `spans` (end excluded).
-fn inside(spans: &[(Duration, Duration)], t: Duration) -> bool {
-    let i = spans.partition_point(|(a, _)| *a <= t);
-    i > 0 && t < spans[i - 1].1
+/// The 50th and 99th percentiles and the largest of `values` (all 0 when there are none): what a
+/// sorted copy holds at ranks ⌈q·n⌉, found by selection rather than by sorting.
+fn quantiles(values: &mut [f64]) -> (f64, f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (0.0, 0.0, 0.0);
+    }
+    let index = |q: f64| ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let (i50, i99) = (index(0.50), index(0.99));
+    let (below, p99, above) = values.select_nth_unstable_by(i99, f64::total_cmp);
+    let p99 = *p99;
+    let max = above.iter().copied().max_by(f64::total_cmp).unwrap_or(p99);
+    let p50 = if i50 < i99 {
+        *below.select_nth_unstable_by(i50, f64::total_cmp).1
+    } else {
+        p99
+    };
+    (p50, p99, max)
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+/// What one group of agents did.
+#[derive(Clone, Debug, Default)]
+struct GroupTally {
+    calls: u64,
+    ok: u64,
+    waits: Vec<f64>,
+    input_tokens_ok: u64,
+    output_tokens_ok: u64,
 }
 
 /// The metrics of a run (see the README for their definitions).
@@ -51,24 +74,17 @@ pub(super) fn measure(
     stats: &MockStats,
     ended: Duration,
 ) -> Run {
-    let makespan = records
-        .iter()
-        .map(|r| r.done.unwrap_or(ended))
-        .max()
-        .unwrap_or(Duration::ZERO);
+    let done_of = |r: &Record| r.done.unwrap_or(ended);
+    let makespan = records.iter().map(done_of).max().unwrap_or(Duration::ZERO);
     let minutes = (makespan.as_secs_f64() / 60.0).max(1e-9);
-    let attempts = Attempts::new(records, events);
-    let retries = stats.received.saturating_sub(attempts.attempted() as u64);
-
-    // A request's time in the system less its time at the provider.
-    let wait_of = |(i, r): (usize, &Record)| -> Option<f64> {
-        let done = r.done?;
-        let at_provider: Duration = attempts.of(i).map(|e| e.latency).sum();
-        let held = (done - r.created).saturating_sub(at_provider);
-        Some(held.as_secs_f64() * 1000.0)
-    };
-    let mut waits: Vec<f64> = records.iter().enumerate().filter_map(wait_of).collect();
-    waits.sort_unstable_by(f64::total_cmp);
+    // Agents are numbered group after group; a tag's high half is its agent.
+    let mut group_of = Vec::with_capacity(scenario.agent_count() as usize);
+    for (i, g) in scenario.agents.iter().enumerate() {
+        group_of.extend(std::iter::repeat_n(i, g.count as usize));
+    }
+    let mut groups = vec![GroupTally::default(); scenario.agents.len()];
+    // One group holds every request: its waits are all the waits.
+    let single = groups.len() == 1;
 
     // Per-second timeline.
     let secs = makespan.as_secs() as usize + 1;
@@ -83,15 +99,38 @@ pub(super) fn measure(
     let slot_of = |d: Duration| (d.as_secs() as usize).min(secs);
     for r in records {
         depth_delta[slot_of(r.created)] += 1;
-        depth_delta[slot_of(r.done.unwrap_or(ended))] -= 1;
+        depth_delta[slot_of(done_of(r))] -= 1;
     }
+
+    // One pass over the attempts, in arrival order: each request's time at the provider, and the
+    // client held it back from its creation to its first attempt and between an answer and its
+    // next attempt (queue, pacing, cooldown, backoff).
+    let index = Attempts::new(records);
+    let mut at_provider = vec![Duration::ZERO; records.len()];
+    let mut attempted = vec![false; records.len()];
+    // Per request: since when the client has held it.
+    let mut from: Vec<Duration> = records.iter().map(|r| r.created).collect();
+    let mut held_spans = Vec::with_capacity(records.len() + events.len());
     for e in events {
+        if let Some(i) = index.record_of(e.tag) {
+            let since = from[i];
+            if e.at > since {
+                held_spans.push((since, e.at));
+            }
+            from[i] = e.at + e.latency;
+            at_provider[i] += e.latency;
+            attempted[i] = true;
+        }
         let s = &mut slots[(e.at.as_secs() as usize).min(secs - 1)];
         s.sent += 1;
         match e.status.as_u16() {
             200 => {
                 s.ok += 1;
                 s.tokens_ok += e.input_tokens + e.output_tokens;
+                if let Some(&g) = group_of.get(agent_of(e.tag)) {
+                    groups[g].input_tokens_ok += e.input_tokens;
+                    groups[g].output_tokens_ok += e.output_tokens;
+                }
             }
             429 => s.rate_limited += 1,
             529 => s.overloaded += 1,
@@ -104,6 +143,43 @@ pub(super) fn measure(
     for (i, s) in slots.iter_mut().enumerate() {
         depth += depth_delta[i];
         s.queue_depth = depth.max(0) as u64;
+    }
+    let retries = stats
+        .received
+        .saturating_sub(attempted.iter().filter(|&&a| a).count() as u64);
+
+    // One pass over the requests: a request's wait is its time in the system less its time at
+    // the provider; one that did not succeed was held from its last answer to its end. Demand
+    // was waiting while some request was created and not done.
+    let mut waits = Vec::with_capacity(records.len());
+    let mut demand = Vec::with_capacity(records.len());
+    let mut gave_up = 0;
+    for (i, r) in records.iter().enumerate() {
+        let done = done_of(r);
+        if done > r.created {
+            demand.push((r.created, done));
+        }
+        if !r.ok {
+            gave_up += 1;
+            if done > from[i] {
+                held_spans.push((from[i], done));
+            }
+        }
+        let group = group_of.get(agent_of(r.tag)).map(|&g| &mut groups[g]);
+        let wait = r.done.map(|done| {
+            let held = (done - r.created).saturating_sub(at_provider[i]);
+            held.as_secs_f64() * 1000.0
+        });
+        if let Some(wait) = wait {
+            waits.push(wait);
+        }
+        if let Some(g) = group {
+            g.calls += 1;
+            g.ok += u64::from(r.ok);
+            if let Some(wait) = wait.filter(|_| !single) {
+                g.waits.push(wait);
+            }
+        }
     }
 
     // What the provider would have admitted: its real capacity per second, in requests, over the
@@ -126,34 +202,30 @@ pub(super) fn measure(
     }
     let per_second = per_minute / 60.0;
 
-    // Demand was waiting while some request was created and not done: the union of those spans.
-    let demand = union(
-        records
-            .iter()
-            .map(|r| (r.created, r.done.unwrap_or(ended)))
-            .collect(),
-    );
+    let demand = union(demand);
     let waiting_secs = measure_of(&demand).as_secs_f64();
 
-    // The client held a request back from its creation to its first attempt, and between an
-    // answer and its next attempt (queue, pacing, cooldown, backoff).
-    let mut held_spans = Vec::with_capacity(records.len() + events.len());
-    for (i, r) in records.iter().enumerate() {
-        let mut from = r.created;
-        for e in attempts.of(i) {
-            held_spans.push((from, e.at.max(from)));
-            from = e.at + e.latency;
-        }
-        if !r.ok {
-            held_spans.push((from, r.done.unwrap_or(ended).max(from)));
-        }
-    }
     let held = union(held_spans);
     let held_secs = measure_of(&held).as_secs_f64();
-    let ok_while_held = events
-        .iter()
-        .filter(|e| e.status.as_u16() == 200 && inside(&held, e.at))
-        .count() as f64;
+    // Successes that arrived inside a held span; arrivals come in time order, so a cursor
+    // follows them through the sorted spans.
+    let mut ok_while_held = 0u64;
+    // `held[..cursor]` are the spans that start at or before the latest arrival.
+    let mut cursor = 0;
+    let mut last = Duration::ZERO;
+    for e in events.iter().filter(|e| e.status.as_u16() == 200) {
+        if e.at < last {
+            cursor = 0; // not reached: the provider logs arrivals in time order
+        }
+        last = e.at;
+        while held.get(cursor).is_some_and(|&(a, _)| a <= e.at) {
+            cursor += 1;
+        }
+        if cursor > 0 && e.at < held[cursor - 1].1 {
+            ok_while_held += 1;
+        }
+    }
+    let ok_while_held = ok_while_held as f64;
     let offered = per_second * held_secs;
     let over_throttling = if offered > 0.0 {
         (offered - ok_while_held).max(0.0) / offered
@@ -177,39 +249,28 @@ pub(super) fn measure(
         input as f64 * prices.input_per_mtok / 1e6 + output as f64 * prices.output_per_mtok / 1e6
     };
     let spend = price(stats.input_tokens_ok, stats.output_tokens_ok);
-    // Agents are numbered group after group; a tag's high half is its agent.
-    let mut first_agent = 0u32;
+    let (wait_p50_ms, wait_p99_ms, wait_max_ms) = quantiles(&mut waits);
     let groups = scenario
         .agents
         .iter()
+        .zip(groups)
         .enumerate()
-        .map(|(i, g)| {
-            let agents = first_agent..first_agent + g.count;
-            first_agent += g.count;
-            let mine = |tag: u64| agents.contains(&((tag >> 32) as u32));
-            let calls: Vec<(usize, &Record)> = records
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| mine(r.tag))
-                .collect();
-            let mut waits: Vec<f64> = calls.iter().copied().filter_map(wait_of).collect();
-            waits.sort_unstable_by(f64::total_cmp);
-            let (input, output) = events
-                .iter()
-                .filter(|e| e.status.as_u16() == 200 && mine(e.tag))
-                .fold((0, 0), |(i, o), e| {
-                    (i + e.input_tokens, o + e.output_tokens)
-                });
+        .map(|(i, (g, mut tally))| {
+            let (p50, p99, _) = if single {
+                (wait_p50_ms, wait_p99_ms, wait_max_ms)
+            } else {
+                quantiles(&mut tally.waits)
+            };
             GroupResult {
                 group: i,
                 priority: g.priority,
                 agents: g.count,
-                calls: calls.len() as u64,
-                requests_ok: calls.iter().filter(|(_, r)| r.ok).count() as u64,
-                gave_up: calls.iter().filter(|(_, r)| !r.ok).count() as u64,
-                wait_p50_ms: quantile(&waits, 0.50),
-                wait_p99_ms: quantile(&waits, 0.99),
-                spend_usd: price(input, output),
+                calls: tally.calls,
+                requests_ok: tally.ok,
+                gave_up: tally.calls - tally.ok,
+                wait_p50_ms: p50,
+                wait_p99_ms: p99,
+                spend_usd: price(tally.input_tokens_ok, tally.output_tokens_ok),
             }
         })
         .collect();
@@ -224,14 +285,14 @@ pub(super) fn measure(
             0.0
         },
         retries,
-        gave_up: records.iter().filter(|r| !r.ok).count() as u64,
+        gave_up,
         goodput_rpm: stats.ok as f64 / minutes,
         goodput_tpm: (stats.input_tokens_ok + stats.output_tokens_ok) as f64 / minutes,
         utilization,
         over_throttling,
-        wait_p50_ms: quantile(&waits, 0.50),
-        wait_p99_ms: quantile(&waits, 0.99),
-        wait_max_ms: waits.last().copied().unwrap_or(0.0),
+        wait_p50_ms,
+        wait_p99_ms,
+        wait_max_ms,
         makespan_s: makespan.as_secs_f64(),
         spend_usd: spend,
         groups,

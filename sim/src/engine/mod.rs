@@ -3,15 +3,18 @@
 
 mod agents;
 mod attempts;
+mod calls;
 mod drive;
 mod measure;
 
 use crate::report::{StrategyResult, Timeline};
 use crate::scenario::{ProviderAlgorithm, Scenario};
-use crate::strategy::{start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
+use crate::strategy::{self, start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
+use std::future::poll_fn;
 use tokio::time::Instant;
 use tollgate::BoxError;
 use tollgate_mock::{Algorithm, Dimension, MockProvider, OverloadConfig};
+use tower::Service;
 
 /// What one run produced.
 #[derive(Debug)]
@@ -75,10 +78,41 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
     let start = Instant::now();
     start_wall_clock(start);
     let provider = provider(scenario)?;
-    let client = Client::new(kind, scenario, provider.clone(), start)?;
     // One future polls every call: tokio's budget of operations per task poll would make it
     // yield again and again (a strategy's herd of waiters polls thousands of timers at once).
-    let records = tokio::task::unconstrained(drive::drive(scenario, &client, start)).await;
+    let records = match kind {
+        StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
+            // One instance for every call, as a client that keeps its service (no clone of the
+            // stack per call): a call makes it ready and calls it in the same poll, so no other
+            // call comes between, and the borrow ends before the call's future is awaited.
+            let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
+            let send = |call, rng| {
+                let svc = &svc;
+                async move {
+                    let answer = match poll_fn(|cx| svc.borrow_mut().poll_ready(cx)).await {
+                        Ok(()) => {
+                            let answer = svc.borrow_mut().call(call);
+                            answer.await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (answer.is_ok_and(|a| a.status().is_success()), rng)
+                }
+            };
+            tokio::task::unconstrained(drive::drive(scenario, start, send)).await
+        }
+        _ => {
+            let client = Client::new(kind, scenario, provider.clone(), start)?;
+            let send = |call, mut rng| {
+                let client = &client;
+                async move {
+                    let ok = client.send(call, &mut rng).await;
+                    (ok, rng)
+                }
+            };
+            tokio::task::unconstrained(drive::drive(scenario, start, send)).await
+        }
+    };
     let events = provider.events();
     let stats = provider.stats();
     Ok(measure::measure(
