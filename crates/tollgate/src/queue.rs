@@ -45,6 +45,9 @@ struct Entry {
     scopes: SmallVec<[ScopeId; 4]>,
     state: WaitState,
     waker: Option<Waker>,
+    /// Removed from the middle of its tier: kept in place (shifting the entries behind it would
+    /// cost a move of each) until it reaches an end of the tier. Holds nothing, found by no id.
+    gone: bool,
 }
 
 #[derive(Debug)]
@@ -52,7 +55,10 @@ struct Tier {
     priority: Priority,
     share: f64,
     credit: f64,
+    /// In arrival (id) order, with the entries removed from the middle still in place.
     entries: VecDeque<Entry>,
+    /// The entries not gone.
+    live: usize,
 }
 
 /// The queue: one FIFO per priority tier.
@@ -101,6 +107,7 @@ impl Queue {
                         share: 0.0,
                         credit: 0.0,
                         entries: VecDeque::new(),
+                        live: 0,
                     },
                 );
                 i
@@ -116,11 +123,11 @@ impl Queue {
             .ok()?;
         let entries = &self.tiers[t].entries;
         // The call asked about is most often the head (the one whose turn it is).
-        if entries.front().is_some_and(|e| e.id == id) {
+        if entries.front().is_some_and(|e| e.id == id && !e.gone) {
             return Some((t, 0));
         }
         let e = entries.binary_search_by_key(&id, |e| e.id).ok()?;
-        Some((t, e))
+        (!entries[e].gone).then_some((t, e))
     }
 
     fn entry_mut(&mut self, priority: Priority, id: u64) -> Option<&mut Entry> {
@@ -140,17 +147,19 @@ impl Queue {
             self.common.retain(|s| scopes.contains(s));
         }
         let t = self.tier_index(priority);
-        let entries = &mut self.tiers[t].entries;
-        let at = entries.partition_point(|e| e.id < id);
-        entries.insert(
+        let tier = &mut self.tiers[t];
+        let at = tier.entries.partition_point(|e| e.id < id);
+        tier.entries.insert(
             at,
             Entry {
                 id,
                 scopes,
                 state: WaitState::Gated,
                 waker: None,
+                gone: false,
             },
         );
+        tier.live += 1;
         self.len += 1;
     }
 
@@ -165,9 +174,32 @@ impl Queue {
         if matches!(self.tiers[t].entries[e].state, WaitState::Blocked { .. }) {
             self.blocked.retain(|b| *b != (priority, id));
         }
-        self.tiers[t].entries.remove(e);
-        if self.tiers[t].entries.is_empty() {
-            self.tiers[t].credit = 0.0;
+        let tier = &mut self.tiers[t];
+        tier.live -= 1;
+        if tier.live == 0 {
+            tier.entries.clear();
+            tier.credit = 0.0;
+        } else if e == 0 || e + 1 == tier.entries.len() {
+            // At an end: out, with the gone entries it uncovers.
+            if e == 0 {
+                tier.entries.pop_front();
+            } else {
+                tier.entries.pop_back();
+            }
+            while tier.entries.front().is_some_and(|e| e.gone) {
+                tier.entries.pop_front();
+            }
+            while tier.entries.back().is_some_and(|e| e.gone) {
+                tier.entries.pop_back();
+            }
+        } else {
+            // In the middle (a call that gave up waiting, or calls dropped in any order): marked
+            // gone in place, so that removing n calls never costs n² moves.
+            let entry = &mut tier.entries[e];
+            entry.gone = true;
+            entry.waker = None;
+            entry.scopes = SmallVec::new();
+            entry.state = WaitState::Gated;
         }
         self.len -= 1;
         if self.len == 0 {
@@ -178,12 +210,7 @@ impl Queue {
 
     /// The weight of each tier with waiting calls (see the module docs).
     fn weights(&self) -> SmallVec<[(usize, f64); 8]> {
-        let waiting = || {
-            self.tiers
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| !t.entries.is_empty())
-        };
+        let waiting = || self.tiers.iter().enumerate().filter(|(_, t)| t.live > 0);
         let reserved: f64 = waiting().map(|(_, t)| t.share).sum::<f64>().min(1.0);
         let mut first = true;
         waiting()
@@ -204,11 +231,7 @@ impl Queue {
 
     /// Tier indices with waiting calls, in precedence order.
     fn precedence(&self) -> SmallVec<[usize; 8]> {
-        let mut waiting = self
-            .tiers
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| !t.entries.is_empty());
+        let mut waiting = self.tiers.iter().enumerate().filter(|(_, t)| t.live > 0);
         if let (Some((only, _)), None) = (waiting.next(), waiting.next()) {
             // One tier waits (the common case): no weights to weigh.
             return smallvec::smallvec![only];
@@ -228,7 +251,7 @@ impl Queue {
     fn walk(&mut self, early: bool, mut visit: impl FnMut(&mut Entry, bool) -> bool) {
         let mut held: SmallVec<[ScopeId; 16]> = SmallVec::new();
         for t in self.precedence() {
-            for e in self.tiers[t].entries.iter_mut() {
+            for e in self.tiers[t].entries.iter_mut().filter(|e| !e.gone) {
                 let free = !e.scopes.iter().any(|s| held.contains(s));
                 if visit(e, free) {
                     return;
@@ -270,7 +293,7 @@ impl Queue {
     pub(crate) fn due_ahead(&mut self, id: u64) -> Option<Instant> {
         let mut mine: SmallVec<[ScopeId; 4]> = SmallVec::new();
         for t in &self.tiers {
-            if let Some(e) = t.entries.iter().find(|e| e.id == id) {
+            if let Some(e) = t.entries.iter().find(|e| e.id == id && !e.gone) {
                 mine = e.scopes.clone();
             }
         }
@@ -374,5 +397,50 @@ mod tests {
         assert!(q.remove(p, 2, true));
         assert!(q.eligible(3));
         assert_eq!(q.len(), 3);
+    }
+
+    /// Calls removed from the middle of a tier stay in place, marked gone, until they reach an
+    /// end: removing many waiting calls in any order moves no entry (it used to shift every
+    /// entry behind each one, n² moves for n calls dropped in the wrong order). Gone calls are
+    /// found by no id, hold no scope, and are never told to go.
+    #[test]
+    fn calls_removed_from_the_middle_are_skipped_until_they_reach_an_end() {
+        let mut q = Queue::new(&[]);
+        let p = Priority::default();
+        for id in 1..=6 {
+            q.push(p, id, smallvec![id as ScopeId]);
+        }
+        assert!(q.remove(p, 3, false));
+        assert!(q.remove(p, 4, false));
+        assert!(!q.remove(p, 3, false), "removed twice");
+        assert_eq!(q.state(p, 4), None);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.tiers[0].entries.len(), 6, "nothing moved");
+        // Every live call holds its own scope, so all are free; the gone ones are skipped.
+        let mut free = Vec::new();
+        q.walk(false, |e, f| {
+            if f {
+                free.push(e.id);
+            }
+            false
+        });
+        assert_eq!(free, [1, 2, 5, 6]);
+        assert!(q.eligible(5));
+        // The front leaves, then the next: the gone calls behind them go too.
+        assert!(q.remove(p, 1, true));
+        assert_eq!(q.tiers[0].entries.len(), 5);
+        assert!(q.remove(p, 2, true));
+        assert_eq!(q.tiers[0].entries.len(), 2);
+        assert_eq!(q.state(p, 5), Some(&WaitState::Gated));
+        // A gone call at the back goes when the back leaves.
+        q.push(p, 7, smallvec![7]);
+        q.push(p, 8, smallvec![8]);
+        assert!(q.remove(p, 7, false));
+        assert!(q.remove(p, 8, false));
+        assert_eq!(q.tiers[0].entries.len(), 2);
+        assert!(q.remove(p, 5, false));
+        assert!(q.remove(p, 6, false));
+        assert_eq!(q.len(), 0);
+        assert!(q.tiers[0].entries.is_empty());
     }
 }
