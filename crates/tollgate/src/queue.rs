@@ -122,9 +122,13 @@ impl Queue {
             .binary_search_by(|t| priority.cmp(&t.priority))
             .ok()?;
         let entries = &self.tiers[t].entries;
-        // The call asked about is most often the head (the one whose turn it is).
+        // The call asked about is most often the head (the one whose turn it is), or the last
+        // to join (a call that just found it must wait).
         if entries.front().is_some_and(|e| e.id == id && !e.gone) {
             return Some((t, 0));
+        }
+        if entries.back().is_some_and(|e| e.id == id && !e.gone) {
+            return Some((t, entries.len() - 1));
         }
         let e = entries.binary_search_by_key(&id, |e| e.id).ok()?;
         (!entries[e].gone).then_some((t, e))
@@ -148,7 +152,11 @@ impl Queue {
         }
         let t = self.tier_index(priority);
         let tier = &mut self.tiers[t];
-        let at = tier.entries.partition_point(|e| e.id < id);
+        // Calls mostly join in id order: at the back.
+        let at = match tier.entries.back() {
+            Some(last) if last.id > id => tier.entries.partition_point(|e| e.id < id),
+            _ => tier.entries.len(),
+        };
         tier.entries.insert(
             at,
             Entry {
