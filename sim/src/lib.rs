@@ -16,6 +16,8 @@ pub mod strategy;
 
 use report::{Report, SweepPoint};
 use scenario::Scenario;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use strategy::StrategyKind;
 use tollgate::BoxError;
 
@@ -34,6 +36,10 @@ pub fn simulate(
 
 /// [`simulate`], telling on stderr which run is going when `progress` is set.
 ///
+/// The runs are independent (each on its own paused runtime, from its own seeded streams), so
+/// they go on every core at once, one run per thread at a time; the report is the same, byte for
+/// byte, whatever the number of cores.
+///
 /// # Errors
 /// As [`simulate`].
 pub fn simulate_with_progress(
@@ -42,31 +48,11 @@ pub fn simulate_with_progress(
     sweep: &[f64],
     progress: bool,
 ) -> Result<Report, BoxError> {
-    let sweep_runs = |k: &StrategyKind| match (k.takes_headroom(), sweep.is_empty()) {
-        (_, true) => 0,
-        (true, false) => sweep.len(),
-        (false, false) => 1,
-    };
-    let total: usize = strategies.iter().map(|k| 1 + sweep_runs(k)).sum();
-    let mut done = 0usize;
-    let mut tick = |what: &str| {
-        done += 1;
-        if progress {
-            eprint!("\r\x1b[2K[{done}/{total}] {what}");
-            if done == total {
-                eprintln!();
-            }
-        }
-    };
-    let mut results = Vec::new();
-    let mut timelines = Vec::new();
-    for &k in strategies {
-        tick(k.name());
-        let run = engine::run(scenario, k)?;
-        results.push(run.result);
-        timelines.push(run.timeline);
-    }
-    let mut points = Vec::new();
+    // Every run of the report: each strategy on the scenario, then the sweep.
+    let mut runs: Vec<(Scenario, StrategyKind, String)> = strategies
+        .iter()
+        .map(|&k| (scenario.clone(), k, k.name().to_owned()))
+        .collect();
     for &k in strategies {
         let headrooms: Vec<f64> = if k.takes_headroom() {
             sweep.to_vec()
@@ -76,18 +62,30 @@ pub fn simulate_with_progress(
             vec![scenario.headroom]
         };
         for h in headrooms {
-            tick(&format!("{} at headroom {h}", k.name()));
             let mut s = scenario.clone();
             s.headroom = h;
-            let r = engine::run(&s, k)?.result;
-            points.push(SweepPoint {
-                strategy: k.name().to_owned(),
-                headroom: h,
-                over_throttling: r.over_throttling,
-                rate_limited_rate: r.rate_limited_rate,
-                utilization: r.utilization,
-            });
+            runs.push((s, k, format!("{} at headroom {h}", k.name())));
         }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut outcomes = run_all(&runs, cores, progress).into_iter();
+    let mut results = Vec::new();
+    let mut timelines = Vec::new();
+    for _ in strategies {
+        let run = outcomes.next().ok_or("a run is missing")??;
+        results.push(run.result);
+        timelines.push(run.timeline);
+    }
+    let mut points = Vec::new();
+    for ((s, k, _), outcome) in runs[strategies.len()..].iter().zip(outcomes) {
+        let r = outcome?.result;
+        points.push(SweepPoint {
+            strategy: k.name().to_owned(),
+            headroom: s.headroom,
+            over_throttling: r.over_throttling,
+            rate_limited_rate: r.rate_limited_rate,
+            utilization: r.utilization,
+        });
     }
     let limit_rpm = scenario.provider.rpm as f64;
     Ok(Report {
@@ -98,4 +96,49 @@ pub fn simulate_with_progress(
         limit_rpm,
         effective_rpm: limit_rpm * (1.0 - scenario.provider.hidden_share),
     })
+}
+
+/// Runs every run of `runs` on up to `threads` threads, and returns their outcomes in the order
+/// of `runs`. With `progress`, tells on stderr which run starts.
+fn run_all(
+    runs: &[(Scenario, StrategyKind, String)],
+    threads: usize,
+    progress: bool,
+) -> Vec<Result<engine::Run, BoxError>> {
+    let total = runs.len();
+    let started = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Result<engine::Run, BoxError>>>> =
+        Mutex::new((0..total).map(|_| None).collect());
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some((scenario, kind, what)) = runs.get(i) else {
+            return;
+        };
+        if progress {
+            let done = started.fetch_add(1, Ordering::Relaxed) + 1;
+            eprint!("\r\x1b[2K[{done}/{total}] {what}");
+            if done == total {
+                eprintln!();
+            }
+        }
+        let outcome = engine::run(scenario, *kind);
+        outcomes.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+    };
+    let threads = threads.clamp(1, total.max(1));
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err("a run did not finish".into())))
+        .collect()
 }
