@@ -142,3 +142,43 @@ fn run_all(
         .map(|o| o.unwrap_or_else(|| Err("a run did not finish".into())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runs of a report give the same results on one thread and on several, in the order
+    /// asked, whichever thread ran which.
+    #[test]
+    fn runs_on_several_threads_give_what_one_thread_gives() {
+        let scenario = Scenario::built_in("reference").expect("built in");
+        let mut runs = Vec::new();
+        for (i, kind) in [
+            StrategyKind::Tollgate,
+            StrategyKind::StaticSplit,
+            StrategyKind::None,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = scenario.clone();
+            s.seed += i as u64;
+            runs.push((s, kind, kind.name().to_owned()));
+        }
+        let outcome = |threads| -> Vec<_> {
+            run_all(&runs, threads, false)
+                .into_iter()
+                .map(|r| {
+                    let run = r.expect("runs");
+                    (run.result, run.timeline)
+                })
+                .collect()
+        };
+        let one = outcome(1);
+        assert_eq!(one.len(), runs.len());
+        for (r, (_, kind, _)) in one.iter().zip(&runs) {
+            assert_eq!(r.0.strategy, kind.name());
+        }
+        assert_eq!(outcome(3), one);
+    }
+}
