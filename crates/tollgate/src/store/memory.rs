@@ -91,7 +91,12 @@ impl MemoryStore {
 
     /// Makes the changes that the retired cells `cells` (in the order of the call's scopes) kept
     /// for a call, in the current cells of their scopes.
-    fn forward(table: &[Option<Arc<Cell>>], cells: &[&Cell], now: Nanos, stranded: &[Stranded]) {
+    fn forward(
+        table: &[Option<Arc<Cell>>],
+        cells: &[Arc<Cell>],
+        now: Nanos,
+        stranded: &[Stranded],
+    ) {
         for change in stranded {
             let Some(old) = cells.get(change.scope()) else {
                 continue;
@@ -120,7 +125,6 @@ impl MemoryStore {
             // Cells are retired only under the lock, held here, so this does not happen; were it
             // to, the call would try again at once.
             Err(Retired { stranded }) => {
-                let cells: SmallVec<[&Cell; 4]> = cells.iter().map(|c| &**c).collect();
                 Self::forward(&table, &cells, call.now, &stranded);
                 Admission::Wait {
                     wait: Some(Nanos::ZERO),
@@ -149,7 +153,7 @@ impl MemoryStore {
 
     /// Settles and releases one cell; what a retired cell kept goes through the table.
     #[inline]
-    fn settle_cell(&self, cell: &Cell, charged: Cost, settlement: Settlement) {
+    fn settle_cell(&self, cell: &Arc<Cell>, charged: Cost, settlement: Settlement) {
         let settled = settle_atomic(
             settlement.now,
             charged,
@@ -164,7 +168,12 @@ impl MemoryStore {
                 .filter_map(Result::err)
                 .flat_map(|r| r.stranded)
                 .collect();
-            Self::forward(&self.table(), &[cell], settlement.now, &stranded);
+            Self::forward(
+                &self.table(),
+                std::slice::from_ref(cell),
+                settlement.now,
+                &stranded,
+            );
         }
     }
 }
@@ -208,8 +217,7 @@ impl Store for MemoryStore {
             Err(Retired { stranded }) => {
                 // Limits changed: what the retired cells kept goes to their successors, and the
                 // call tries again in the current cells.
-                let cells: SmallVec<[&Cell; 4]> = handle.cells.iter().map(|c| &**c).collect();
-                Self::forward(&self.table(), &cells, call.now, &stranded);
+                Self::forward(&self.table(), &handle.cells, call.now, &stranded);
                 self.acquire_locked(call)
             }
         };
@@ -217,20 +225,18 @@ impl Store for MemoryStore {
     }
 
     fn settle(&self, reservation: MemoryReservation, settlement: Settlement) {
-        let table = self.table();
-        for id in &reservation.scopes {
-            if let Some(Some(cell)) = table.get(*id as usize) {
-                // Current cells are not retired while the lock is held.
-                let settled = settle_atomic(
-                    settlement.now,
-                    reservation.charged,
-                    settlement.actual,
-                    &cell.limits,
-                    &cell.state,
-                )
-                .and_then(|()| release_atomic(&cell.state));
-                debug_assert!(settled.is_ok(), "a current cell is never retired");
-            }
+        // The current cells of the call's scopes, settled as through a handle (out of the lock,
+        // which a cell retired meanwhile takes to forward what it kept).
+        let cells: SmallVec<[Arc<Cell>; 4]> = {
+            let table = self.table();
+            reservation
+                .scopes
+                .iter()
+                .filter_map(|id| table.get(*id as usize)?.clone())
+                .collect()
+        };
+        for cell in &cells {
+            self.settle_cell(cell, reservation.charged, settlement);
         }
     }
 
@@ -387,6 +393,34 @@ mod tests {
             &new_handle.cells[0],
             store.table()[0].as_ref().expect("cell")
         ));
+    }
+
+    /// Without a handle (as the Redis store's fallback calls it), a call admitted before a limit
+    /// change settles into the current cell too.
+    #[test]
+    fn a_call_admitted_without_a_handle_settles_into_the_new_limits() {
+        let store = MemoryStore::new();
+        let old = [scope(1, 60, 2)];
+        let call = Acquire {
+            now: Nanos::ZERO,
+            scopes: &old,
+            cost: Cost::request().with_input_tokens(1_000),
+        };
+        let r = admitted(store.acquire(&call).into_inner().expect("in memory"));
+        let new = [scope(2, 120, 2)];
+        store.handle(&new, Nanos::ZERO);
+        assert_eq!(
+            store.state(&new[0], Nanos::ZERO).expect("seen").in_flight,
+            1
+        );
+        let used = Settlement {
+            now: Nanos::ZERO,
+            actual: Cost::request().with_input_tokens(100),
+        };
+        store.settle(r, used);
+        let state = store.state(&new[0], Nanos::ZERO).expect("seen");
+        assert_eq!(state.in_flight, 0);
+        assert_eq!(state.available, vec![119.0, 11_900.0]);
     }
 
     /// Threads admitting and settling through a handle while another thread changes the limits
