@@ -106,7 +106,6 @@ fn run_all(
     progress: bool,
 ) -> Vec<Result<engine::Run, BoxError>> {
     let total = runs.len();
-    let started = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<Result<engine::Run, BoxError>>>> =
         Mutex::new((0..total).map(|_| None).collect());
@@ -116,7 +115,8 @@ fn run_all(
             return;
         };
         if progress {
-            let done = started.fetch_add(1, Ordering::Relaxed) + 1;
+            // Runs start in the order of `runs`: this one is the (i + 1)-th to start.
+            let done = i + 1;
             eprint!("\r\x1b[2K[{done}/{total}] {what}");
             if done == total {
                 eprintln!();
