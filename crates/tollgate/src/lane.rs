@@ -160,6 +160,14 @@ impl<St: Store> LaneCache<St> {
     }
 }
 
+#[cfg(test)]
+impl<St: Store> LaneCache<St> {
+    /// Holds the lock of the shared map until the returned guard drops.
+    pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl<St: Store> Clone for LaneCache<St> {
     fn clone(&self) -> Self {
         LaneCache {

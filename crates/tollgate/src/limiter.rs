@@ -1336,3 +1336,69 @@ impl<St: Store> Limiter<St> {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Cost, Dimension, Limit, ScopeLimits, ThrottleLayer};
+    use std::convert::Infallible;
+    use std::time::Duration;
+    use tower::{service_fn, Layer, Service, ServiceExt};
+
+    /// A call with capacity takes no lock: with the queue, the scope registry, the store's table
+    /// and the service's shared lane map all locked by this thread, another thread's calls, each
+    /// charged to an RPM, an input-TPM and a concurrency limit and reconciled from its usage, go
+    /// through. (A call that took any of these locks would block for good; the test would fail at
+    /// the timeout.)
+    #[test]
+    fn a_call_with_capacity_takes_no_lock() {
+        let layer = ThrottleLayer::builder()
+            .scope(
+                "global",
+                ScopeLimits::new()
+                    .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
+                    .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
+                    .concurrency(8),
+            )
+            .estimate(|n: &u64| Cost::request().with_input_tokens(*n))
+            .read_usage(|n: &u64| Some(Cost::request().with_input_tokens(*n / 2)))
+            .build()
+            .expect("valid limits");
+        let limiter = layer.limiter().clone();
+        let mut svc = layer.layer(service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        // The first call resolves the lane and makes the store's cells (both under locks).
+        let first = rt.block_on(async {
+            let svc = svc.ready().await.expect("ready");
+            svc.call(100).await.expect("admitted")
+        });
+        assert_eq!(first, 100);
+        let lanes = svc.lanes.clone();
+        {
+            let _queue = limiter.queue();
+            let _registry = limiter.registry().hold_lock();
+            let _table = limiter.store().hold_lock();
+            let _lanes = lanes.hold_lock();
+            let (done, calls) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let sum = rt.block_on(async {
+                    let mut sum = 0;
+                    for n in 1..=100 {
+                        let svc = svc.ready().await.expect("ready");
+                        sum += svc.call(n).await.expect("admitted");
+                    }
+                    sum
+                });
+                done.send(sum).expect("the test waits");
+            });
+            let sum = calls
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the calls went through while every lock was held");
+            assert_eq!(sum, 5050);
+        }
+        let stats = limiter.scope_stats("global").expect("the scope");
+        assert_eq!((stats.admitted, stats.refused), (101, 0));
+    }
+}

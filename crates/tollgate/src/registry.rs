@@ -309,6 +309,12 @@ impl Registry {
         &self.always
     }
 
+    /// Holds the registry's lock for writing until the returned guard drops.
+    #[cfg(test)]
+    pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Increases with every change of limits.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

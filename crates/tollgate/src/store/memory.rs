@@ -65,6 +65,12 @@ impl MemoryStore {
         self.cells.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Holds the table's lock until the returned guard drops.
+    #[cfg(test)]
+    pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
+        self.table()
+    }
+
     /// The current cell of `scope`, brought up to date with its limits: created, or (for newer
     /// limits) a successor that carries the state over, the old cell being retired.
     fn current(table: &mut Vec<Option<Arc<Cell>>>, scope: &ScopeRef, now: Nanos) -> Arc<Cell> {
