@@ -4,9 +4,10 @@
 use crate::limiter::Limiter;
 use crate::stats::ScopeCounters;
 use crate::{ScopeRef, Scopes, Store, ThrottleError};
+use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The scopes of one set of scope keys, resolved against the registry at one generation, with the
 /// limiter they belong to. A call in a lane takes no registry lock, hashes no key and holds one
@@ -84,24 +85,119 @@ impl<St: Store> std::fmt::Debug for Lane<St> {
     }
 }
 
-/// How many lanes the shared map of a service keeps at most; when full, it starts again empty
-/// (lanes are rebuilt on demand), so distinct key sets without end cost bounded memory.
+/// How many lanes the snapshot of a service's shared map holds at most (the recent lanes beside it:
+/// at most a quarter of that); when full, it starts again from the recent lanes (lanes are rebuilt
+/// on demand), so distinct key sets without end cost bounded memory.
 const MAX_SHARED_LANES: usize = 4096;
 
-/// Where a service keeps lanes: the lane of its last call in itself, without a lock, for a client
-/// that keeps one service and calls it again with the same keys; and a map of lanes by key set
-/// that every clone of the service shares, for fleets whose calls alternate between keys (one
-/// agent after another) and for clients that clone the service for each call (as `oneshot` on a
-/// clone, tower's `Retry` and routers do). Clones start from their original's lane.
+/// The fewest recent lanes that make a new snapshot without any of them being asked for again.
+const MIN_RECENT: usize = 8;
+
+/// Where a service keeps lanes: the lane of its last call in itself, for a client that keeps one
+/// service and calls it again with the same keys; and a map of lanes by key set that every clone
+/// of the service shares, for fleets whose calls alternate between keys (one agent after another)
+/// and for clients that clone the service for each call (as `oneshot` on a clone, tower's `Retry`
+/// and routers do). Clones start from their original's lane. Neither takes a lock for a lane that
+/// was asked for before: see [`SharedLanes`].
 pub(crate) struct LaneCache<St: Store> {
     own: Option<Arc<Lane<St>>>,
-    shared: Arc<Mutex<SharedLanes<St>>>,
+    shared: Arc<SharedLanes<St>>,
 }
 
-/// The lanes every clone of a service shares, by key set, all resolved at `generation`.
+/// The lanes every clone of a service shares, by key set. Calls look a lane up in an immutable
+/// snapshot, without a lock. A lane resolved since the snapshot was made waits in `recent`, under
+/// a lock, until a new snapshot takes it in with every other recent lane: as soon as a call asks
+/// for it again (its keys come back), or when the recent lanes reach a quarter of the snapshot (so
+/// that making snapshots copies each lane a bounded number of times on average).
 struct SharedLanes<St: Store> {
+    snapshot: ArcSwap<Lanes<St>>,
+    recent: Mutex<Lanes<St>>,
+}
+
+/// Lanes by key set, all resolved at `generation`.
+struct Lanes<St: Store> {
     generation: u64,
     lanes: HashMap<Scopes, Arc<Lane<St>>, foldhash::fast::RandomState>,
+}
+
+impl<St: Store> Lanes<St> {
+    fn empty(generation: u64) -> Self {
+        Lanes {
+            generation,
+            lanes: HashMap::default(),
+        }
+    }
+
+    /// The lane of `keys`, if it is here and resolved at `generation`.
+    fn get(&self, keys: &Scopes, generation: u64) -> Option<&Arc<Lane<St>>> {
+        if self.generation == generation {
+            self.lanes.get(keys)
+        } else {
+            None
+        }
+    }
+}
+
+impl<St: Store> SharedLanes<St> {
+    fn lock_recent(&self) -> MutexGuard<'_, Lanes<St>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lane of `keys` at `generation` if it was resolved before, under the lock; a lane found
+    /// among the recent ones goes into a new snapshot.
+    fn find_locked(&self, keys: &Scopes, generation: u64) -> Option<Arc<Lane<St>>> {
+        let mut recent = self.lock_recent();
+        self.catch_up(&mut recent, generation);
+        // A snapshot made since the caller looked may hold it.
+        if let Some(lane) = self.snapshot.load().get(keys, generation) {
+            return Some(lane.clone());
+        }
+        let lane = recent.lanes.get(keys).cloned()?;
+        self.publish(&mut recent);
+        Some(lane)
+    }
+
+    /// Drops every lane (recent and in the snapshot) when limits changed since they were resolved:
+    /// `generation` is newer than theirs. (A caller that read an older generation changes nothing.)
+    fn catch_up(&self, recent: &mut Lanes<St>, generation: u64) {
+        if recent.generation < generation {
+            *recent = Lanes::empty(generation);
+            self.snapshot.store(Arc::new(Lanes::empty(generation)));
+        }
+    }
+
+    /// Keeps `lane` among the recent lanes (unless limits changed since it was resolved); makes a
+    /// new snapshot when they are many enough.
+    fn insert(&self, lane: &Arc<Lane<St>>) {
+        let mut recent = self.lock_recent();
+        self.catch_up(&mut recent, lane.generation);
+        if recent.generation != lane.generation {
+            // Resolved before a limit change that another call has seen.
+            return;
+        }
+        recent.lanes.insert(lane.keys.clone(), lane.clone());
+        let in_snapshot = self.snapshot.load().lanes.len();
+        if recent.lanes.len() >= (in_snapshot / 4).max(MIN_RECENT) {
+            self.publish(&mut recent);
+        }
+    }
+
+    /// Replaces the snapshot by one with the recent lanes added (or by the recent lanes alone if
+    /// the map is full). Only the holder of `recent`'s lock makes snapshots, so none is lost, and
+    /// the snapshot's generation is always the recent lanes' one.
+    fn publish(&self, recent: &mut Lanes<St>) {
+        let snapshot = self.snapshot.load();
+        let mut lanes = if snapshot.lanes.len() + recent.lanes.len() <= MAX_SHARED_LANES {
+            snapshot.lanes.clone()
+        } else {
+            HashMap::default()
+        };
+        lanes.extend(recent.lanes.drain());
+        self.snapshot.store(Arc::new(Lanes {
+            generation: recent.generation,
+            lanes,
+        }));
+    }
 }
 
 impl<St: Store> LaneCache<St> {
@@ -109,10 +205,10 @@ impl<St: Store> LaneCache<St> {
     pub(crate) fn new() -> Self {
         LaneCache {
             own: None,
-            shared: Arc::new(Mutex::new(SharedLanes {
-                generation: 0,
-                lanes: HashMap::default(),
-            })),
+            shared: Arc::new(SharedLanes {
+                snapshot: ArcSwap::from_pointee(Lanes::empty(0)),
+                recent: Mutex::new(Lanes::empty(0)),
+            }),
         }
     }
 
@@ -129,29 +225,15 @@ impl<St: Store> LaneCache<St> {
         if let Some(lane) = self.own.as_ref().filter(|l| l.fits(&keys)) {
             return Ok(lane.clone());
         }
-        let cached = {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            let generation = limiter.registry().generation();
-            if shared.generation != generation {
-                // Limits changed: every lane may be stale.
-                shared.lanes.clear();
-                shared.generation = generation;
-            }
-            // Every lane in the map was resolved at the map's generation, now the current one:
-            // found by its keys, it fits.
-            shared.lanes.get(&keys).cloned()
-        };
-        let lane = match cached {
+        let generation = limiter.registry().generation();
+        // Every lane in a snapshot of the current generation was resolved at it: found by its
+        // keys, it fits.
+        let cached = self.shared.snapshot.load().get(&keys, generation).cloned();
+        let lane = match cached.or_else(|| self.shared.find_locked(&keys, generation)) {
             Some(lane) => lane,
             None => {
                 let lane = Lane::resolve(limiter, keys)?;
-                let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-                if shared.generation == lane.generation {
-                    if shared.lanes.len() >= MAX_SHARED_LANES {
-                        shared.lanes.clear();
-                    }
-                    shared.lanes.insert(lane.keys.clone(), lane.clone());
-                }
+                self.shared.insert(&lane);
                 lane
             }
         };
@@ -164,7 +246,7 @@ impl<St: Store> LaneCache<St> {
 impl<St: Store> LaneCache<St> {
     /// Holds the lock of the shared map until the returned guard drops.
     pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock_recent()
     }
 }
 
@@ -209,8 +291,64 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again));
         for i in 0..2 * MAX_SHARED_LANES {
             cache.get(&limiter, agent(i)).expect("resolves");
-            let kept = cache.shared.lock().expect("not poisoned").lanes.len();
-            assert!(kept <= MAX_SHARED_LANES, "{kept} lanes kept");
+            let in_snapshot = cache.shared.snapshot.load().lanes.len();
+            let recent = cache.shared.lock_recent().lanes.len();
+            assert!(
+                in_snapshot <= MAX_SHARED_LANES,
+                "{in_snapshot} lanes in the snapshot"
+            );
+            assert!(recent <= MAX_SHARED_LANES / 4, "{recent} recent lanes");
         }
+    }
+
+    /// The lanes in the snapshot (the lock-free part of the map) and among the recent ones.
+    fn kept<St: Store>(cache: &LaneCache<St>) -> (Vec<String>, usize) {
+        let mut keys: Vec<String> = (cache.shared.snapshot.load().lanes.keys())
+            .map(|k| k[1].as_str().to_owned())
+            .collect();
+        keys.sort();
+        (keys, cache.shared.lock_recent().lanes.len())
+    }
+
+    #[test]
+    fn lanes_asked_for_again_go_into_the_snapshot() {
+        let layer = ThrottleLayer::builder().build().expect("valid");
+        let limiter = layer.limiter().clone();
+        let mut cache = LaneCache::new();
+        let first = cache.get(&limiter, agent(0)).expect("resolves");
+        cache.get(&limiter, agent(1)).expect("resolves");
+        assert_eq!(kept(&cache), (vec![], 2));
+        // Agent 0 comes back: it and every other recent lane go into the snapshot.
+        let again = cache.get(&limiter, agent(0)).expect("resolves");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(kept(&cache), (vec!["agent:0".into(), "agent:1".into()], 0));
+        // New key sets wait among the recent ones until there are MIN_RECENT of them.
+        for i in 2..2 + MIN_RECENT - 1 {
+            cache.get(&limiter, agent(i)).expect("resolves");
+        }
+        assert_eq!(kept(&cache).1, MIN_RECENT - 1);
+        cache.get(&limiter, agent(99)).expect("resolves");
+        let (in_snapshot, recent) = kept(&cache);
+        assert_eq!((in_snapshot.len(), recent), (2 + MIN_RECENT, 0));
+        assert!(in_snapshot.contains(&"agent:99".to_owned()));
+    }
+
+    #[test]
+    fn a_limit_change_makes_every_kept_lane_stale() {
+        let layer = ThrottleLayer::builder().build().expect("valid");
+        let limiter = layer.limiter().clone();
+        let mut cache = LaneCache::new();
+        let first = cache.get(&limiter, agent(0)).expect("resolves");
+        cache.get(&limiter, agent(1)).expect("resolves");
+        cache.get(&limiter, agent(0)).expect("resolves");
+        assert_eq!(kept(&cache).0.len(), 2);
+        limiter
+            .set_limits("global", crate::ScopeLimits::new().concurrency(3))
+            .expect("valid limits");
+        let again = cache.get(&limiter, agent(0)).expect("resolves");
+        assert!(!Arc::ptr_eq(&first, &again), "a lane of the old limits");
+        assert!(again.is_current());
+        assert_eq!(again.scopes[0].limits.concurrency(), Some(3));
+        assert_eq!(kept(&cache), (vec![], 1), "the old lanes are dropped");
     }
 }

@@ -1339,26 +1339,30 @@ impl<St: Store> Limiter<St> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Cost, Dimension, Limit, ScopeLimits, ThrottleLayer};
+    use crate::{Cost, Dimension, Limit, ScopeKey, ScopeLimits, Scopes, ThrottleLayer};
+    use smallvec::smallvec;
     use std::convert::Infallible;
     use std::time::Duration;
     use tower::{service_fn, Layer, Service, ServiceExt};
 
     /// A call with capacity takes no lock: with the queue, the scope registry, the store's table
     /// and the service's shared lane map all locked by this thread, another thread's calls, each
-    /// charged to an RPM, an input-TPM and a concurrency limit and reconciled from its usage, go
-    /// through. (A call that took any of these locks would block for good; the test would fail at
-    /// the timeout.)
+    /// charged to an RPM, an input-TPM and a concurrency limit and reconciled from its usage, one
+    /// agent after another (in its scopes `global` and `agent:*`), go through. (A call that took any
+    /// of these locks would block for good; the test would fail at the timeout.)
     #[test]
     fn a_call_with_capacity_takes_no_lock() {
+        let limits = ScopeLimits::new()
+            .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
+            .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
+            .concurrency(8);
+        let agents: Vec<ScopeKey> = (0..4).map(|a| format!("agent:{a}").into()).collect();
         let layer = ThrottleLayer::builder()
-            .scope(
-                "global",
-                ScopeLimits::new()
-                    .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
-                    .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
-                    .concurrency(8),
-            )
+            .scope("global", limits.clone())
+            .scope("agent:*", limits)
+            .extract_scopes(move |n: &u64| -> Scopes {
+                smallvec![ScopeKey::GLOBAL, agents[(*n % 4) as usize].clone()]
+            })
             .estimate(|n: &u64| Cost::request().with_input_tokens(*n))
             .read_usage(|n: &u64| Some(Cost::request().with_input_tokens(*n / 2)))
             .build()
@@ -1369,12 +1373,17 @@ mod tests {
             .enable_time()
             .build()
             .expect("a runtime");
-        // The first call resolves the lane and makes the store's cells (both under locks).
+        // The first calls of each agent resolve its lane and make the store's cells (both under
+        // locks); the second ones find the lanes among the recent ones and make them lock-free.
         let first = rt.block_on(async {
-            let svc = svc.ready().await.expect("ready");
-            svc.call(100).await.expect("admitted")
+            let mut sum = 0;
+            for n in 101..=108 {
+                let svc = svc.ready().await.expect("ready");
+                sum += svc.call(n).await.expect("admitted");
+            }
+            sum
         });
-        assert_eq!(first, 100);
+        assert_eq!(first, 836);
         let lanes = svc.lanes.clone();
         {
             let _queue = limiter.queue();
@@ -1399,6 +1408,6 @@ mod tests {
             assert_eq!(sum, 5050);
         }
         let stats = limiter.scope_stats("global").expect("the scope");
-        assert_eq!((stats.admitted, stats.refused), (101, 0));
+        assert_eq!((stats.admitted, stats.refused), (108, 0));
     }
 }
