@@ -21,6 +21,15 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::{AdaptiveRate, Micros, Nanos, Price, TokenUsage};
 
+/// The layer's clock: tokio's, so its paused clock drives the layer in tests and the simulator.
+/// Every read of the limiter goes through here; tests count them on their thread.
+#[inline]
+fn now() -> Instant {
+    #[cfg(test)]
+    tests::CLOCK_READS.with(|n| n.set(n.get() + 1));
+    Instant::now()
+}
+
 /// What a failed call (an error from the inner service, or a future dropped while the call was in
 /// flight) is charged, since no usage is known.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -179,7 +188,7 @@ impl<St: Store> Limiter<St> {
                 queue: Mutex::new(Queue::new(tiers)),
                 queued: AtomicUsize::new(0),
                 next_id: AtomicU64::new(0),
-                origin: Instant::now(),
+                origin: now(),
                 settings,
                 consecutive_limited: AtomicU32::new(0),
                 adaptive: adaptive.map(Mutex::new),
@@ -243,7 +252,7 @@ impl<St: Store> Limiter<St> {
     /// budget.
     pub fn spend(&self, key: &str) -> Option<SpendStats> {
         let spend = self.shared.spend.as_ref()?;
-        let now = self.unix_ms(Instant::now()) / 1000;
+        let now = self.unix_ms(now()) / 1000;
         spend.spent(&ScopeKey::from(key.to_owned()), now)
     }
 
@@ -323,7 +332,7 @@ impl<St: Store> Limiter<St> {
         arrived: Option<Instant>,
         err: &ThrottleError,
     ) {
-        let now = Instant::now();
+        let now = now();
         self.log(
             account,
             priority,
@@ -344,7 +353,7 @@ impl<St: Store> Limiter<St> {
 
     /// The store's handle of `scopes`, made now.
     pub(crate) fn store_handle(&self, scopes: &[ScopeRef]) -> St::Handle {
-        self.shared.store.handle(scopes, self.nanos(Instant::now()))
+        self.shared.store.handle(scopes, self.nanos(now()))
     }
 
     fn nanos(&self, t: Instant) -> Nanos {
@@ -382,7 +391,7 @@ impl<St: Store> Limiter<St> {
 
     /// A snapshot of every scope the layer has seen, sorted by key.
     pub fn stats(&self) -> Vec<ScopeStats> {
-        let now = self.nanos(Instant::now());
+        let now = self.nanos(now());
         self.shared
             .registry
             .all()
@@ -393,7 +402,7 @@ impl<St: Store> Limiter<St> {
 
     /// A snapshot of one scope, if the layer has seen its key.
     pub fn scope_stats(&self, key: &str) -> Option<ScopeStats> {
-        let now = self.nanos(Instant::now());
+        let now = self.nanos(now());
         self.shared
             .registry
             .get(key)
@@ -479,7 +488,7 @@ impl<St: Store> Limiter<St> {
                 None => return,
             },
         };
-        let now = Instant::now();
+        let now = now();
         let at = self.nanos(now);
         if feedback.outcome.starts_cooldown() {
             let n = shared.consecutive_limited.fetch_add(1, Ordering::Relaxed) + 1;
@@ -561,7 +570,7 @@ impl<St: Store> Limiter<St> {
             .as_ref()
             .and_then(|k| self.shared.registry.get(k.as_str()))
         {
-            let now = Instant::now();
+            let now = now();
             self.shared
                 .store
                 .cool_down(&scope.scope, self.nanos(now), self.nanos(now + delay));
@@ -1042,7 +1051,7 @@ impl<St: Store> Ticket<St> {
             return Poll::Ready(Ok(()));
         }
         // One clock read per poll: a decision made in this poll is made at this time.
-        let now = Instant::now();
+        let now = now();
         if let Some(fut) = &mut self.pending {
             let decision = ready!(Pin::new(&mut **fut).poll(cx));
             self.pending = None;
@@ -1203,7 +1212,7 @@ impl<St: Store> Ticket<St> {
         let debt = actual.requests > c.requests
             || actual.input_tokens > c.input_tokens
             || actual.output_tokens > c.output_tokens;
-        let read = (debt || self.account.is_some()).then(Instant::now);
+        let read = (debt || self.account.is_some()).then(now);
         if let Some(r) = self.reservation.take() {
             let now = read.map_or(admitted, |t| self.lane.limiter.nanos(t));
             self.lane.limiter.shared.store.settle_with(
@@ -1341,9 +1350,61 @@ impl<St: Store> Limiter<St> {
 mod tests {
     use crate::{Cost, Dimension, Limit, ScopeKey, ScopeLimits, Scopes, ThrottleLayer};
     use smallvec::smallvec;
+    use std::cell::Cell;
     use std::convert::Infallible;
     use std::time::Duration;
     use tower::{service_fn, Layer, Service, ServiceExt};
+
+    thread_local! {
+        /// The limiter's clock reads on this thread.
+        pub(super) static CLOCK_READS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A call that does not wait reads the clock once, whether its usage comes back lower than
+    /// its estimate (refunded at the admission's time) or equal; one that used more than it was
+    /// charged reads it again to book the debt from then.
+    #[test]
+    fn a_call_that_does_not_wait_reads_the_clock_once() {
+        let layer = ThrottleLayer::builder()
+            .scope(
+                "global",
+                ScopeLimits::new()
+                    .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
+                    .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
+                    .concurrency(8),
+            )
+            .estimate(|_: &u64| Cost::request().with_input_tokens(100))
+            .read_usage(|n: &u64| Some(Cost::request().with_input_tokens(*n)))
+            .build()
+            .expect("valid limits");
+        let limiter = layer.limiter().clone();
+        let mut svc = layer.layer(service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let mut reads_of = |usage: std::ops::Range<u64>| {
+            let before = CLOCK_READS.with(Cell::get);
+            rt.block_on(async {
+                for n in usage {
+                    let svc = svc.ready().await.expect("ready");
+                    assert_eq!(svc.call(n).await.expect("admitted"), n);
+                }
+            });
+            CLOCK_READS.with(Cell::get) - before
+        };
+        // The first call also resolves its lane (one more read, for the store's handle).
+        assert_eq!(reads_of(0..1), 2);
+        assert_eq!(reads_of(1..101), 100, "used less than estimated");
+        assert_eq!(reads_of(100..101), 1, "used what was estimated");
+        assert_eq!(
+            reads_of(101..111),
+            20,
+            "used more: the debt is booked from now"
+        );
+        let stats = limiter.scope_stats("global").expect("the scope");
+        assert_eq!((stats.admitted, stats.refused), (112, 0));
+    }
 
     /// A call with capacity takes no lock: with the queue, the scope registry, the store's table
     /// and the service's shared lane map all locked by this thread, another thread's calls, each
