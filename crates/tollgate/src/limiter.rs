@@ -1360,29 +1360,36 @@ mod tests {
         pub(super) static CLOCK_READS: Cell<u64> = const { Cell::new(0) };
     }
 
+    /// An RPM, an input-TPM and a concurrency limit that the tests' calls never reach.
+    fn roomy() -> ScopeLimits {
+        ScopeLimits::new()
+            .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
+            .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
+            .concurrency(8)
+    }
+
+    /// A current-thread runtime with tokio's (real) clock.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    }
+
     /// A call that does not wait reads the clock once, whether its usage comes back lower than
     /// its estimate (refunded at the admission's time) or equal; one that used more than it was
     /// charged reads it again to book the debt from then.
     #[test]
     fn a_call_that_does_not_wait_reads_the_clock_once() {
         let layer = ThrottleLayer::builder()
-            .scope(
-                "global",
-                ScopeLimits::new()
-                    .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
-                    .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
-                    .concurrency(8),
-            )
+            .scope("global", roomy())
             .estimate(|_: &u64| Cost::request().with_input_tokens(100))
             .read_usage(|n: &u64| Some(Cost::request().with_input_tokens(*n)))
             .build()
             .expect("valid limits");
         let limiter = layer.limiter().clone();
         let mut svc = layer.layer(service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
+        let rt = runtime();
         let mut reads_of = |usage: std::ops::Range<u64>| {
             let before = CLOCK_READS.with(Cell::get);
             rt.block_on(async {
@@ -1413,14 +1420,10 @@ mod tests {
     /// of these locks would block for good; the test would fail at the timeout.)
     #[test]
     fn a_call_with_capacity_takes_no_lock() {
-        let limits = ScopeLimits::new()
-            .limit(Limit::per_minute(Dimension::Requests, 1_000_000))
-            .limit(Limit::per_minute(Dimension::InputTokens, 100_000_000))
-            .concurrency(8);
         let agents: Vec<ScopeKey> = (0..4).map(|a| format!("agent:{a}").into()).collect();
         let layer = ThrottleLayer::builder()
-            .scope("global", limits.clone())
-            .scope("agent:*", limits)
+            .scope("global", roomy())
+            .scope("agent:*", roomy())
             .extract_scopes(move |n: &u64| -> Scopes {
                 smallvec![ScopeKey::GLOBAL, agents[(*n % 4) as usize].clone()]
             })
@@ -1430,10 +1433,7 @@ mod tests {
             .expect("valid limits");
         let limiter = layer.limiter().clone();
         let mut svc = layer.layer(service_fn(|n: u64| async move { Ok::<_, Infallible>(n) }));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a runtime");
+        let rt = runtime();
         // The first calls of each agent resolve its lane and make the store's cells (both under
         // locks); the second ones find the lanes among the recent ones and make them lock-free.
         let first = rt.block_on(async {
