@@ -87,7 +87,7 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
             // call comes between, and the borrow ends before the call's future is awaited.
             let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
             let send = |call, rng| {
-                let svc = &svc;
+                let (svc, provider) = (&svc, &provider);
                 async move {
                     let answer = match poll_fn(|cx| svc.borrow_mut().poll_ready(cx)).await {
                         Ok(()) => {
@@ -96,7 +96,15 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
                         }
                         Err(e) => Err(e),
                     };
-                    (answer.is_ok_and(|a| a.status().is_success()), rng)
+                    let ok = match answer {
+                        Ok(answer) => {
+                            let ok = answer.status().is_success();
+                            provider.recycle(answer);
+                            ok
+                        }
+                        Err(_) => false,
+                    };
+                    (ok, rng)
                 }
             };
             tokio::task::unconstrained(drive::drive(scenario, start, send)).await
