@@ -6,6 +6,7 @@ mod attempts;
 mod calls;
 mod drive;
 mod measure;
+mod runtime;
 
 use crate::report::{StrategyResult, Timeline};
 use crate::scenario::{ProviderAlgorithm, Scenario};
@@ -30,11 +31,8 @@ pub struct Run {
 /// # Errors
 /// A scenario the mock provider or the strategy cannot be built for.
 pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()?;
-    rt.block_on(run_async(scenario, kind))
+    let scenario = scenario.clone();
+    runtime::block_on(async move { run_async(&scenario, kind).await })?
 }
 
 fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
