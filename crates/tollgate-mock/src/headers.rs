@@ -273,9 +273,9 @@ fn number(n: u64) -> HeaderValue {
         _ => return Text::number(n).value(),
     };
     let start = start as usize;
-    match std::str::from_utf8(&SMALL[start..start + len]) {
-        Ok(text) => HeaderValue::from_static(text),
-        Err(_) => Text::number(n).value(), // not reached: digits
+    match SMALL.get(start..start + len) {
+        Some(text) => HeaderValue::from_static(text),
+        None => Text::number(n).value(), // not reached: in bounds, and ASCII
     }
 }
 
@@ -284,7 +284,14 @@ const SMALL_MAX: u64 = 9_999;
 
 /// `0123…91011…99991000…9999`: every number up to [`SMALL_MAX`] in decimal, one after the other
 /// (10 of 1 digit, 90 of 2, 900 of 3, 9,000 of 4).
-static SMALL: [u8; 38_890] = small_numbers();
+/// Checked once, when compiled, rather than on every use.
+static SMALL: &str = match std::str::from_utf8(&DIGITS) {
+    Ok(text) => text,
+    Err(_) => panic!("digits are UTF-8"),
+};
+
+/// The bytes of [`SMALL`].
+static DIGITS: [u8; 38_890] = small_numbers();
 
 const fn small_numbers() -> [u8; 38_890] {
     let mut text = [0; 38_890];
