@@ -307,8 +307,7 @@ impl Client {
                 let mut backoff = Backoff::sdk_default().start();
                 loop {
                     pacing.acquire(call.agent).await;
-                    let answer = send_once(provider, call.req).await;
-                    let outcome = classify(&answer);
+                    let outcome = send_once(provider, call.req).await;
                     if outcome == Outcome::Success {
                         return true;
                     }
@@ -331,13 +330,17 @@ impl Client {
                     tokio::time::sleep(delay).await;
                 }
             }
-            Client::Once { provider } => send_once(provider, call.req).await.status().is_success(),
+            Client::Once { provider } => {
+                let answer = answer(provider, call.req).await;
+                let ok = answer.status().is_success();
+                provider.recycle(answer);
+                ok
+            }
             Client::Cookbook { provider, state } => {
                 let tokens = (call.req.input_tokens + call.req.max_tokens) as f64;
                 for _ in 0..5 {
                     cookbook_acquire(state, tokens).await;
-                    let answer = send_once(provider, call.req).await;
-                    match classify(&answer) {
+                    match send_once(provider, call.req).await {
                         Outcome::Success => return true,
                         Outcome::RateLimited { .. } => {
                             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -353,8 +356,7 @@ impl Client {
                 let mut backoff = Backoff::aws_standard().start();
                 loop {
                     aws_acquire(state).await;
-                    let answer = send_once(provider, call.req).await;
-                    let outcome = classify(&answer);
+                    let outcome = send_once(provider, call.req).await;
                     let retry = {
                         let now = Instant::now();
                         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -493,7 +495,16 @@ fn with_budget(
     Ok(b)
 }
 
-async fn send_once(provider: &MockProvider, req: MockRequest) -> Answer {
+/// Sends `req` once and classifies the answer (whose headers then go back to the provider for
+/// its next answer).
+async fn send_once(provider: &MockProvider, req: MockRequest) -> Outcome {
+    let answer = answer(provider, req).await;
+    let outcome = classify(&answer);
+    provider.recycle(answer);
+    outcome
+}
+
+async fn answer(provider: &MockProvider, req: MockRequest) -> Answer {
     match provider.clone().oneshot(req).await {
         Ok(a) => a,
         Err(never) => match never {},

@@ -113,15 +113,41 @@ impl HeaderWriter {
     }
 
     /// The headers of an answer at virtual time `now`, with `retry-after` when `retry` is set.
+    #[cfg(test)]
     pub(crate) fn write(
         &self,
         now: Duration,
         states: &[DimensionState; 3],
         retry: Option<Duration>,
     ) -> HeaderMap {
-        let mut headers = match retry {
-            Some(_) => self.retry.clone(),
-            None => self.plain.clone(),
+        self.write_into(None, now, states, retry)
+    }
+
+    /// The headers of an answer at virtual time `now`, with `retry-after` when `retry` is set,
+    /// written into `spare` when there is one: the headers of an earlier answer of the same kind
+    /// ([`HeaderWriter::kind`]), whose storage is reused and whose every value is written over.
+    pub(crate) fn write_into(
+        &self,
+        spare: Option<HeaderMap>,
+        now: Duration,
+        states: &[DimensionState; 3],
+        retry: Option<Duration>,
+    ) -> HeaderMap {
+        let template = match retry {
+            Some(_) => &self.retry,
+            None => &self.plain,
+        };
+        let mut headers = match spare {
+            Some(mut spare) => {
+                if self.limit_and_reset {
+                    // The `limit` values are not written below: they come from the template.
+                    for ((_, value), (_, limit)) in spare.iter_mut().zip(template) {
+                        value.clone_from(limit);
+                    }
+                }
+                spare
+            }
+            None => template.clone(),
         };
         // A clone keeps the template's order, which is the order below.
         let mut slots = headers.iter_mut();
@@ -170,6 +196,26 @@ impl HeaderWriter {
             *slot(&RETRY_AFTER_MS) = number(ms);
         }
         headers
+    }
+}
+
+impl HeaderWriter {
+    /// Which template `headers` has the shape of (the same names in the same order, one value
+    /// each): `Some(false)` for an answer without `retry-after`, `Some(true)` with, `None` for
+    /// neither.
+    pub(crate) fn kind(&self, headers: &HeaderMap) -> Option<bool> {
+        let same = |template: &HeaderMap| {
+            headers.len() == template.len()
+                && headers.keys_len() == template.keys_len()
+                && headers.keys().zip(template.keys()).all(|(a, b)| a == b)
+        };
+        if same(&self.plain) {
+            Some(false)
+        } else if same(&self.retry) {
+            Some(true)
+        } else {
+            None
+        }
     }
 }
 
@@ -227,9 +273,9 @@ fn number(n: u64) -> HeaderValue {
         _ => return Text::number(n).value(),
     };
     let start = start as usize;
-    match std::str::from_utf8(&SMALL[start..start + len]) {
-        Ok(text) => HeaderValue::from_static(text),
-        Err(_) => Text::number(n).value(), // not reached: digits
+    match SMALL.get(start..start + len) {
+        Some(text) => HeaderValue::from_static(text),
+        None => Text::number(n).value(), // not reached: in bounds, and ASCII
     }
 }
 
@@ -238,7 +284,14 @@ const SMALL_MAX: u64 = 9_999;
 
 /// `0123…91011…99991000…9999`: every number up to [`SMALL_MAX`] in decimal, one after the other
 /// (10 of 1 digit, 90 of 2, 900 of 3, 9,000 of 4).
-static SMALL: [u8; 38_890] = small_numbers();
+/// Checked once, when compiled, rather than on every use.
+static SMALL: &str = match std::str::from_utf8(&DIGITS) {
+    Ok(text) => text,
+    Err(_) => panic!("digits are UTF-8"),
+};
+
+/// The bytes of [`SMALL`].
+static DIGITS: [u8; 38_890] = small_numbers();
 
 const fn small_numbers() -> [u8; 38_890] {
     let mut text = [0; 38_890];
@@ -765,12 +818,63 @@ mod same_as_before {
         }
 
         #[test]
+        fn a_reused_map_gives_what_a_new_one_gives(
+            limits in [number(), number(), number()],
+            anthropic in any::<bool>(),
+            openai in any::<bool>(),
+            full in any::<bool>(),
+            (now, earlier) in (duration(), duration()),
+            states in [state(), state(), state()],
+            earlier_states in [state(), state(), state()],
+            retry in proptest::option::of(duration()),
+            earlier_retry in duration(),
+        ) {
+            let config = Config {
+                limit_and_reset_headers: full,
+                ..config(limits, 1_767_225_600, anthropic, openai)
+            };
+            let writer = HeaderWriter::new(&config);
+            // The headers of an earlier answer of the same kind, every value since changed by
+            // their reader.
+            let mut spare = writer.write(earlier, &earlier_states, retry.map(|_| earlier_retry));
+            for (_, value) in spare.iter_mut() {
+                *value = HeaderValue::from_static("changed");
+            }
+            prop_assert_eq!(writer.kind(&spare), Some(retry.is_some()));
+            let got = writer.write_into(Some(spare), now, &states, retry);
+            prop_assert_eq!(pairs(&got), pairs(&writer.write(now, &states, retry)));
+        }
+
+        #[test]
         fn values_are_byte_identical(d in duration(), n in number()) {
             prop_assert_eq!(super::ceil_millis(d), ceil_millis(d));
             prop_assert_eq!(super::rfc3339(d), rfc3339(d));
             prop_assert_eq!(super::go_duration(d), go_duration(d));
             prop_assert_eq!(super::Text::number(n).into_string(), n.to_string());
         }
+    }
+
+    #[test]
+    fn only_maps_of_a_template_s_shape_are_reused() {
+        let writer = HeaderWriter::new(&config([60, 1_000, 1_000], 0, true, true));
+        let states = [DimensionState {
+            remaining: 1,
+            until_full: Duration::ZERO,
+        }; 3];
+        let plain = writer.write(Duration::ZERO, &states, None);
+        let retry = writer.write(Duration::ZERO, &states, Some(Duration::from_secs(1)));
+        assert_eq!(writer.kind(&plain), Some(false));
+        assert_eq!(writer.kind(&retry), Some(true));
+        let mut more = plain.clone();
+        more.insert("x-other", HeaderValue::from_static("1"));
+        assert_eq!(writer.kind(&more), None);
+        let mut twice = plain.clone();
+        twice.append(ANTHROPIC[0][1], HeaderValue::from_static("2"));
+        assert_eq!(writer.kind(&twice), None);
+        let mut fewer = plain;
+        fewer.remove(ANTHROPIC[0][1]);
+        assert_eq!(writer.kind(&fewer), None);
+        assert_eq!(writer.kind(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use tokio::time::Instant;
@@ -126,7 +126,13 @@ pub(crate) struct State {
     rng: ChaCha8Rng,
     pub(crate) stats: MockStats,
     events: Option<Vec<MockEvent>>,
+    /// Header maps given back with [`MockProvider::recycle`], for answers without and with
+    /// `retry-after`.
+    spare: [Vec<HeaderMap>; 2],
 }
+
+/// The most header maps kept of each kind for reuse.
+const SPARE_MAX: usize = 256;
 
 impl MockProvider {
     /// A builder with the documented defaults.
@@ -141,6 +147,7 @@ impl MockProvider {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             stats: MockStats::default(),
             events: config.event_log.then(Vec::new),
+            spare: [Vec::new(), Vec::new()],
         };
         Self {
             shared: Arc::new(Shared {
@@ -170,6 +177,22 @@ impl MockProvider {
     /// A copy of the event log, in arrival order (empty when the log is off).
     pub fn events(&self) -> Vec<MockEvent> {
         self.shared.lock().events.clone().unwrap_or_default()
+    }
+
+    /// Takes back an answer the caller is done with, so that a later answer reuses its header
+    /// map instead of allocating one. Optional: an answer simply dropped costs two small
+    /// allocations more for the next one. Headers changed since (other names, more values) are
+    /// not kept; the values a later answer shows are always its own.
+    pub fn recycle(&self, answer: Response<MockReply>) {
+        let (parts, _) = answer.into_parts();
+        let headers = parts.headers;
+        let Some(retry) = self.shared.headers.kind(&headers) else {
+            return;
+        };
+        let spare = &mut self.shared.lock().spare[usize::from(retry)];
+        if spare.len() < SPARE_MAX {
+            spare.push(headers);
+        }
     }
 
     fn answer(&self, req: MockRequest) -> ResponseFuture {
@@ -248,6 +271,7 @@ impl MockProvider {
             });
         }
         let limits = shared.headers.states(&mut state.limiter, now);
+        let spare = state.spare[usize::from(retry.is_some())].pop();
         drop(guard); // what follows needs no lock
 
         let mut response = Response::new(MockReply {
@@ -256,7 +280,7 @@ impl MockProvider {
             error: reply.err(),
         });
         *response.status_mut() = status;
-        *response.headers_mut() = shared.headers.write(now, &limits, retry);
+        *response.headers_mut() = shared.headers.write_into(spare, now, &limits, retry);
 
         let in_flight = (status == StatusCode::OK)
             .then(|| InFlight::new(Arc::clone(shared), now, req.max_tokens - output));

@@ -27,7 +27,9 @@ pub(super) struct Calls<F, T> {
 
 /// Room for one call.
 struct Slot<F, T> {
-    future: Pin<Box<Option<F>>>,
+    /// The call's future; once the call ended, what is left of it (a future that returned holds
+    /// nothing), until the next call of the slot writes over it.
+    future: Pin<Box<F>>,
     with: Option<T>,
     /// Which call the slot holds: a wake-up queued for an earlier one is dropped.
     generation: u32,
@@ -115,14 +117,14 @@ impl<F: Future, T> Calls<F, T> {
         let slot = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
-                slot.future.set(Some(future));
+                slot.future.set(future);
                 slot.with = Some(with);
                 slot
             }
             None => {
                 let i = self.slots.len() as u32;
                 self.slots.push(Slot {
-                    future: Box::pin(Some(future)),
+                    future: Box::pin(future),
                     with: Some(with),
                     generation: 0,
                     waker: self.waker(i, 0),
@@ -159,10 +161,7 @@ impl<F: Future, T> Calls<F, T> {
             slot.waker.queued.store(false, Relaxed);
             slot.waker.woken.store(false, Relaxed);
             let waker = waker_ref(&slot.waker);
-            let Some(future) = slot.future.as_mut().as_pin_mut() else {
-                continue; // not reached: a slot of the current generation holds a call
-            };
-            let poll = future.poll(&mut Context::from_waker(&waker));
+            let poll = slot.future.as_mut().poll(&mut Context::from_waker(&waker));
             polled += 1;
             match poll {
                 Poll::Pending => {
@@ -183,7 +182,7 @@ impl<F: Future, T> Calls<F, T> {
     /// Empties slot `i` for the next call, and returns what was pushed with the call that ended.
     fn release(&mut self, i: u32) -> Option<T> {
         let slot = &mut self.slots[i as usize];
-        slot.future.set(None);
+        // The call's future returned: it is left as it is, for the next call to write over.
         let with = slot.with.take();
         slot.generation = slot.generation.wrapping_add(1);
         // Late wake-ups of the call that ended find it queued and do nothing.

@@ -6,6 +6,7 @@ mod attempts;
 mod calls;
 mod drive;
 mod measure;
+mod runtime;
 
 use crate::report::{StrategyResult, Timeline};
 use crate::scenario::{ProviderAlgorithm, Scenario};
@@ -30,11 +31,8 @@ pub struct Run {
 /// # Errors
 /// A scenario the mock provider or the strategy cannot be built for.
 pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()?;
-    rt.block_on(run_async(scenario, kind))
+    let scenario = scenario.clone();
+    runtime::block_on(async move { run_async(&scenario, kind).await })?
 }
 
 fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
@@ -87,7 +85,7 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
             // call comes between, and the borrow ends before the call's future is awaited.
             let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
             let send = |call, rng| {
-                let svc = &svc;
+                let (svc, provider) = (&svc, &provider);
                 async move {
                     let answer = match poll_fn(|cx| svc.borrow_mut().poll_ready(cx)).await {
                         Ok(()) => {
@@ -96,7 +94,15 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
                         }
                         Err(e) => Err(e),
                     };
-                    (answer.is_ok_and(|a| a.status().is_success()), rng)
+                    let ok = match answer {
+                        Ok(answer) => {
+                            let ok = answer.status().is_success();
+                            provider.recycle(answer);
+                            ok
+                        }
+                        Err(_) => false,
+                    };
+                    (ok, rng)
                 }
             };
             tokio::task::unconstrained(drive::drive(scenario, start, send)).await

@@ -195,3 +195,29 @@ async fn an_unlimited_dimension_admits_anything_and_is_not_reported() {
     assert_eq!(header_u64(&r, "x-ratelimit-remaining-requests"), 59);
     assert_eq!(r.headers().len(), 6);
 }
+
+#[tokio::test(start_paused = true)]
+async fn recycled_answers_change_no_later_answer() {
+    // The same calls to two providers, one of them given back every answer once read (and
+    // changed by its reader: values rewritten, or a header added); each answer is the same.
+    let (plain, recycling) = (provider().build().unwrap(), provider().build().unwrap());
+    for i in 0..70u64 {
+        let req = MockRequest::new(1 + i % 3, 2, 1);
+        let expected = call(&plain, req).await;
+        let mut got = call(&recycling, req).await;
+        assert_eq!(got.status(), expected.status(), "call {i}");
+        assert_eq!(got.headers(), expected.headers(), "call {i}");
+        if i % 2 == 0 {
+            for (_, value) in got.headers_mut().iter_mut() {
+                *value = http::HeaderValue::from_static("0");
+            }
+        } else {
+            got.headers_mut()
+                .insert("x-other", http::HeaderValue::from_static("1"));
+        }
+        recycling.recycle(got);
+        sleep(Duration::from_millis(10 * (i % 7))).await;
+    }
+    // Some of them were 429s, which carry `retry-after`.
+    assert!(plain.stats().rate_limited > 0);
+}
