@@ -3,7 +3,7 @@
 
 use crate::limiter::Limiter;
 use crate::stats::ScopeCounters;
-use crate::{ScopeRef, Scopes, Store, ThrottleError};
+use crate::{Dimension, ScopeRef, Scopes, Store, ThrottleError};
 use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -20,6 +20,10 @@ pub(crate) struct Lane<St: Store> {
     generation: u64,
     pub(crate) scopes: SmallVec<[ScopeRef; 4]>,
     pub(crate) counters: SmallVec<[Arc<ScopeCounters>; 4]>,
+    /// Whether a scope caps the calls in flight.
+    pub(crate) capped: bool,
+    /// What the scopes' rate limits count, each once.
+    pub(crate) dimensions: SmallVec<[Dimension; 4]>,
     /// The store's handle of the scopes.
     pub(crate) handle: St::Handle,
 }
@@ -39,6 +43,8 @@ impl<St: Store> Lane<St> {
             Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
             Ok(()) => Ok(Arc::new(Lane {
                 handle: limiter.store_handle(&scopes),
+                capped: capped(&scopes),
+                dimensions: dimensions(&scopes),
                 limiter: limiter.clone(),
                 keys,
                 generation,
@@ -67,6 +73,8 @@ impl<St: Store> Lane<St> {
         registry.refresh(&mut scopes);
         Lane {
             handle: self.limiter.store_handle(&scopes),
+            capped: capped(&scopes),
+            dimensions: dimensions(&scopes),
             limiter: self.limiter.clone(),
             keys: self.keys.clone(),
             generation,
@@ -74,6 +82,18 @@ impl<St: Store> Lane<St> {
             counters: self.counters.clone(),
         }
     }
+}
+
+/// Whether one of `scopes` caps the calls in flight.
+fn capped(scopes: &[ScopeRef]) -> bool {
+    scopes.iter().any(|s| s.limits.concurrency().is_some())
+}
+
+/// What the rate limits of `scopes` count, each once, in [`Dimension::ALL`]'s order.
+fn dimensions(scopes: &[ScopeRef]) -> SmallVec<[Dimension; 4]> {
+    let limited =
+        |d: Dimension| (scopes.iter()).any(|s| s.limits.gcras().iter().any(|g| g.dimension() == d));
+    Dimension::ALL.into_iter().filter(|&d| limited(d)).collect()
 }
 
 impl<St: Store> std::fmt::Debug for Lane<St> {

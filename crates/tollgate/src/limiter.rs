@@ -1220,7 +1220,14 @@ impl<St: Store> Ticket<St> {
                 r,
                 Settlement { now, actual },
             );
-            self.lane.limiter.wake_blocked();
+            // Calls refused by a bucket or a cap may go now only if this one gave something
+            // back: a refund to a bucket, or its place under a concurrency cap (which limits set since it
+            // was admitted may have added). Woken otherwise, each would ask again and be refused
+            // again.
+            let refund = (self.lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
+            if refund || self.lane.capped || !self.lane.is_current() {
+                self.lane.limiter.wake_blocked();
+            }
         }
         if let (Some(account), Some(now)) = (self.account.take(), read) {
             self.settle_account(account, now, actual, billed, outcome);

@@ -3,10 +3,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 use tokio::time::Instant;
-use tollgate::{BoxError, Dimension, Limit, Priority, ScopeLimits, ThrottleError, ThrottleLayer};
+use tollgate::{
+    BoxError, Dimension, Limit, Limiter, Priority, ScopeLimits, ThrottleError, ThrottleLayer,
+};
 use tower::{Service, ServiceExt};
 
 const MS: Duration = Duration::from_millis(1);
@@ -577,4 +580,138 @@ where
     assert_eq!(limiter.scope_stats("agent:1").unwrap().admitted, 3);
     assert_eq!(limiter.scope_stats("agent:2").unwrap().admitted, 2);
     assert_eq!(limiter.scope_stats("global").unwrap().admitted, 7);
+}
+
+/// The in-memory store, counting the times calls ask it for admission.
+#[derive(Default)]
+struct CountingAsks {
+    inner: tollgate::MemoryStore,
+    asks: std::sync::atomic::AtomicUsize,
+}
+
+impl tollgate::Store for CountingAsks {
+    type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
+    type Handle = ();
+    type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
+    fn acquire(&self, call: &tollgate::store::Acquire<'_>) -> Self::AcquireFuture {
+        self.asks.fetch_add(1, Ordering::Relaxed);
+        self.inner.acquire(call)
+    }
+    fn settle(&self, r: Self::Reservation, s: tollgate::store::Settlement) {
+        self.inner.settle(r, s)
+    }
+    fn state(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+    ) -> Option<tollgate::store::ScopeState> {
+        self.inner.state(scope, now)
+    }
+    fn cool_down(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+        until: tollgate_core::Nanos,
+    ) {
+        self.inner.cool_down(scope, now, until)
+    }
+    fn sync_remaining(
+        &self,
+        scope: &tollgate::ScopeRef,
+        now: tollgate_core::Nanos,
+        d: Dimension,
+        remaining: u64,
+    ) {
+        self.inner.sync_remaining(scope, now, d, remaining)
+    }
+}
+
+/// A layer over the logging provider on a store that counts the calls' requests for admission.
+fn counting_client(
+    limits: ScopeLimits,
+    log: &Log,
+    start: Instant,
+) -> (Limiter<CountingAsks>, Client) {
+    let layer = ThrottleLayer::builder()
+        .scope("global", limits)
+        .extract_scopes(scopes)
+        .estimate(estimate)
+        .read_usage(usage)
+        .build_with_store(CountingAsks::default())
+        .expect("valid config");
+    let limiter = layer.limiter().clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(provider(log.clone(), start));
+    (limiter, Client::new(svc))
+}
+
+/// A call that settles without giving anything back to a bucket (its usage is its estimate in
+/// every limited dimension, and no scope caps the calls in flight) does not wake a call that a
+/// bucket refused: that call asks the store again only when its capacity is due.
+#[tokio::test(start_paused = true)]
+async fn a_settle_that_gives_nothing_back_wakes_no_refused_call() {
+    let (start, log) = (Instant::now(), Log::default());
+    // 6 requests a minute (one every 10 s), a burst of 2; output tokens are not limited.
+    let (limiter, svc) = counting_client(rpm(6, 2), &log, start);
+    let asks = || limiter.store().asks.load(Ordering::Relaxed);
+    // Two calls take the burst and answer at 5 s, using less output than they reserved (which
+    // nothing counts); the third is refused until 10 s.
+    let held: Vec<_> = (0..2)
+        .map(|i| spawn(&svc, Call::new(i).tokens(0, 100, 10).latency(secs(5.0))))
+        .collect();
+    settle_tasks().await;
+    let third = spawn(&svc, Call::new(2));
+    settle_tasks().await;
+    assert_eq!(asks(), 3);
+    tokio::time::sleep_until(start + secs(9.0)).await;
+    for t in held {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(asks(), 3, "the settles at 5 s woke the refused call");
+    third.await.unwrap().unwrap();
+    assert_eq!(asks(), 4);
+    assert!(close(log.entries()[2].1, secs(10.0)), "{:?}", log.entries());
+}
+
+/// A call that settles with a refund to a bucket wakes a call that bucket refused: it goes at once.
+#[tokio::test(start_paused = true)]
+async fn a_refund_wakes_the_calls_its_bucket_refused() {
+    let (start, log) = (Instant::now(), Log::default());
+    // 600 output tokens a minute (10 a second).
+    let limits = ScopeLimits::new().limit(Limit::per_minute(Dimension::OutputTokens, 600));
+    let (_, svc) = counting_client(limits, &log, start);
+    // A call reserves all 600 tokens and gives 400 back at 5 s; the next, refused until its 400
+    // tokens refill (40 s), goes at 5 s.
+    let big = spawn(&svc, Call::new(0).tokens(0, 600, 200).latency(secs(5.0)));
+    settle_tasks().await;
+    let next = spawn(&svc, Call::new(1).tokens(0, 400, 400));
+    settle_tasks().await;
+    big.await.unwrap().unwrap();
+    next.await.unwrap().unwrap();
+    let e = log.entries();
+    assert!(close(e[1].1, secs(5.0)), "{e:?}");
+}
+
+/// A cap set while calls are in flight counts them; when one of them ends (admitted before there
+/// was any cap), a call the new cap refused goes at once.
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_before_a_cap_was_set_wakes_the_calls_it_holds_up() {
+    let (start, log) = (Instant::now(), Log::default());
+    let b = ThrottleLayer::builder()
+        .scope("global", rpm(600, 10))
+        .max_wait(secs(60.0));
+    let (limiter, svc) = client(b, &log, start);
+    let first = spawn(&svc, Call::new(0).latency(secs(5.0)));
+    settle_tasks().await;
+    limiter
+        .set_limits("global", rpm(600, 10).concurrency(1))
+        .expect("valid limits");
+    let second = spawn(&svc, Call::new(1));
+    settle_tasks().await;
+    assert_eq!(log.len(), 1, "the cap counts the call in flight");
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let e = log.entries();
+    assert!(close(e[1].1, secs(5.0)), "{e:?}");
 }
