@@ -1220,17 +1220,26 @@ impl<St: Store> Ticket<St> {
                 r,
                 Settlement { now, actual },
             );
-            // Calls refused by a bucket or a cap may go now only if this one gave something
-            // back: a refund to a bucket, or its place under a concurrency cap (which limits set since it
-            // was admitted may have added). Woken otherwise, each would ask again and be refused
-            // again.
-            let refund = (self.lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
-            if refund || self.lane.capped || !self.lane.is_current() {
-                self.lane.limiter.wake_blocked();
+            if self.lane.limiter.shared.queued.load(Ordering::Acquire) > 0 {
+                self.wake_if_given_back(actual);
             }
         }
         if let (Some(account), Some(now)) = (self.account.take(), read) {
             self.settle_account(account, now, actual, billed, outcome);
+        }
+    }
+
+    /// Wakes the calls a bucket or a cap refused if this call, settled at `actual`, gave
+    /// something back: a refund to a bucket, or its place under a concurrency cap (which limits
+    /// set since it was admitted may have added). Woken otherwise, each would ask again and be
+    /// refused again.
+    #[inline(never)]
+    fn wake_if_given_back(&self, actual: Cost) {
+        let lane = &self.lane;
+        let c = self.cost;
+        let refund = (lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
+        if refund || lane.capped || !lane.is_current() {
+            lane.limiter.queue().wake_blocked();
         }
     }
 
