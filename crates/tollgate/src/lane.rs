@@ -117,8 +117,8 @@ const MIN_RECENT: usize = 8;
 /// service and calls it again with the same keys; and a map of lanes by key set that every clone
 /// of the service shares, for fleets whose calls alternate between keys (one agent after another)
 /// and for clients that clone the service for each call (as `oneshot` on a clone, tower's `Retry`
-/// and routers do). Clones start from their original's lane. Neither takes a lock for a lane that
-/// was asked for before: see [`SharedLanes`].
+/// and routers do). Clones start from their original's lane. Finding a lane takes no lock once its
+/// keys have been used twice: see [`SharedLanes`].
 pub(crate) struct LaneCache<St: Store> {
     own: Option<Arc<Lane<St>>>,
     shared: Arc<SharedLanes<St>>,
