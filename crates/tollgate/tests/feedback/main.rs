@@ -1,9 +1,13 @@
 //! Provider feedback through the layer on tokio's paused clock: the shared cooldown, header sync,
 //! and the HTTP classifier on real header sets from the providers' documentation.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use http::{HeaderMap, Response, StatusCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use support::TestStore;
 use tokio::time::Instant;
 use tollgate::feedback::{
     parse_go_duration, retry_delay, Classify, Cooldown, HttpClassifier, Outcome, ProviderHeaders,
@@ -669,55 +673,6 @@ async fn the_adaptive_rate_never_goes_below_its_floor() {
     assert!((p - 120.0).abs() < 1e-6, "{p}");
 }
 
-/// Two processes' stores in one test: each keeps its own buckets, and they share the adaptive
-/// rate's cuts as a store shared by several processes does.
-struct SharedCuts {
-    inner: tollgate::MemoryStore,
-    cut: Arc<Mutex<Option<tollgate::store::RateCut>>>,
-}
-
-impl tollgate::Store for SharedCuts {
-    type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
-    type Handle = ();
-    type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
-    fn acquire(&self, call: &tollgate::store::Acquire<'_>) -> Self::AcquireFuture {
-        self.inner.acquire(call)
-    }
-    fn settle(&self, r: Self::Reservation, s: tollgate::store::Settlement) {
-        self.inner.settle(r, s)
-    }
-    fn state(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-    ) -> Option<tollgate::store::ScopeState> {
-        self.inner.state(scope, now)
-    }
-    fn cool_down(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-        until: tollgate_core::Nanos,
-    ) {
-        self.inner.cool_down(scope, now, until)
-    }
-    fn sync_remaining(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-        d: Dimension,
-        remaining: u64,
-    ) {
-        self.inner.sync_remaining(scope, now, d, remaining)
-    }
-    fn publish_rate_cut(&self, _: &tollgate::ScopeRef, cut: tollgate::store::RateCut) {
-        *self.cut.lock().unwrap() = Some(cut);
-    }
-    fn latest_rate_cut(&self, _: &tollgate::ScopeRef) -> Option<tollgate::store::RateCut> {
-        *self.cut.lock().unwrap()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_cut_of_the_adaptive_rate_reaches_every_process_sharing_the_store() {
     let start = Instant::now();
@@ -729,9 +684,9 @@ async fn a_cut_of_the_adaptive_rate_reaches_every_process_sharing_the_store() {
             .adaptive(0.1)
             .wall_clock(1_767_225_600_000)
             .classify(HttpClassifier::with_clock(fixed_now))
-            .build_with_store(SharedCuts {
-                inner: tollgate::MemoryStore::new(),
-                cut: cut.clone(),
+            .build_with_store(TestStore {
+                cuts: cut.clone(),
+                ..TestStore::default()
             })
             .unwrap();
         let limiter = layer.limiter().clone();
@@ -747,7 +702,7 @@ async fn a_cut_of_the_adaptive_rate_reaches_every_process_sharing_the_store() {
     let (a, svc_a) = process(vec![answer(429, &[("retry-after", "0")])]);
     let (b, svc_b) = process(vec![]);
     let per_period =
-        |l: &tollgate::Limiter<SharedCuts>| l.scope_stats("global").unwrap().buckets[0].per_period;
+        |l: &tollgate::Limiter<TestStore>| l.scope_stats("global").unwrap().buckets[0].per_period;
     // Process B is at full rate; process A is told 429 and cuts to 0.7 of 10 requests/s ...
     svc_b.clone().oneshot(0).await.unwrap();
     assert_eq!(per_period(&b), 600.0);

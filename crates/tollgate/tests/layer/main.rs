@@ -7,9 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::*;
 use tokio::time::Instant;
-use tollgate::{
-    BoxError, Dimension, Limit, Limiter, Priority, ScopeLimits, ThrottleError, ThrottleLayer,
-};
+use tollgate::{BoxError, Dimension, Limit, Priority, ScopeLimits, ThrottleError, ThrottleLayer};
 use tower::{Service, ServiceExt};
 
 const MS: Duration = Duration::from_millis(1);
@@ -582,70 +580,6 @@ where
     assert_eq!(limiter.scope_stats("global").unwrap().admitted, 7);
 }
 
-/// The in-memory store, counting the times calls ask it for admission.
-#[derive(Default)]
-struct CountingAsks {
-    inner: tollgate::MemoryStore,
-    asks: std::sync::atomic::AtomicUsize,
-}
-
-impl tollgate::Store for CountingAsks {
-    type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
-    type Handle = ();
-    type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
-    fn acquire(&self, call: &tollgate::store::Acquire<'_>) -> Self::AcquireFuture {
-        self.asks.fetch_add(1, Ordering::Relaxed);
-        self.inner.acquire(call)
-    }
-    fn settle(&self, r: Self::Reservation, s: tollgate::store::Settlement) {
-        self.inner.settle(r, s)
-    }
-    fn state(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-    ) -> Option<tollgate::store::ScopeState> {
-        self.inner.state(scope, now)
-    }
-    fn cool_down(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-        until: tollgate_core::Nanos,
-    ) {
-        self.inner.cool_down(scope, now, until)
-    }
-    fn sync_remaining(
-        &self,
-        scope: &tollgate::ScopeRef,
-        now: tollgate_core::Nanos,
-        d: Dimension,
-        remaining: u64,
-    ) {
-        self.inner.sync_remaining(scope, now, d, remaining)
-    }
-}
-
-/// A layer over the logging provider on a store that counts the calls' requests for admission.
-fn counting_client(
-    limits: ScopeLimits,
-    log: &Log,
-    start: Instant,
-) -> (Limiter<CountingAsks>, Client) {
-    let layer = ThrottleLayer::builder()
-        .scope("global", limits)
-        .extract_scopes(scopes)
-        .estimate(estimate)
-        .read_usage(usage)
-        .build_with_store(CountingAsks::default())
-        .expect("valid config");
-    let limiter = layer.limiter().clone();
-    let svc = tower::ServiceBuilder::new()
-        .layer(layer)
-        .service(provider(log.clone(), start));
-    (limiter, Client::new(svc))
-}
-
 /// A call that settles without giving anything back to a bucket (its usage is its estimate in
 /// every limited dimension, and no scope caps the calls in flight) does not wake a call that a
 /// bucket refused: that call asks the store again only when its capacity is due.
@@ -653,7 +587,8 @@ fn counting_client(
 async fn a_settle_that_gives_nothing_back_wakes_no_refused_call() {
     let (start, log) = (Instant::now(), Log::default());
     // 6 requests a minute (one every 10 s), a burst of 2; output tokens are not limited.
-    let (limiter, svc) = counting_client(rpm(6, 2), &log, start);
+    let b = ThrottleLayer::builder().scope("global", rpm(6, 2));
+    let (limiter, svc) = client_with_store(b, TestStore::default(), &log, start);
     let asks = || limiter.store().asks.load(Ordering::Relaxed);
     // Two calls take the burst and answer at 5 s, using less output than they reserved (which
     // nothing counts); the third is refused until 10 s.
@@ -680,7 +615,8 @@ async fn a_refund_wakes_the_calls_its_bucket_refused() {
     let (start, log) = (Instant::now(), Log::default());
     // 600 output tokens a minute (10 a second).
     let limits = ScopeLimits::new().limit(Limit::per_minute(Dimension::OutputTokens, 600));
-    let (_, svc) = counting_client(limits, &log, start);
+    let b = ThrottleLayer::builder().scope("global", limits);
+    let (_, svc) = client_with_store(b, TestStore::default(), &log, start);
     // A call reserves all 600 tokens and gives 400 back at 5 s; the next, refused until its 400
     // tokens refill (40 s), goes at 5 s.
     let big = spawn(&svc, Call::new(0).tokens(0, 600, 200).latency(secs(5.0)));

@@ -4,10 +4,13 @@
 
 use smallvec::smallvec;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use tollgate::{Cost, Priority, ScopeKey, Scopes};
+use tollgate::store::{Acquire, RateCut, ScopeState, Settlement};
+use tollgate::{Cost, Dimension, Priority, ScopeKey, ScopeRef, Scopes};
+use tollgate_core::Nanos;
 
 /// One call as the tests send it.
 #[derive(Clone, Debug)]
@@ -149,16 +152,63 @@ pub fn client(
     log: &Log,
     start: Instant,
 ) -> (tollgate::Limiter, Client) {
+    client_with_store(b, tollgate::MemoryStore::new(), log, start)
+}
+
+/// [`client`] on the store `store`.
+pub fn client_with_store<St: tollgate::Store>(
+    b: tollgate::ThrottleBuilder,
+    store: St,
+    log: &Log,
+    start: Instant,
+) -> (tollgate::Limiter<St>, Client) {
     let layer = b
         .extract_scopes(scopes)
         .estimate(estimate)
         .read_usage(usage)
         .assign_priority(priority)
-        .build()
+        .build_with_store(store)
         .expect("valid config");
     let limiter = layer.limiter().clone();
     let svc = tower::ServiceBuilder::new()
         .layer(layer)
         .service(provider(log.clone(), start));
     (limiter, Client::new(svc))
+}
+
+/// The in-memory store with what tests watch: the calls' requests for admission are counted, and
+/// the adaptive rate's cuts are kept in a cell that several stores (processes) may share.
+#[derive(Default)]
+pub struct TestStore {
+    pub inner: tollgate::MemoryStore,
+    pub asks: AtomicUsize,
+    pub cuts: Arc<Mutex<Option<RateCut>>>,
+}
+
+impl tollgate::Store for TestStore {
+    type Reservation = <tollgate::MemoryStore as tollgate::Store>::Reservation;
+    type Handle = ();
+    type AcquireFuture = <tollgate::MemoryStore as tollgate::Store>::AcquireFuture;
+    fn acquire(&self, call: &Acquire<'_>) -> Self::AcquireFuture {
+        self.asks.fetch_add(1, Ordering::Relaxed);
+        self.inner.acquire(call)
+    }
+    fn settle(&self, r: Self::Reservation, s: Settlement) {
+        self.inner.settle(r, s)
+    }
+    fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState> {
+        self.inner.state(scope, now)
+    }
+    fn cool_down(&self, scope: &ScopeRef, now: Nanos, until: Nanos) {
+        self.inner.cool_down(scope, now, until)
+    }
+    fn sync_remaining(&self, scope: &ScopeRef, now: Nanos, d: Dimension, remaining: u64) {
+        self.inner.sync_remaining(scope, now, d, remaining)
+    }
+    fn publish_rate_cut(&self, _: &ScopeRef, cut: RateCut) {
+        *self.cuts.lock().unwrap() = Some(cut);
+    }
+    fn latest_rate_cut(&self, _: &ScopeRef) -> Option<RateCut> {
+        *self.cuts.lock().unwrap()
+    }
 }
