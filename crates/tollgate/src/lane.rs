@@ -41,16 +41,30 @@ impl<St: Store> Lane<St> {
         match registry.resolve_into(&keys, &mut scopes, &mut counters) {
             Err(key) => Err(ThrottleError::unknown_scope(key)),
             Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
-            Ok(()) => Ok(Arc::new(Lane {
-                handle: limiter.store_handle(&scopes),
-                capped: capped(&scopes),
-                dimensions: dimensions(&scopes),
-                limiter: limiter.clone(),
-                keys,
-                generation,
-                scopes,
-                counters,
-            })),
+            Ok(()) => Ok(Arc::new(Lane::new(
+                limiter, keys, generation, scopes, counters,
+            ))),
+        }
+    }
+
+    /// The lane of `scopes` (resolved from `keys` at `generation`), with what is derived from
+    /// them: the store's handle, whether one caps the calls in flight, the dimensions limited.
+    fn new(
+        limiter: &Limiter<St>,
+        keys: Scopes,
+        generation: u64,
+        scopes: SmallVec<[ScopeRef; 4]>,
+        counters: SmallVec<[Arc<ScopeCounters>; 4]>,
+    ) -> Self {
+        Lane {
+            handle: limiter.store_handle(&scopes),
+            capped: capped(&scopes),
+            dimensions: dimensions(&scopes),
+            limiter: limiter.clone(),
+            keys,
+            generation,
+            scopes,
+            counters,
         }
     }
 
@@ -71,16 +85,13 @@ impl<St: Store> Lane<St> {
         let generation = registry.generation();
         let mut scopes = self.scopes.clone();
         registry.refresh(&mut scopes);
-        Lane {
-            handle: self.limiter.store_handle(&scopes),
-            capped: capped(&scopes),
-            dimensions: dimensions(&scopes),
-            limiter: self.limiter.clone(),
-            keys: self.keys.clone(),
+        Lane::new(
+            &self.limiter,
+            self.keys.clone(),
             generation,
             scopes,
-            counters: self.counters.clone(),
-        }
+            self.counters.clone(),
+        )
     }
 }
 
