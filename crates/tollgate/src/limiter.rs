@@ -1392,6 +1392,22 @@ mod tests {
             .expect("a runtime")
     }
 
+    /// Sends the calls `ns` one after the other through `svc`, a layer over a service that answers
+    /// each call with its own number, and checks every answer; returns their sum.
+    async fn echo_all<S>(svc: &mut S, ns: impl IntoIterator<Item = u64>) -> u64
+    where
+        S: Service<u64, Response = u64>,
+        S::Error: std::fmt::Debug,
+    {
+        let mut sum = 0;
+        for n in ns {
+            let svc = svc.ready().await.expect("ready");
+            assert_eq!(svc.call(n).await.expect("admitted"), n);
+            sum += n;
+        }
+        sum
+    }
+
     /// A call that does not wait reads the clock once, whether its usage comes back lower than
     /// its estimate (refunded at the admission's time) or equal; one that used more than it was
     /// charged reads it again to book the debt from then.
@@ -1408,12 +1424,7 @@ mod tests {
         let rt = runtime();
         let mut reads_of = |usage: std::ops::Range<u64>| {
             let before = CLOCK_READS.with(Cell::get);
-            rt.block_on(async {
-                for n in usage {
-                    let svc = svc.ready().await.expect("ready");
-                    assert_eq!(svc.call(n).await.expect("admitted"), n);
-                }
-            });
+            rt.block_on(echo_all(&mut svc, usage));
             CLOCK_READS.with(Cell::get) - before
         };
         // The first call also resolves its lane (one more read, for the store's handle).
@@ -1452,14 +1463,7 @@ mod tests {
         let rt = runtime();
         // The first calls of each agent resolve its lane and make the store's cells (both under
         // locks); the second ones find the lanes among the recent ones and make them lock-free.
-        let first = rt.block_on(async {
-            let mut sum = 0;
-            for n in 101..=108 {
-                let svc = svc.ready().await.expect("ready");
-                sum += svc.call(n).await.expect("admitted");
-            }
-            sum
-        });
+        let first = rt.block_on(echo_all(&mut svc, 101..=108));
         assert_eq!(first, 836);
         let lanes = svc.lanes.clone();
         {
@@ -1469,14 +1473,7 @@ mod tests {
             let _lanes = lanes.hold_lock();
             let (done, calls) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
-                let sum = rt.block_on(async {
-                    let mut sum = 0;
-                    for n in 1..=100 {
-                        let svc = svc.ready().await.expect("ready");
-                        sum += svc.call(n).await.expect("admitted");
-                    }
-                    sum
-                });
+                let sum = rt.block_on(echo_all(&mut svc, 1..=100));
                 done.send(sum).expect("the test waits");
             });
             let sum = calls
