@@ -13,7 +13,8 @@ use std::future::{ready, Ready};
 use tollgate::{
     Cost, Dimension, Limit, Limiter, Priority, ScopeKey, ScopeLimits, Scopes, ThrottleLayer,
 };
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower::util::ServiceFn;
+use tower::{service_fn, Layer, Service, ServiceExt};
 
 /// The system allocator, counting the allocations and reallocations of each thread.
 struct Counting;
@@ -117,14 +118,19 @@ fn fleet() -> Vec<Prompt> {
         .collect()
 }
 
-/// Sends `calls` calls through `svc` one after the other, rotating over the fleet, each awaited to
-/// its answer, on a current-thread runtime on this thread; returns the allocations of the last
-/// `calls - warm_up` of them.
-fn allocations_of<S>(mut svc: S, calls: usize, warm_up: usize) -> u64
+/// The provider as a service's function.
+type Provider = fn(Prompt) -> Ready<Result<Reply, Infallible>>;
+
+/// Sends `calls` calls through `layer` over the provider one after the other, rotating over the
+/// fleet, each awaited to its answer, on a current-thread runtime on this thread; returns the
+/// allocations of the last `calls - warm_up` of them.
+fn allocations_of<L>(layer: L, calls: usize, warm_up: usize) -> u64
 where
-    S: Service<Prompt, Response = Reply>,
-    S::Error: std::fmt::Debug,
+    L: Layer<ServiceFn<Provider>>,
+    L::Service: Service<Prompt, Response = Reply>,
+    <L::Service as Service<Prompt>>::Error: std::fmt::Debug,
 {
+    let mut svc = layer.layer(service_fn(provider as Provider));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -179,10 +185,7 @@ fn a_call_in_one_scope_allocates_nothing() {
         .build()
         .expect("valid limits");
     let limiter = layer.limiter().clone();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(provider));
-    assert_eq!(allocations_of(svc, 1_000, 100), 0);
+    assert_eq!(allocations_of(layer, 1_000, 100), 0);
     assert_straight_through(&limiter, 1_000);
 }
 
@@ -202,11 +205,8 @@ fn a_call_in_three_scopes_two_tiers_and_a_concurrency_cap_allocates_nothing() {
         .build()
         .expect("valid limits");
     let limiter = layer.limiter().clone();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(provider));
     // The warm-up visits every agent: each lane and each agent's and team's buckets exist after it.
-    assert_eq!(allocations_of(svc, 1_000, 100), 0);
+    assert_eq!(allocations_of(layer, 1_000, 100), 0);
     assert_straight_through(&limiter, 1_000);
     assert_eq!(limiter.stats().len(), 1 + 2 + 8);
 }
@@ -222,8 +222,5 @@ fn the_counter_sees_the_first_calls_allocate() {
         .read_usage(usage)
         .build()
         .expect("valid limits");
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(provider));
-    assert!(allocations_of(svc, 8, 0) >= 8);
+    assert!(allocations_of(layer, 8, 0) >= 8);
 }
