@@ -13,6 +13,13 @@
 //! with criterion's minimum of 10 samples of one run each (plus one run of warm-up and the
 //! counting run): about twelve runs in all.
 //!
+//! Group `sim-floor` measures, for the same scenarios, what tokio's paused clock alone costs a
+//! run: the simulator's runtime ([`engine::block_on`]) visiting as many virtual instants as the
+//! run parked ([`engine::Run::parks`]), one timer each and nothing else, in the cheapest way there
+//! is (one timer, reset to the next millisecond). Its throughput is the run's simulated calls, so
+//! criterion reports the most simulated calls per wall second any run of that scenario could reach
+//! on a paused tokio runtime, with a layer, a provider and an engine that cost nothing.
+//!
 //! The target (issue 7): at least 1,000,000 simulated calls per wall second.
 //! `scripts/bench.sh` runs this bench; `results/bench/ratios.md` reports it under "simulator".
 
@@ -31,12 +38,25 @@ fn scenarios() -> [(&'static str, Scenario); 2] {
     [("reference", reference), ("500-agents-1h", hour)]
 }
 
-/// The simulated calls of one run.
-fn calls(scenario: &Scenario) -> u64 {
-    engine::run(scenario, StrategyKind::Tollgate)
-        .expect("the scenario runs")
-        .result
-        .requests_sent
+/// The simulated calls of one run, and how often its runtime parked.
+fn calls_and_parks(scenario: &Scenario) -> (u64, u64) {
+    let run = engine::run(scenario, StrategyKind::Tollgate).expect("the scenario runs");
+    (run.result.requests_sent, run.parks)
+}
+
+/// Visits `instants` virtual instants a millisecond apart on the simulator's runtime, with one
+/// timer and nothing else; returns the parks it took (one per instant).
+fn visit(instants: u64) -> u64 {
+    engine::block_on(async move {
+        let start = tokio::time::Instant::now();
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(start));
+        for k in 1..=instants {
+            timer.as_mut().reset(start + Duration::from_millis(k));
+            timer.as_mut().await;
+        }
+    })
+    .expect("the runtime starts")
+    .parks
 }
 
 fn sim(c: &mut Criterion) {
@@ -46,15 +66,30 @@ fn sim(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    let mut runs = Vec::new();
     for (name, scenario) in scenarios() {
-        let calls = calls(&scenario);
+        let (calls, parks) = calls_and_parks(&scenario);
         assert!(calls > 0, "{name}: the run sent no call");
         group.throughput(Throughput::Elements(calls));
         group.bench_function(name, |b| {
             b.iter(|| black_box(engine::run(black_box(&scenario), StrategyKind::Tollgate)))
         });
+        runs.push((name, calls, parks));
     }
     group.finish();
+
+    let mut floor = c.benchmark_group("sim-floor");
+    floor
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (name, calls, parks) in runs {
+        assert_eq!(visit(parks), parks, "{name}: one park per instant");
+        floor.throughput(Throughput::Elements(calls));
+        floor.bench_function(name, |b| b.iter(|| black_box(visit(black_box(parks)))));
+    }
+    floor.finish();
 }
 
 criterion_group!(benches, sim);

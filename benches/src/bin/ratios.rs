@@ -17,7 +17,10 @@
 //! The family `sim` (group `sim`, from `benches/sim/sim.rs`) is not a comparison: one iteration is a
 //! whole simulator run, and its throughput in `benchmark.json` (`Elements`) is the simulated calls
 //! of a run. It gets its own section, "simulator": calls per run, mean wall time per run, and
-//! simulated calls per wall second against the target of [`SIM_TARGET`].
+//! simulated calls per wall second against the target of [`SIM_TARGET`]. The family `sim-floor`
+//! (same file, same benchmark names) is the ceiling of each: the simulator's paused tokio runtime
+//! alone visiting as many virtual instants as the run did, with the run's calls as throughput; it
+//! is shown beside the run it belongs to.
 //!
 //! `scripts/bench.sh` runs the benches and then this;
 //! `TOLLGATE_BENCH_COMMAND` and `TOLLGATE_BENCH_LOADAVG` tell it what was run and the load before
@@ -59,6 +62,9 @@ const ORDER: &[&str] = &[
 
 /// The criterion group of the simulator's speed (`benches/sim/sim.rs`).
 const SIM_FAMILY: &str = "sim";
+
+/// The criterion group of the simulator's ceiling: its runtime alone (`benches/sim/sim.rs`).
+const SIM_FLOOR_FAMILY: &str = "sim-floor";
 
 /// The simulator's target (issue 7): simulated calls per wall second.
 const SIM_TARGET: f64 = 1_000_000.0;
@@ -233,8 +239,11 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
     machine(&mut md);
     for (family, workloads) in families {
         if family == SIM_FAMILY {
-            simulator(&mut md, workloads);
+            simulator(&mut md, workloads, families.get(SIM_FLOOR_FAMILY));
             continue;
+        }
+        if family == SIM_FLOOR_FAMILY {
+            continue; // in the simulator's section
         }
         if family == REDIS_FAMILY {
             redis(&mut md, workloads);
@@ -316,8 +325,20 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
 }
 
 /// The section "simulator": per benchmark, the simulated calls of a run, the mean wall time of a
-/// run, and simulated calls per wall second against [`SIM_TARGET`].
-fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Estimate>>) {
+/// run, and simulated calls per wall second against [`SIM_TARGET`] and against the ceiling of the
+/// same scenario from `floor` (the family [`SIM_FLOOR_FAMILY`]), when it was measured.
+fn simulator(
+    md: &mut String,
+    workloads: &BTreeMap<String, BTreeMap<String, Estimate>>,
+    floor: Option<&BTreeMap<String, BTreeMap<String, Estimate>>>,
+) {
+    let flat = |w: &'_ BTreeMap<String, BTreeMap<String, Estimate>>| -> Vec<(String, Estimate)> {
+        w.values()
+            .flat_map(|w| w.iter().map(|(n, e)| (n.clone(), *e)))
+            .collect()
+    };
+    let ceilings: BTreeMap<String, Estimate> =
+        floor.map(flat).unwrap_or_default().into_iter().collect();
     let mut benches: Vec<(&str, &Estimate)> = workloads
         .values()
         .flat_map(|w| w.iter().map(|(n, e)| (n.as_str(), e)))
@@ -330,14 +351,20 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
         "Wall time of one whole simulator run (`tollgate_sim::engine::run`, strategy `tollgate`: \
          every call through the real layer against the mock provider, in virtual time), and the \
          simulated calls of the run (the requests the mock provider received) ÷ that time. \
-         Target: at least {target} simulated calls per wall second. Higher is better.\n"
+         Target: at least {target} simulated calls per wall second. Higher is better.\n\n\
+         Ceiling: the same calls ÷ the wall time the simulator's paused tokio runtime takes to \
+         visit as many virtual instants as the run did (the parks of the run, one timer reset a \
+         millisecond ahead at each, and nothing else; group `sim-floor`). That is what tokio's \
+         timer and clock alone cost the run, so no run of the scenario on a paused tokio runtime \
+         goes faster than its ceiling on this machine, even with a layer, a provider and an \
+         engine that cost nothing.\n"
     );
     let _ = writeln!(
         md,
         "| scenario | simulated calls per run | wall time per run (mean) | simulated calls per wall \
-         second | target | met? |"
+         second | ceiling (runtime alone) | run ÷ ceiling | target | met? |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|");
     let mut verdicts = Vec::new();
     for (name, e) in &benches {
         let Some(calls) = e.elements.filter(|c| *c > 0) else {
@@ -357,9 +384,23 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
         } else {
             format!("**no** ({:.3}× the target)", per_s / SIM_TARGET)
         };
+        let ceiling = ceilings.get(*name).map(|f| rate(f.mean));
+        let (ceiling_text, share) = match ceiling {
+            Some(c) => (
+                format!(
+                    "{} [{}, {}]",
+                    thousands(c),
+                    thousands(rate(ceilings[*name].mean_hi)),
+                    thousands(rate(ceilings[*name].mean_lo))
+                ),
+                format!("{:.2}", per_s / c),
+            ),
+            None => ("not measured".into(), "—".into()),
+        };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} [{}, {}] | {} [{}, {}] | {target} | {verdict} |",
+            "| {name} | {} | {} [{}, {}] | {} [{}, {}] | {ceiling_text} | {share} | {target} | \
+             {verdict} |",
             thousands(calls),
             wall(e.mean),
             wall(e.mean_lo),
@@ -368,17 +409,17 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
             thousands(lo),
             thousands(hi),
         );
-        verdicts.push((*name, met, per_s));
+        verdicts.push((*name, met, per_s, ceiling));
     }
     let _ = writeln!(md);
     if !verdicts.is_empty() {
-        let all = verdicts.iter().all(|(_, met, _)| *met);
-        let none = verdicts.iter().all(|(_, met, _)| !*met);
+        let all = verdicts.iter().all(|(_, met, _, _)| *met);
+        let none = verdicts.iter().all(|(_, met, _, _)| !*met);
         let list = |met: bool| {
             verdicts
                 .iter()
-                .filter(|(_, m, _)| *m == met)
-                .map(|(n, _, r)| format!("`{n}` ({} calls/s)", thousands(*r)))
+                .filter(|(_, m, _, _)| *m == met)
+                .map(|(n, _, r, _)| format!("`{n}` ({} calls/s)", thousands(*r)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -398,6 +439,26 @@ fn simulator(md: &mut String, workloads: &BTreeMap<String, BTreeMap<String, Esti
             )
         };
         let _ = writeln!(md, "{line}\n");
+        let capped: Vec<String> = verdicts
+            .iter()
+            .filter_map(|(n, _, _, c)| {
+                c.filter(|c| *c < SIM_TARGET)
+                    .map(|c| format!("`{n}` ({} calls/s)", thousands(c)))
+            })
+            .collect();
+        if !capped.is_empty() {
+            let (of, them) = if capped.len() == 1 {
+                ("that scenario", "it")
+            } else {
+                ("those scenarios", "them")
+            };
+            let _ = writeln!(
+                md,
+                "The runtime alone stays below the target for {}: on this machine no run of {of} \
+                 on a paused tokio runtime can reach it, whatever runs on {them}.\n",
+                capped.join(", ")
+            );
+        }
     }
     for (name, what) in LEGEND {
         if benches.iter().any(|(n, _)| n == name) {

@@ -303,5 +303,6 @@ pub(super) fn measure(
             strategy: kind.name().to_owned(),
             slots,
         },
+        parks: 0, // counted by the runtime, filled in by `run`
     }
 }

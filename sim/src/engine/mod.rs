@@ -8,6 +8,8 @@ mod drive;
 mod measure;
 mod runtime;
 
+pub use runtime::{block_on, Finished};
+
 use crate::report::{StrategyResult, Timeline};
 use crate::scenario::{ProviderAlgorithm, Scenario};
 use crate::strategy::{self, start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
@@ -24,6 +26,9 @@ pub struct Run {
     pub result: StrategyResult,
     /// Second by second.
     pub timeline: Timeline,
+    /// How often the runtime parked, about the distinct virtual instants the run visited (see
+    /// [`Finished::parks`]). Not part of any output; it tells what the run cost tokio's timer.
+    pub parks: u64,
 }
 
 /// Runs `scenario` with `kind` and returns its metrics and timeline.
@@ -32,7 +37,11 @@ pub struct Run {
 /// A scenario the mock provider or the strategy cannot be built for.
 pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
     let scenario = scenario.clone();
-    runtime::block_on(async move { run_async(&scenario, kind).await })?
+    let finished = block_on(async move { run_async(&scenario, kind).await })?;
+    finished.output.map(|run| Run {
+        parks: finished.parks,
+        ..run
+    })
 }
 
 fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {

@@ -10,13 +10,17 @@
 //! `on_thread_unpark` hook; the next park advances the clock again. A wake-up at any other moment
 //! also wakes `block_on`'s future, which polls the run then. Either way the run is polled at the
 //! same virtual instants, after the same wake-ups, as a future `block_on` waits for.
+//!
+//! It also counts how often the runtime parked: every park advances the virtual clock, so the count
+//! is about the virtual instants a run visited, which cost tokio's timer and clock the same whatever
+//! the run does at them (`benches/sim/sim.rs` measures that cost alone).
 
 use futures_util::task::AtomicWaker;
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -43,6 +47,8 @@ struct Note {
     quiet: AtomicBool,
     /// `block_on`'s waker.
     block_on: AtomicWaker,
+    /// How often the runtime parked.
+    parks: AtomicU64,
 }
 
 impl Wake for Note {
@@ -58,10 +64,46 @@ impl Wake for Note {
     }
 }
 
-/// Runs `future` to completion on a new current-thread runtime with time, on the paused clock.
-pub(super) fn block_on<T: 'static>(
+/// What [`block_on`] gives back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished<T> {
+    /// The future's output.
+    pub output: T,
+    /// How often the runtime parked. Each park moves the virtual clock forward, to the next timer
+    /// or to the next slot of tokio's timer wheel that holds timers (a timer far ahead takes a
+    /// park or two more), so this is at least the number of distinct virtual instants a timer
+    /// fired at, and close to it when timers are near.
+    pub parks: u64,
+}
+
+/// Runs `future` to completion on a new current-thread runtime with time, on the paused clock,
+/// the way the simulator runs a scenario: virtual time moves to the next timer whenever nothing
+/// is left to do, and the future is polled once per instant something woke it.
+///
+/// The future may spawn tasks on the runtime (they are dropped with it when the future is done),
+/// but must not block the thread.
+///
+/// # Errors
+/// The runtime could not be built (the operating system refused a resource).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use tollgate_sim::engine::block_on;
+///
+/// let finished = block_on(async {
+///     let start = tokio::time::Instant::now();
+///     tokio::time::sleep(Duration::from_secs(3600)).await; // an hour, at once
+///     tokio::time::sleep(Duration::from_millis(1)).await;
+///     start.elapsed()
+/// })
+/// .unwrap();
+/// assert_eq!(finished.output, Duration::from_millis(3_600_001));
+/// assert!(finished.parks >= 2); // at least one for each instant a timer fired at
+/// ```
+pub fn block_on<T: 'static>(
     future: impl Future<Output = T> + 'static,
-) -> std::io::Result<T> {
+) -> std::io::Result<Finished<T>> {
     let note = Arc::new(Note {
         woken: AtomicBool::new(true), // to be polled first
         ..Note::default()
@@ -71,7 +113,10 @@ pub(super) fn block_on<T: 'static>(
         .start_paused(true)
         .on_thread_park({
             let note = Arc::clone(&note);
-            move || note.quiet.store(true, Relaxed)
+            move || {
+                note.quiet.store(true, Relaxed);
+                note.parks.fetch_add(1, Relaxed);
+            }
         })
         .on_thread_unpark(poll_run)
         .build()?;
@@ -87,14 +132,18 @@ pub(super) fn block_on<T: 'static>(
     // Dropped before the runtime (declared after it): a run that did not finish (a panic) lets go
     // of its timers while their driver is still there.
     let _installed = Installed::new(run);
-    Ok(rt.block_on(poll_fn(|cx| {
+    let output = rt.block_on(poll_fn(|cx| {
         note.block_on.register(cx.waker());
         poll_run();
         match output.take() {
             Some(output) => Poll::Ready(output),
             None => Poll::Pending,
         }
-    })))
+    }));
+    Ok(Finished {
+        output,
+        parks: note.parks.load(Relaxed),
+    })
 }
 
 /// Polls the run of this thread as long as it was woken since it was last polled; when it is done,
@@ -189,9 +238,27 @@ mod tests {
             .build()
             .unwrap()
             .block_on(script());
-        assert_eq!(block_on(script()).unwrap(), expected);
+        assert_eq!(block_on(script()).unwrap().output, expected);
         let ms = Duration::from_millis;
         assert_eq!(expected, [ms(1), ms(1), ms(7), ms(10), ms(10), ms(60_000)]);
+    }
+
+    #[test]
+    fn the_runtime_parks_once_for_each_near_instant_a_timer_fires_at() {
+        let ms = Duration::from_millis;
+        let parks = |instants: u64| {
+            block_on(async move {
+                for _ in 0..instants {
+                    // Two timers at the same instant: one park.
+                    tokio::join!(sleep(ms(2)), sleep(ms(2)));
+                }
+            })
+            .unwrap()
+            .parks
+        };
+        assert_eq!(parks(0), 0);
+        assert_eq!(parks(1), 1);
+        assert_eq!(parks(25), 25);
     }
 
     #[test]
@@ -205,6 +272,6 @@ mod tests {
         assert!(panicked.is_err());
         assert!(RUN.with(|run| run.borrow().is_none()));
         // The thread runs again.
-        assert_eq!(block_on(async { 7 }).unwrap(), 7);
+        assert_eq!(block_on(async { 7 }).unwrap().output, 7);
     }
 }
