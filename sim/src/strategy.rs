@@ -1,6 +1,8 @@
 //! The client strategies the simulator compares, all against the same mock provider:
 //! today's remedies as the seeds describe them, and tollgate's own modes through the real layer.
 
+mod herd;
+
 use crate::scenario::Scenario;
 use http::Response;
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +32,8 @@ pub enum StrategyKind {
     /// SDK retry.
     Bucket80,
     /// The OpenAI cookbook's parallel processor: shared request and token buckets at the stated
-    /// limits, a global 15 s pause after a 429, up to 5 attempts retried without delay.
+    /// limits, a global 15 s pause after a 429, up to 5 attempts retried without delay; new
+    /// requests wait for room one at a time in the order they came, retries beside them.
     Cookbook,
     /// The AWS SDKs' adaptive retry mode: a client rate limiter with CUBIC, standard retry
     /// (3 attempts, full jitter, base 1 s, cap 20 s) and the retry quota.
@@ -162,6 +165,9 @@ pub(crate) enum Client {
     Cookbook {
         provider: MockProvider,
         state: Arc<Mutex<CookbookState>>,
+        /// The cookbook dispatches from one loop: one new request waits for room at a time, the
+        /// others in the order they came (a fair lock); retries do not queue (see `send`).
+        turn: tokio::sync::Mutex<()>,
     },
     Aws {
         provider: MockProvider,
@@ -177,7 +183,7 @@ pub(crate) enum Pacing {
         next: Mutex<Vec<Instant>>,
     },
     /// A shared bucket polled with sleeps.
-    Polling(Mutex<PollBucket>),
+    Polling(herd::Herd),
 }
 
 pub(crate) struct PollBucket {
@@ -246,12 +252,7 @@ impl Client {
                 let capacity = (0.8 * p.rpm as f64).clamp(1.0, 50.0);
                 Client::Sdk {
                     provider,
-                    pacing: Pacing::Polling(Mutex::new(PollBucket {
-                        rate,
-                        capacity,
-                        tokens: capacity,
-                        last: start,
-                    })),
+                    pacing: Pacing::Polling(herd::Herd::new(rate, capacity, start)),
                 }
             }
             StrategyKind::Cookbook => {
@@ -260,6 +261,7 @@ impl Client {
                 let tpm = (p.itpm + p.otpm) as f64 * h;
                 Client::Cookbook {
                     provider,
+                    turn: tokio::sync::Mutex::new(()),
                     state: Arc::new(Mutex::new(CookbookState {
                         requests: PollBucket {
                             rate: rpm / 60.0,
@@ -336,10 +338,21 @@ impl Client {
                 provider.recycle(answer);
                 ok
             }
-            Client::Cookbook { provider, state } => {
+            Client::Cookbook {
+                provider,
+                state,
+                turn,
+            } => {
                 let tokens = (call.req.input_tokens + call.req.max_tokens) as f64;
-                for _ in 0..5 {
-                    cookbook_acquire(state, tokens).await;
+                for attempt in 0..5 {
+                    if attempt == 0 {
+                        let _turn = turn.lock().await;
+                        cookbook_acquire(state, tokens).await;
+                    } else {
+                        // The cookbook's retry queue goes before new requests: a retry does not
+                        // queue behind them, it waits for room beside the request whose turn it is.
+                        cookbook_acquire(state, tokens).await;
+                    }
                     match send_once(provider, call.req).await {
                         Outcome::Success => return true,
                         Outcome::RateLimited { .. } => {
@@ -525,19 +538,9 @@ impl Pacing {
                 };
                 tokio::time::sleep_until(at).await;
             }
-            Pacing::Polling(bucket) => loop {
-                let wait = {
-                    let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-                    b.refill(Instant::now());
-                    if b.tokens >= 1.0 {
-                        b.tokens -= 1.0;
-                        return;
-                    }
-                    // The seed: wait = tokens / rate, slept at most 0.5 s, then poll again.
-                    Duration::from_secs_f64((1.0 / b.rate).min(0.5))
-                };
-                tokio::time::sleep(wait).await;
-            },
+            // The seed: wait = tokens / rate, slept at most 0.5 s, then poll again (simulated
+            // without the refused polls: see `herd`).
+            Pacing::Polling(herd) => herd.acquire().await,
         }
     }
 }
@@ -642,4 +645,47 @@ impl CallRng {
 /// A uniform draw in [0, 1).
 pub(crate) fn unit(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookbook_sends_new_requests_in_the_order_they_came() {
+        let mut scenario = Scenario::from_flags(3, 6000);
+        scenario.provider.itpm = 60_000;
+        scenario.provider.otpm = 0;
+        scenario.headroom = 1.0;
+        let (second, third) = crate::engine::block_on(async move {
+            let start = Instant::now();
+            let provider = crate::engine::provider(&scenario).unwrap();
+            let client = Client::new(StrategyKind::Cookbook, &scenario, provider, start).unwrap();
+            let client = &client;
+            let send = |agent: u32, after_ms: u64, input: u64, max_tokens: u64| async move {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                let call = Call {
+                    agent,
+                    priority: 0,
+                    req: MockRequest::new(input, max_tokens, 10),
+                };
+                assert!(client.send(call, &mut CallRng::new(1, agent)).await);
+                start.elapsed()
+            };
+            // 1,000 tokens a second, 60,000 at most: the first request takes them all, the second
+            // needs 5,000 (5 s of refill), the third only 500 (0.5 s), but comes after the second.
+            let (_, second, third) = tokio::join!(
+                send(0, 0, 59_000, 1_000),
+                send(1, 1, 4_000, 1_000),
+                send(2, 2, 400, 100)
+            );
+            (second, third)
+        })
+        .unwrap()
+        .output;
+        // Ended (sent at 5 s, plus the provider's latency) ...
+        assert!(second > Duration::from_secs(5), "{second:?}");
+        // ... and the third waited its turn behind it: sent 0.5 s of refill after the second.
+        assert!(third > Duration::from_millis(5_500), "{third:?}");
+    }
 }

@@ -44,7 +44,7 @@ pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
     })
 }
 
-fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
+pub(crate) fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
     let p = &scenario.provider;
     let mut b = MockProvider::builder().rpm(p.rpm);
     // A token limit of 0 means none: the provider neither limits nor reports that dimension.
