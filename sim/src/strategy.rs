@@ -171,7 +171,8 @@ pub(crate) enum Client {
     },
     Aws {
         provider: MockProvider,
-        state: Arc<Mutex<AwsState>>,
+        /// The client rate limiter's bucket, polled by the callers it holds back.
+        herd: herd::Herd<AwsState>,
     },
 }
 
@@ -183,7 +184,7 @@ pub(crate) enum Pacing {
         next: Mutex<Vec<Instant>>,
     },
     /// A shared bucket polled with sleeps.
-    Polling(herd::Herd),
+    Polling(herd::Herd<herd::SeedBucket>),
 }
 
 pub(crate) struct PollBucket {
@@ -252,7 +253,10 @@ impl Client {
                 let capacity = (0.8 * p.rpm as f64).clamp(1.0, 50.0);
                 Client::Sdk {
                     provider,
-                    pacing: Pacing::Polling(herd::Herd::new(rate, capacity, start)),
+                    pacing: Pacing::Polling(herd::Herd::new(
+                        herd::SeedBucket::new(rate, capacity),
+                        start,
+                    )),
                 }
             }
             StrategyKind::Cookbook => {
@@ -283,15 +287,18 @@ impl Client {
                 let ceiling = p.rpm as f64 / 60.0;
                 Client::Aws {
                     provider,
-                    state: Arc::new(Mutex::new(AwsState {
-                        rate: AdaptiveRate::new(ceiling, (0.5f64).min(ceiling))?,
-                        measured: MeasuredRate::new(Nanos::ZERO),
-                        enabled: false,
-                        tokens: 0.0,
-                        last: start,
-                        budget: RetryBudget::default(),
+                    herd: herd::Herd::new(
+                        AwsState {
+                            rate: AdaptiveRate::new(ceiling, (0.5f64).min(ceiling))?,
+                            measured: MeasuredRate::new(Nanos::ZERO),
+                            enabled: false,
+                            tokens: 0.0,
+                            last: start,
+                            budget: RetryBudget::default(),
+                            start,
+                        },
                         start,
-                    })),
+                    ),
                 }
             }
             StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
@@ -365,33 +372,35 @@ impl Client {
                 }
                 false
             }
-            Client::Aws { provider, state } => {
+            Client::Aws { provider, herd } => {
                 let mut backoff = Backoff::aws_standard().start();
                 loop {
-                    aws_acquire(state).await;
+                    herd.acquire().await;
                     let outcome = send_once(provider, call.req).await;
-                    let retry = {
-                        let now = Instant::now();
-                        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = Instant::now();
+                    // `Err(ok)`: the call ends; `Ok(retry)`: whether the retry quota allows one.
+                    let retry = herd.with_bucket(|s| {
                         let t = Nanos::from(now - s.start);
                         let measured = s.measured.record(t, 1);
                         match outcome {
                             Outcome::Success => {
                                 s.rate.on_success(t);
                                 s.budget.deposit_success();
-                                return true;
+                                return Err(true);
                             }
                             Outcome::RateLimited { .. } | Outcome::Overloaded { .. } => {
                                 s.rate.on_throttle(t, Some(measured));
                                 s.enabled = true;
                             }
                             o if o.is_retryable() => {}
-                            _ => return false,
+                            _ => return Err(false),
                         }
-                        s.budget.try_withdraw(tollgate_core::RetryKind::Throttle)
-                    };
-                    if !retry {
-                        return false;
+                        Ok(s.budget.try_withdraw(tollgate_core::RetryKind::Throttle))
+                    });
+                    match retry {
+                        Err(ok) => return ok,
+                        Ok(false) => return false,
+                        Ok(true) => {}
                     }
                     match backoff.next_delay(rng.get()) {
                         Some(d) => tokio::time::sleep(d).await,
@@ -539,7 +548,7 @@ impl Pacing {
                 tokio::time::sleep_until(at).await;
             }
             // The seed: wait = tokens / rate, slept at most 0.5 s, then poll again (simulated
-            // without the refused polls: see `herd`).
+            // without the polls that cannot change anything: see `herd`).
             Pacing::Polling(herd) => herd.acquire().await,
         }
     }
@@ -583,27 +592,26 @@ async fn cookbook_acquire(state: &Mutex<CookbookState>, tokens: f64) {
 }
 
 /// The AWS client rate limiter: unpaced until the first throttle, then a bucket filled at the
-/// adaptive rate (capacity one second's worth, at least 1).
-async fn aws_acquire(state: &Mutex<AwsState>) {
-    loop {
-        let wait = {
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            if !s.enabled {
-                return;
-            }
-            let now = Instant::now();
-            let t = Nanos::from(now - s.start);
-            let rate = s.rate.rate(t);
-            let dt = (now - s.last).as_secs_f64();
-            s.tokens = (s.tokens + dt * rate).min(rate.max(1.0));
-            s.last = now;
-            if s.tokens >= 1.0 {
-                s.tokens -= 1.0;
-                return;
-            }
-            Duration::from_secs_f64((1.0 - s.tokens) / rate).max(Duration::from_millis(1))
-        };
-        tokio::time::sleep(wait).await;
+/// adaptive rate (capacity one second's worth, at least 1); a caller short of a token sleeps until
+/// the bucket should hold one (at least 1 ms) and polls again.
+impl herd::Polled for AwsState {
+    fn poll(&mut self, tick: u64) -> Result<(), u64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let now = self.start + Duration::from_millis(tick);
+        let t = Nanos::from(now - self.start);
+        let rate = self.rate.rate(t);
+        let dt = (now - self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(rate.max(1.0));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait =
+            Duration::from_secs_f64((1.0 - self.tokens) / rate).max(Duration::from_millis(1));
+        Err(herd::tick_after(tick, wait))
     }
 }
 

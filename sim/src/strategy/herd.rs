@@ -1,91 +1,89 @@
-//! The seed's shared bucket that every waiting caller polls (`bucket-80`), simulated without the
-//! polls that are refused.
+//! A shared bucket that every waiting caller polls on its own (`bucket-80`'s and `aws-adaptive`'s
+//! client buckets), simulated without the polls that cannot change anything.
 //!
-//! In the seed, a caller that finds the bucket empty sleeps `min(1/rate, 0.5 s)` and polls again.
-//! On tokio's millisecond clock a caller refused at tick `a` polls again at `a + k·period`,
-//! `period` being that sleep rounded up to whole milliseconds, as tokio rounds a timer. With `B`
-//! callers waiting that is `B` polls a period, nearly all of them refused: simulated one by one,
-//! they made a run quadratic in its backlog (a backlog that grows with time is `B ∝ t`).
+//! In those strategies a caller that finds the bucket short sleeps (the seed: `min(1/rate, 0.5 s)`;
+//! the AWS SDKs: until the bucket should hold a token again) and polls again. With `B` callers
+//! waiting that is `B` polls for every token, all but one refused: simulated one by one, they made
+//! a run quadratic in its backlog (and a backlog that grows with time is `B ∝ t`).
 //!
-//! Here only the caller that polls first once the bucket holds a token again has a timer: the one
-//! whose next poll comes first at or after the tick the bucket refills to one token. Everything
-//! else gives what the polls give: at a tick, the callers whose polls fall on it poll first, in the
-//! order they started waiting, and each takes a token while there is one; then the callers that
-//! arrive at that tick poll once each, and those refused start waiting (their first poll again is a
-//! period later). The bucket counts in whole nanoseconds of refill (one token is
-//! `round(1e9 / rate)` of them), so that when it is looked at does not change what it holds.
+//! What a poll gives depends only on the bucket and the tick (tokio's clock moves in whole
+//! milliseconds), so callers that poll at the same tick form a group: they poll in turn, each
+//! takes a token while the bucket gives one, and once it refuses one of them it refuses the rest
+//! alike and tells every one of them the same tick to poll again, so the rest of the group moves
+//! there whole, without polling. A caller arriving polls once, after the group of its tick; if
+//! refused, it joins the end of the group of the tick it was told. Only the first caller of the
+//! first group has a timer. A run visits at most one group per millisecond, whatever its backlog;
 //! [`tests`] checks each caller's tick against a model that makes every poll.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 const NANOS_PER_MS: u64 = 1_000_000;
 
-/// A waiting caller: the tick it polls at modulo the period, then the order it started waiting in.
-type Key = (u64, u64);
+/// A bucket as a waiting caller sees it.
+pub(crate) trait Polled {
+    /// One poll at `tick` (milliseconds since the start): `Ok` took a token; `Err(next)` was
+    /// refused and polls again at tick `next`, after `tick`.
+    fn poll(&mut self, tick: u64) -> Result<(), u64>;
+}
 
-/// The bucket and the callers waiting on it.
-pub(crate) struct Herd {
+/// The tick a timer set at `tick` for `wait` fires at: tokio rounds a deadline up to whole
+/// milliseconds.
+pub(crate) fn tick_after(tick: u64, wait: Duration) -> u64 {
+    tick + (wait.as_nanos() as u64).div_ceil(NANOS_PER_MS).max(1)
+}
+
+/// A bucket and the callers waiting on it.
+pub(crate) struct Herd<B> {
     start: Instant,
-    state: Mutex<State>,
+    state: Mutex<State<B>>,
 }
 
-struct State {
-    /// Refill nanoseconds one token costs.
-    per_token: u64,
-    /// Refill nanoseconds the bucket holds at most.
-    capacity: u64,
-    /// Refill nanoseconds held at `last`.
-    credit: u64,
-    /// Nanoseconds since the start, when `credit` was last brought up to date.
-    last: u64,
-    /// Milliseconds from one poll of a waiting caller to its next.
-    period: u64,
-    /// The callers waiting, with the waker each last left.
-    waiting: BTreeMap<Key, Option<Waker>>,
+struct State<B> {
+    bucket: B,
+    /// The waiting callers by the tick they poll at, in the order they poll in (with callers
+    /// that stopped waiting among them, skipped when their group polls: a group moves whole).
+    groups: BTreeMap<u64, VecDeque<u64>>,
+    /// The waiting callers, with the waker each last left.
+    waiting: BTreeMap<u64, Option<Waker>>,
     /// Callers given a token that have not seen it yet.
-    granted: BTreeSet<Key>,
-    /// The next caller to start waiting gets this number.
+    granted: BTreeSet<u64>,
+    /// The next caller to wait gets this number.
     next: u64,
-    /// The waiting caller that polls next, and the tick it does.
-    due: Option<(Key, u64)>,
 }
 
-impl Herd {
-    /// A bucket of `capacity` tokens (full at `start`) that refills at `rate` tokens a second,
-    /// polled by callers that sleep `min(1/rate, 0.5 s)` after a refusal.
-    pub(crate) fn new(rate: f64, capacity: f64, start: Instant) -> Self {
-        let per_token = ((1e9 / rate).round() as u64).max(1);
-        let sleep = Duration::from_secs_f64((1.0 / rate).min(0.5));
-        let capacity = (capacity * per_token as f64).round() as u64;
+impl<B: Polled> Herd<B> {
+    /// `bucket`, polled by callers from `start` on.
+    pub(crate) fn new(bucket: B, start: Instant) -> Self {
         Herd {
             start,
             state: Mutex::new(State {
-                per_token,
-                capacity,
-                credit: capacity,
-                last: 0,
-                period: (sleep.as_nanos() as u64).div_ceil(NANOS_PER_MS).max(1),
+                bucket,
+                groups: BTreeMap::new(),
                 waiting: BTreeMap::new(),
                 granted: BTreeSet::new(),
                 next: 0,
-                due: None,
             }),
         }
     }
 
     /// Waits for a token and takes it.
-    pub(crate) fn acquire(&self) -> Acquire<'_> {
+    pub(crate) fn acquire(&self) -> Acquire<'_, B> {
         Acquire {
             herd: self,
-            key: None,
+            caller: None,
             sleep: None,
         }
+    }
+
+    /// The bucket, for what else changes it (the answers, in `aws-adaptive`).
+    pub(crate) fn with_bucket<T>(&self, f: impl FnOnce(&mut B) -> T) -> T {
+        f(&mut self.state().bucket)
     }
 
     /// The tick of now: milliseconds since the start, rounded up (a timer fires no earlier).
@@ -93,80 +91,103 @@ impl Herd {
         (self.start.elapsed().as_nanos() as u64).div_ceil(NANOS_PER_MS)
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State<B>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl State {
-    /// One poll at `tick`: takes a token if the bucket holds one.
-    fn take(&mut self, tick: u64) -> bool {
-        let now = tick * NANOS_PER_MS;
-        if now > self.last {
-            self.credit = (self.credit + (now - self.last)).min(self.capacity);
-            self.last = now;
-        }
-        if self.credit >= self.per_token {
-            self.credit -= self.per_token;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Makes the polls due up to `tick`, in order, and then finds who polls next.
-    fn poll_due(&mut self, tick: u64) {
-        while let Some((key, at)) = self.due {
-            if at > tick {
-                break;
+impl<B> State<B> {
+    /// The caller that polls next, and its tick (callers that stopped waiting at the head of the
+    /// first group are dropped from it on the way).
+    fn due(&mut self) -> Option<(u64, u64)> {
+        while let Some(mut first) = self.groups.first_entry() {
+            let group = first.get_mut();
+            while group.front().is_some_and(|c| !self.waiting.contains_key(c)) {
+                group.pop_front();
             }
-            if self.take(tick) {
-                if let Some(Some(waker)) = self.waiting.remove(&key) {
-                    waker.wake();
+            match group.front() {
+                Some(caller) => return Some((*caller, *first.key())),
+                None => {
+                    first.remove();
                 }
-                self.granted.insert(key);
             }
-            // Refused: it polls again a period later, and so does every caller polling at this
-            // tick after it (the bucket stays short until the next tick).
-            self.choose(tick);
+        }
+        None
+    }
+
+    /// `callers` poll at `tick`, after the callers of that tick so far.
+    fn wait_at(&mut self, mut callers: VecDeque<u64>, tick: u64) {
+        match self.groups.get_mut(&tick) {
+            None => {
+                self.groups.insert(tick, callers);
+            }
+            // The shorter one moves.
+            Some(there) if there.len() >= callers.len() => there.append(&mut callers),
+            Some(there) => {
+                while let Some(caller) = there.pop_back() {
+                    callers.push_front(caller);
+                }
+                *there = callers;
+            }
         }
     }
 
-    /// Finds the waiting caller that polls first at or after `tick` once the bucket holds a token,
-    /// and wakes it if it was not the one due before, so that it sets its timer.
-    fn choose(&mut self, tick: u64) {
-        let before = self.due.map(|(key, _)| key);
-        self.due = None;
-        if let Some(&first) = self.waiting.keys().next() {
-            let short = self.per_token.saturating_sub(self.credit);
-            let refilled = (self.last + short).div_ceil(NANOS_PER_MS).max(tick);
-            let phase = refilled % self.period;
-            let key = self
-                .waiting
-                .range((phase, 0)..)
-                .next()
-                .map_or(first, |(key, _)| *key);
-            let at = refilled + (key.0 + self.period - phase) % self.period;
-            self.due = Some((key, at));
-            if before != Some(key) {
-                if let Some(Some(waker)) = self.waiting.get(&key) {
+    /// Wakes the caller due next if it is not the one due `before`, so that it sets its timer.
+    fn wake_due(&mut self, before: Option<(u64, u64)>) {
+        match self.due() {
+            Some(due) if Some(due) != before => {
+                if let Some(Some(waker)) = self.waiting.get(&due.0) {
                     waker.wake_by_ref();
                 }
             }
+            _ => {}
         }
+    }
+}
+
+impl<B: Polled> State<B> {
+    /// Makes the polls due up to `tick`, group by group.
+    fn poll_due(&mut self, tick: u64) {
+        let before = self.due();
+        while let Some(entry) = self.groups.first_entry() {
+            if *entry.key() > tick {
+                break;
+            }
+            let mut group = entry.remove();
+            while let Some(caller) = group.pop_front() {
+                if !self.waiting.contains_key(&caller) {
+                    continue; // stopped waiting
+                }
+                match self.bucket.poll(tick) {
+                    Ok(()) => {
+                        if let Some(Some(waker)) = self.waiting.remove(&caller) {
+                            waker.wake();
+                        }
+                        self.granted.insert(caller);
+                    }
+                    Err(next) => {
+                        // The rest of the group would be refused alike and told the same tick.
+                        group.push_front(caller);
+                        self.wait_at(group, next.max(tick + 1));
+                        break;
+                    }
+                }
+            }
+        }
+        self.wake_due(before);
     }
 }
 
 /// The future of [`Herd::acquire`].
-pub(crate) struct Acquire<'a> {
-    herd: &'a Herd,
-    /// Set while it waits.
-    key: Option<Key>,
+pub(crate) struct Acquire<'a, B> {
+    herd: &'a Herd<B>,
+    /// Its number, once it waits.
+    caller: Option<u64>,
     /// Its timer, once it was the caller due next.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-impl Future for Acquire<'_> {
+impl<B: Polled> Future for Acquire<'_, B> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -175,33 +196,33 @@ impl Future for Acquire<'_> {
             let tick = this.herd.tick();
             let mut s = this.herd.state();
             s.poll_due(tick);
-            let Some(key) = this.key else {
-                // The first poll, on arrival: after the callers polling at this tick.
-                if s.take(tick) {
-                    s.choose(tick); // a waiter may now wait longer
+            let Some(caller) = this.caller else {
+                // Its first poll, on arrival: after the group of this tick.
+                let Err(next) = s.bucket.poll(tick) else {
                     return Poll::Ready(());
-                }
-                let key = (tick % s.period, s.next);
+                };
+                let (caller, before) = (s.next, s.due());
                 s.next += 1;
-                s.waiting.insert(key, Some(cx.waker().clone()));
-                this.key = Some(key);
-                s.choose(tick);
+                s.waiting.insert(caller, Some(cx.waker().clone()));
+                s.wait_at(VecDeque::from([caller]), next.max(tick + 1));
+                this.caller = Some(caller);
+                s.wake_due(before);
                 continue;
             };
-            if s.granted.remove(&key) {
-                this.key = None;
+            if s.granted.remove(&caller) {
+                this.caller = None;
                 return Poll::Ready(());
             }
-            match s.waiting.get_mut(&key) {
-                Some(Some(w)) if w.will_wake(cx.waker()) => {}
-                Some(w) => *w = Some(cx.waker().clone()),
-                None => unreachable!("a caller that waits and was not granted is in `waiting`"),
+            let Some(waker) = s.waiting.get_mut(&caller) else {
+                unreachable!("a caller neither granted nor waiting");
+            };
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
             }
-            let Some((due, at)) = s.due.filter(|(due, _)| *due == key) else {
+            let Some((_, at)) = s.due().filter(|(due, _)| *due == caller) else {
                 return Poll::Pending;
             };
             drop(s);
-            debug_assert_eq!(due, key);
             let deadline = this.herd.start + Duration::from_millis(at);
             let sleep = this
                 .sleep
@@ -216,21 +237,66 @@ impl Future for Acquire<'_> {
     }
 }
 
-impl Drop for Acquire<'_> {
+impl<B> Drop for Acquire<'_, B> {
     fn drop(&mut self) {
-        let Some(key) = self.key else {
+        let Some(caller) = self.caller else {
             return;
         };
-        let tick = self.herd.tick();
-        let mut s = self.herd.state();
-        s.poll_due(tick);
-        if s.granted.remove(&key) {
-            // Given a token it never saw: back to the bucket.
-            s.credit = (s.credit + s.per_token).min(s.capacity);
-        } else {
-            s.waiting.remove(&key);
+        let mut s = self.herd.state.lock().unwrap_or_else(|e| e.into_inner());
+        // A token given to a caller that never saw it stays taken: only a run's end drops one.
+        if s.granted.remove(&caller) {
+            return;
         }
-        s.choose(tick);
+        let before = s.due();
+        s.waiting.remove(&caller); // its place in its group is skipped
+        s.wake_due(before);
+    }
+}
+
+/// The seed's bucket (`bucket-80`): a caller refused sleeps `min(1/rate, 0.5 s)`. It counts in
+/// whole nanoseconds of refill (one token is `round(1e9 / rate)` of them), so that how often it is
+/// looked at does not change what it holds.
+pub(crate) struct SeedBucket {
+    /// Refill nanoseconds one token costs.
+    per_token: u64,
+    /// Refill nanoseconds the bucket holds at most.
+    capacity: u64,
+    /// Refill nanoseconds held at `last`.
+    credit: u64,
+    /// Nanoseconds since the start, when `credit` was last brought up to date.
+    last: u64,
+    /// How long a refused caller sleeps.
+    sleep: Duration,
+}
+
+impl SeedBucket {
+    /// `capacity` tokens (full at the start), refilled at `rate` tokens a second.
+    pub(crate) fn new(rate: f64, capacity: f64) -> Self {
+        let per_token = ((1e9 / rate).round() as u64).max(1);
+        let capacity = (capacity * per_token as f64).round() as u64;
+        SeedBucket {
+            per_token,
+            capacity,
+            credit: capacity,
+            last: 0,
+            sleep: Duration::from_secs_f64((1.0 / rate).min(0.5)),
+        }
+    }
+}
+
+impl Polled for SeedBucket {
+    fn poll(&mut self, tick: u64) -> Result<(), u64> {
+        let now = tick * NANOS_PER_MS;
+        if now > self.last {
+            self.credit = (self.credit + (now - self.last)).min(self.capacity);
+            self.last = now;
+        }
+        if self.credit >= self.per_token {
+            self.credit -= self.per_token;
+            Ok(())
+        } else {
+            Err(tick_after(tick, self.sleep))
+        }
     }
 }
 
@@ -239,36 +305,30 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The seed's polls, every one of them: at each tick, the waiting callers whose poll falls on
-    /// it, in the order they started waiting, then the callers arriving at it; a refused caller
-    /// polls again `period` ticks later. Returns the tick each caller got its token at.
-    fn every_poll(rate: f64, capacity: f64, arrivals: &[u64]) -> Vec<u64> {
-        let herd = Herd::new(rate, capacity, Instant::now());
-        let mut s = herd.state();
+    /// Every poll, one by one: at each tick, the waiting callers whose poll falls on it (in the
+    /// order they were last refused), then the callers arriving at it. Returns the tick each
+    /// caller got its token at.
+    fn every_poll(mut bucket: impl Polled, arrivals: &[u64]) -> Vec<u64> {
         let mut got = vec![None; arrivals.len()];
-        // (next poll, started waiting in this order, caller)
+        // (next poll, refused in this order, caller)
         let mut waiting: Vec<(u64, u64, usize)> = Vec::new();
-        let mut order = 0;
+        let mut refusals = 0;
         let mut tick = 0;
         while got.iter().any(Option::is_none) {
             waiting.sort();
-            let mut still = Vec::new();
-            for (at, n, caller) in waiting.drain(..) {
-                if at == tick && s.take(tick) {
-                    got[caller] = Some(tick);
-                } else if at == tick {
-                    still.push((at + s.period, n, caller));
-                } else {
-                    still.push((at, n, caller));
-                }
-            }
-            waiting = still;
-            for (caller, _) in arrivals.iter().enumerate().filter(|(_, a)| **a == tick) {
-                if s.take(tick) {
-                    got[caller] = Some(tick);
-                } else {
-                    waiting.push((tick + s.period, order, caller));
-                    order += 1;
+            let due = waiting.iter().take_while(|(at, _, _)| *at == tick).count();
+            let polls = waiting
+                .drain(..due)
+                .map(|(_, _, caller)| caller)
+                .collect::<Vec<_>>();
+            let arriving = (0..arrivals.len()).filter(|c| arrivals[*c] == tick);
+            for caller in polls.into_iter().chain(arriving) {
+                match bucket.poll(tick) {
+                    Ok(()) => got[caller] = Some(tick),
+                    Err(next) => {
+                        waiting.push((next, refusals, caller));
+                        refusals += 1;
+                    }
                 }
             }
             tick += 1;
@@ -277,11 +337,11 @@ mod tests {
     }
 
     /// The same callers through the herd on the paused clock, each arriving at its tick.
-    fn through_herd(rate: f64, capacity: f64, arrivals: &[u64]) -> Vec<u64> {
+    fn through_herd<B: Polled + 'static>(bucket: B, arrivals: &[u64]) -> Vec<u64> {
         let arrivals = arrivals.to_vec();
         crate::engine::block_on(async move {
             let start = Instant::now();
-            let herd = Herd::new(rate, capacity, start);
+            let herd = Herd::new(bucket, start);
             let herd = &herd;
             let callers = arrivals.iter().map(|&a| async move {
                 tokio::time::sleep_until(start + Duration::from_millis(a)).await;
@@ -289,11 +349,48 @@ mod tests {
                 start.elapsed().as_millis() as u64
             });
             let got = futures_util::future::join_all(callers).await;
-            assert!(herd.state().waiting.is_empty());
+            let mut s = herd.state();
+            assert!(s.waiting.is_empty() && s.due().is_none() && s.granted.is_empty());
             got
         })
         .unwrap()
         .output
+    }
+
+    /// A bucket whose waits vary with when it is polled, as `aws-adaptive`'s do (its rate moves):
+    /// the refill rate swings with time, the bucket is brought up to date at every poll at the
+    /// rate of that moment, and a refused caller sleeps until it should hold a token.
+    #[derive(Clone)]
+    struct Swinging {
+        base: f64,
+        tokens: f64,
+        last: u64,
+    }
+
+    impl Polled for Swinging {
+        fn poll(&mut self, tick: u64) -> Result<(), u64> {
+            let rate = self.base * (1.5 + (tick as f64 / 700.0).sin()); // tokens a second
+            self.tokens = (self.tokens + (tick - self.last) as f64 / 1000.0 * rate).min(2.0);
+            self.last = tick;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(tick_after(
+                    tick,
+                    Duration::from_secs_f64((1.0 - self.tokens) / rate),
+                ))
+            }
+        }
+    }
+
+    fn ticks(gaps: &[u64]) -> Vec<u64> {
+        gaps.iter()
+            .scan(0, |t, g| {
+                *t += g;
+                Some(*t)
+            })
+            .collect()
     }
 
     proptest! {
@@ -303,21 +400,29 @@ mod tests {
         /// arrival at a tick (callers arriving at one tick arrive in tokio's order, which neither
         /// side knows).
         #[test]
-        fn each_caller_gets_its_token_when_the_polls_would_give_it(
+        fn the_seed_s_callers_get_their_tokens_when_the_polls_would_give_them(
             rate in 2.0f64..400.0,
             capacity in 1.0f64..4.0,
             gaps in proptest::collection::vec(1u64..40, 1..120),
         ) {
-            let arrivals: Vec<u64> = gaps
-                .iter()
-                .scan(0, |t, g| {
-                    *t += g;
-                    Some(*t)
-                })
-                .collect();
+            let arrivals = ticks(&gaps);
             prop_assert_eq!(
-                through_herd(rate, capacity, &arrivals),
-                every_poll(rate, capacity, &arrivals)
+                through_herd(SeedBucket::new(rate, capacity), &arrivals),
+                every_poll(SeedBucket::new(rate, capacity), &arrivals)
+            );
+        }
+
+        /// The same with waits that change with the moment of the poll.
+        #[test]
+        fn callers_with_changing_waits_get_their_tokens_when_the_polls_would_give_them(
+            base in 1.0f64..200.0,
+            gaps in proptest::collection::vec(1u64..40, 1..120),
+        ) {
+            let arrivals = ticks(&gaps);
+            let bucket = Swinging { base, tokens: 1.0, last: 0 };
+            prop_assert_eq!(
+                through_herd(bucket.clone(), &arrivals),
+                every_poll(bucket, &arrivals)
             );
         }
     }
@@ -329,37 +434,44 @@ mod tests {
         // token of 100 at 101; 2 is refused again at 102, and so is the caller of 102, which
         // polls at 202 too, after 2: 2 takes the token of 201 at 202, the other one 302.
         let arrivals = [0, 1, 2, 102];
-        let expected = every_poll(10.0, 1.0, &arrivals);
+        let expected = every_poll(SeedBucket::new(10.0, 1.0), &arrivals);
         assert_eq!(expected, [0, 101, 202, 302]);
-        assert_eq!(through_herd(10.0, 1.0, &arrivals), expected);
+        assert_eq!(
+            through_herd(SeedBucket::new(10.0, 1.0), &arrivals),
+            expected
+        );
     }
 
     #[test]
-    fn the_bucket_holds_its_capacity_and_no_more() {
+    fn the_seed_s_bucket_holds_its_capacity_and_no_more() {
         // Two tokens at most, one every 100 ms: two callers go at once, the third at 102 (its
         // poll after the token of 100); after a long idle, two again at once and the third a
         // period later.
         let arrivals = [0, 1, 2, 1000, 1001, 1002];
         let expected = [0, 1, 102, 1000, 1001, 1102];
-        assert_eq!(every_poll(10.0, 2.0, &arrivals), expected);
-        assert_eq!(through_herd(10.0, 2.0, &arrivals), expected);
+        assert_eq!(every_poll(SeedBucket::new(10.0, 2.0), &arrivals), expected);
+        assert_eq!(
+            through_herd(SeedBucket::new(10.0, 2.0), &arrivals),
+            expected
+        );
     }
 
     #[test]
     fn a_caller_dropped_while_it_waits_leaves_the_herd_and_the_next_one_goes() {
         let got = crate::engine::block_on(async {
             let start = Instant::now();
-            let herd = Herd::new(10.0, 1.0, start);
+            let herd = Herd::new(SeedBucket::new(10.0, 1.0), start);
             herd.acquire().await; // the one token
             let mut dropped = Box::pin(herd.acquire());
-            // It waits (due at 100 ms) ...
+            // It waits (it polls at 100) ...
             let mut cx = Context::from_waker(Waker::noop());
             assert!(dropped.as_mut().poll(&mut cx).is_pending());
             tokio::time::sleep(Duration::from_millis(50)).await;
             let next = herd.acquire();
-            drop(dropped); // ... and is dropped before its poll
+            drop(dropped); // ... and is dropped before it polls again
             next.await;
-            assert!(herd.state().waiting.is_empty());
+            let mut s = herd.state();
+            assert!(s.waiting.is_empty() && s.due().is_none());
             start.elapsed()
         })
         .unwrap()
