@@ -23,7 +23,10 @@
 //! The target (issue 7): at least 1,000,000 simulated calls per wall second.
 //! `scripts/bench.sh` runs this bench; `results/bench/ratios.md` reports it under "simulator".
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
 use std::hint::black_box;
 use std::time::Duration;
 use tollgate_sim::engine;
@@ -59,13 +62,19 @@ fn visit(instants: u64) -> u64 {
     .parks
 }
 
-fn sim(c: &mut Criterion) {
-    let mut group = c.benchmark_group("sim");
+/// A group of whole runs: flat sampling, criterion's minimum of 10 samples of one run each.
+fn whole_runs<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    group
+}
+
+fn sim(c: &mut Criterion) {
+    let mut group = whole_runs(c, "sim");
     let mut runs = Vec::new();
     for (name, scenario) in scenarios() {
         let (calls, parks) = calls_and_parks(&scenario);
@@ -78,12 +87,7 @@ fn sim(c: &mut Criterion) {
     }
     group.finish();
 
-    let mut floor = c.benchmark_group("sim-floor");
-    floor
-        .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut floor = whole_runs(c, "sim-floor");
     for (name, calls, parks) in runs {
         assert_eq!(visit(parks), parks, "{name}: one park per instant");
         floor.throughput(Throughput::Elements(calls));
