@@ -239,7 +239,13 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
     machine(&mut md);
     for (family, workloads) in families {
         if family == SIM_FAMILY {
-            simulator(&mut md, workloads, families.get(SIM_FLOOR_FAMILY));
+            // The layer's cheapest call: one scope over a no-op service, on one task.
+            let layer = families
+                .get("overhead")
+                .and_then(|f| f.get("1-task"))
+                .and_then(|w| w.get("tollgate"))
+                .map(|e| e.mean);
+            simulator(&mut md, workloads, families.get(SIM_FLOOR_FAMILY), layer);
             continue;
         }
         if family == SIM_FLOOR_FAMILY {
@@ -326,11 +332,14 @@ fn render(families: &Families, counts: &BTreeMap<(String, String), u64>) -> Stri
 
 /// The section "simulator": per benchmark, the simulated calls of a run, the mean wall time of a
 /// run, and simulated calls per wall second against [`SIM_TARGET`] and against the ceiling of the
-/// same scenario from `floor` (the family [`SIM_FLOOR_FAMILY`]), when it was measured.
+/// same scenario from `floor` (the family [`SIM_FLOOR_FAMILY`]), when it was measured; then what
+/// the target leaves per call beside the runtime, against `layer`, the ns of the layer's cheapest
+/// call.
 fn simulator(
     md: &mut String,
     workloads: &BTreeMap<String, BTreeMap<String, Estimate>>,
     floor: Option<&BTreeMap<String, BTreeMap<String, Estimate>>>,
+    layer: Option<f64>,
 ) {
     let flat = |w: &'_ BTreeMap<String, BTreeMap<String, Estimate>>| -> Vec<(String, Estimate)> {
         w.values()
@@ -352,12 +361,13 @@ fn simulator(
          every call through the real layer against the mock provider, in virtual time), and the \
          simulated calls of the run (the requests the mock provider received) ÷ that time. \
          Target: at least {target} simulated calls per wall second. Higher is better.\n\n\
-         Ceiling: the same calls ÷ the wall time the simulator's paused tokio runtime takes to \
-         visit as many virtual instants as the run did (the parks of the run, one timer reset a \
-         millisecond ahead at each, and nothing else; group `sim-floor`). That is what tokio's \
-         timer and clock alone cost the run, so no run of the scenario on a paused tokio runtime \
-         goes faster than its ceiling on this machine, even with a layer, a provider and an \
-         engine that cost nothing.\n"
+         Ceiling: the same calls ÷ the wall time the simulator's paused tokio runtime takes, \
+         alone, to park as often as the run did (one timer reset a millisecond ahead at each \
+         park, and nothing else; group `sim-floor`). The run parks once for each virtual instant \
+         something happens at, and once more on the way to a timer more than 64 ms ahead (tokio's \
+         timer wheel steps down a level), so this is what tokio's timer and clock cost the run: \
+         the run would reach its ceiling only if the layer, the provider and the engine cost \
+         nothing.\n"
     );
     let _ = writeln!(
         md,
@@ -439,24 +449,35 @@ fn simulator(
             )
         };
         let _ = writeln!(md, "{line}\n");
-        let capped: Vec<String> = verdicts
+        // What the target leaves per call for everything but the runtime.
+        let budgets: Vec<String> = verdicts
             .iter()
             .filter_map(|(n, _, _, c)| {
-                c.filter(|c| *c < SIM_TARGET)
-                    .map(|c| format!("`{n}` ({} calls/s)", thousands(c)))
+                c.map(|c| {
+                    let left = 1e9 / SIM_TARGET - 1e9 / c;
+                    if left > 0.0 {
+                        format!("`{n}` {left:.0} ns")
+                    } else {
+                        format!("`{n}` nothing (the runtime alone takes {:.0} ns)", 1e9 / c)
+                    }
+                })
             })
             .collect();
-        if !capped.is_empty() {
-            let (of, them) = if capped.len() == 1 {
-                ("that scenario", "it")
-            } else {
-                ("those scenarios", "them")
+        if !budgets.is_empty() {
+            let layer = match layer {
+                Some(ns) => format!(
+                    " The layer's cheapest call alone (`overhead/1-task`: one scope, a no-op \
+                     service, no wait) takes {ns:.0} ns."
+                ),
+                None => String::new(),
             };
             let _ = writeln!(
                 md,
-                "The runtime alone stays below the target for {}: on this machine no run of {of} \
-                 on a paused tokio runtime can reach it, whatever runs on {them}.\n",
-                capped.join(", ")
+                "At the target, a simulated call has {:.0} ns. Left of it per call for the layer, the \
+                 mock provider, the retry policy and the engine together, once the runtime took its \
+                 share: {}.{layer}\n",
+                1e9 / SIM_TARGET,
+                budgets.join("; ")
             );
         }
     }
