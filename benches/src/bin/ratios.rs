@@ -394,18 +394,19 @@ fn simulator(
         } else {
             format!("**no** ({:.3}× the target)", per_s / SIM_TARGET)
         };
-        let ceiling = ceilings.get(*name).map(|f| rate(f.mean));
-        let (ceiling_text, share) = match ceiling {
-            Some(c) => (
+        let floor = ceilings.get(*name);
+        let ceiling = floor.map(|f| rate(f.mean));
+        let (ceiling_text, share) = match (floor, ceiling) {
+            (Some(f), Some(c)) => (
                 format!(
                     "{} [{}, {}]",
                     thousands(c),
-                    thousands(rate(ceilings[*name].mean_hi)),
-                    thousands(rate(ceilings[*name].mean_lo))
+                    thousands(rate(f.mean_hi)),
+                    thousands(rate(f.mean_lo))
                 ),
                 format!("{:.2}", per_s / c),
             ),
-            None => ("not measured".into(), "—".into()),
+            _ => ("not measured".into(), "—".into()),
         };
         let _ = writeln!(
             md,

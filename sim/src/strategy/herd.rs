@@ -85,7 +85,9 @@ impl<B: Polled> Herd<B> {
     pub(crate) fn with_bucket<T>(&self, f: impl FnOnce(&mut B) -> T) -> T {
         f(&mut self.state().bucket)
     }
+}
 
+impl<B> Herd<B> {
     /// The tick of now: milliseconds since the start, rounded up (a timer fires no earlier).
     fn tick(&self) -> u64 {
         (self.start.elapsed().as_nanos() as u64).div_ceil(NANOS_PER_MS)
@@ -242,7 +244,7 @@ impl<B> Drop for Acquire<'_, B> {
         let Some(caller) = self.caller else {
             return;
         };
-        let mut s = self.herd.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.herd.state();
         // A token given to a caller that never saw it stays taken: only a run's end drops one.
         if s.granted.remove(&caller) {
             return;
