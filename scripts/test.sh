@@ -26,5 +26,8 @@ echo "== cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test --workspace (unit, integration, property and doc tests)"
 cargo test --workspace --locked
+echo "== loom models of the wake protocol (crates/tollgate/src/wake; own target directory)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+    cargo test -p tollgate --lib --release --locked -- wake::loom_models
 echo "== cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -115,6 +115,7 @@ pub mod spend;
 mod stats;
 pub mod store;
 mod throttle;
+mod wake;
 
 pub use builder::ThrottleBuilder;
 pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};

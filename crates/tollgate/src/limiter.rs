@@ -3,7 +3,7 @@
 
 use crate::feedback::{Cooldown, Feedback};
 use crate::lane::Lane;
-use crate::queue::{Queue, WaitState};
+use crate::queue::WaitState;
 use crate::registry::{Registry, Resolved};
 use crate::spend::{
     CallBudgets, CallRecord, EstimateRecord, LedgerFuture, LedgerHold, MoneyStep, OnCap, Refusal,
@@ -11,11 +11,12 @@ use crate::spend::{
 };
 use crate::stats::{self, BucketStats, ScopeStats};
 use crate::store::{Acquire, Decision, Settlement, Store};
+use crate::wake::{Blocked, Guard, Seen, Waiters};
 use crate::{ConfigError, Cost, Priority, ScopeKey, ScopeLimits, ScopeRef, ThrottleError};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -123,9 +124,8 @@ impl Adaptive {
 struct Shared<St> {
     store: St,
     registry: Registry,
-    queue: Mutex<Queue>,
-    /// `queue.len()`, readable without the lock: the fast path skips the queue when it is zero.
-    queued: AtomicUsize,
+    /// The queue of waiting calls and the wake protocol (see [`crate::wake`]).
+    waiters: Waiters,
     next_id: AtomicU64,
     origin: Instant,
     settings: WaitSettings,
@@ -185,8 +185,7 @@ impl<St: Store> Limiter<St> {
             shared: Arc::new(Shared {
                 store,
                 registry,
-                queue: Mutex::new(Queue::new(tiers)),
-                queued: AtomicUsize::new(0),
+                waiters: Waiters::new(tiers),
                 next_id: AtomicU64::new(0),
                 origin: now(),
                 settings,
@@ -360,8 +359,8 @@ impl<St: Store> Limiter<St> {
         Nanos::from(t.saturating_duration_since(self.shared.origin))
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(&self) -> Guard<'_> {
+        self.shared.waiters.lock()
     }
 
     /// Changes the limits of a scope key or a `kind:*` / `*` pattern on the running layer. Calls
@@ -385,7 +384,7 @@ impl<St: Store> Limiter<St> {
             }
             _ => self.shared.registry.set(key, &limits)?,
         }
-        self.wake_blocked();
+        self.shared.waiters.gave_back();
         Ok(())
     }
 
@@ -555,7 +554,7 @@ impl<St: Store> Limiter<St> {
                 tracing::debug!(scope = %key, factor, "adaptive rate applied");
                 a.factor = factor;
                 drop(a);
-                self.wake_blocked();
+                self.shared.waiters.gave_back();
             }
             Err(e) => tracing::warn!(scope = %key, error = %e, "adaptive rate not applied"),
         }
@@ -574,13 +573,6 @@ impl<St: Store> Limiter<St> {
             self.shared
                 .store
                 .cool_down(&scope.scope, self.nanos(now), self.nanos(now + delay));
-        }
-    }
-
-    #[inline]
-    fn wake_blocked(&self) {
-        if self.shared.queued.load(Ordering::Acquire) > 0 {
-            self.queue().wake_blocked();
         }
     }
 
@@ -609,6 +601,7 @@ impl<St: Store> Limiter<St> {
             cost,
             arrived: None,
             enqueued: false,
+            seen: Seen::default(),
             pending: None,
             sleep: None,
             account,
@@ -683,6 +676,8 @@ pub(crate) struct Ticket<St: Store> {
     /// Set at the first poll.
     arrived: Option<Instant>,
     enqueued: bool,
+    /// The give-backs seen before the last request to the store (see [`crate::wake`]).
+    seen: Seen,
     pending: Option<Box<St::AcquireFuture>>,
     /// Allocated only once the call has to wait.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -744,7 +739,7 @@ impl<St: Store> Ticket<St> {
     }
 
     /// Joins the back of its tier in the queue (once).
-    fn enqueue(&mut self, q: &mut Queue) {
+    fn enqueue(&mut self, q: &mut Guard<'_>) {
         if !self.enqueued {
             let id = self.id();
             q.push(
@@ -752,10 +747,6 @@ impl<St: Store> Ticket<St> {
                 id,
                 self.lane.scopes.iter().map(|s| s.id).collect(),
             );
-            self.limiter()
-                .shared
-                .queued
-                .store(q.len(), Ordering::Release);
             self.enqueued = true;
             for c in &self.lane.counters {
                 c.enqueued();
@@ -775,14 +766,9 @@ impl<St: Store> Ticket<St> {
     #[cold]
     fn leave_queue(&mut self, admitted: bool) {
         self.enqueued = false;
-        let mut q = self.limiter().queue();
-        q.remove(self.priority, self.id, admitted);
         self.limiter()
-            .shared
-            .queued
-            .store(q.len(), Ordering::Release);
-        q.wake_eligible();
-        drop(q);
+            .queue()
+            .remove(self.priority, self.id, admitted);
         for c in &self.lane.counters {
             c.dequeued();
         }
@@ -912,7 +898,7 @@ impl<St: Store> Ticket<St> {
 
     /// Consults the queue: may this call try the store now?
     fn turn(&mut self, cx: &Context<'_>, now: Instant) -> Result<Turn, ThrottleError> {
-        if !self.enqueued && self.limiter().shared.queued.load(Ordering::Acquire) == 0 {
+        if !self.enqueued && self.limiter().shared.waiters.is_empty() {
             return Ok(Turn::Go);
         }
         let limiter = self.limiter().clone();
@@ -1005,11 +991,14 @@ impl<St: Store> Ticket<St> {
                 let limiter = self.limiter().clone();
                 let mut q = limiter.queue();
                 self.enqueue(&mut q);
-                let state = WaitState::Blocked { scopes, until };
-                q.set_state(self.priority, self.id, state, Some(cx.waker()));
-                // Calls behind that share none of the refusing scopes may go now.
-                q.wake_eligible();
+                let (priority, id, waker) = (self.priority, self.id, cx.waker());
+                let blocked = q.block(priority, id, scopes, until, waker, self.seen);
                 drop(q);
+                if blocked == Blocked::AskAgain {
+                    // Capacity came back since the call asked: it asks again, at once.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 self.arm(cx, until)
             }
         }
@@ -1080,6 +1069,9 @@ impl<St: Store> Ticket<St> {
             Ok(Turn::Wait) => self.arm(cx, None),
             Ok(Turn::Go) if self.lane.scopes.is_empty() => self.admitted(now, None),
             Ok(Turn::Go) => {
+                // Read before the lane's limits and the store, so that a give-back from now on
+                // is seen if the store refuses.
+                self.seen = self.limiter().shared.waiters.seen();
                 if !self.lane.is_current() {
                     // Limits changed while the call waited.
                     self.lane = Arc::new(self.lane.refreshed());
@@ -1220,26 +1212,24 @@ impl<St: Store> Ticket<St> {
                 r,
                 Settlement { now, actual },
             );
-            if self.lane.limiter.shared.queued.load(Ordering::Acquire) > 0 {
-                self.wake_if_given_back(actual);
-            }
+            self.wake_if_given_back(actual);
         }
         if let (Some(account), Some(now)) = (self.account.take(), read) {
             self.settle_account(account, now, actual, billed, outcome);
         }
     }
 
-    /// Wakes the calls a bucket or a cap refused if this call, settled at `actual`, gave
+    /// Tells the waiting calls (see [`crate::wake`]) if this call, settled at `actual`, gave
     /// something back: a refund to a bucket, or its place under a concurrency cap (which limits
-    /// set since it was admitted may have added). Woken otherwise, each would ask again and be
-    /// refused again.
-    #[inline(never)]
+    /// set since it was admitted may have added). Woken otherwise, the calls a bucket or a cap
+    /// refused would ask again and be refused again.
+    #[inline]
     fn wake_if_given_back(&self, actual: Cost) {
         let lane = &self.lane;
         let c = self.cost;
         let refund = (lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
         if refund || lane.capped || !lane.is_current() {
-            lane.limiter.queue().wake_blocked();
+            lane.limiter.shared.waiters.gave_back();
         }
     }
 
