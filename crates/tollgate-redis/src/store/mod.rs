@@ -11,13 +11,14 @@ pub use admit::{AcquireFuture, RedisReservation};
 pub use ledger::RedisLedger;
 
 use admit::Held;
+use heartbeat::Renewal;
 use writer::{Op, OpKind};
 
 use crate::fallback::{Health, Local, Route};
 use crate::script::{never_fits, sync_bucket, Keys, Scripts};
 use crate::{Error, FailMode, RedisStoreBuilder};
 use redis::aio::ConnectionManager;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -106,6 +107,9 @@ pub(crate) struct Inner {
     /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
     live: Mutex<HashMap<String, Vec<String>>>,
     beating: AtomicBool,
+    /// Spend holds of this process not settled yet, renewed by their own heartbeat.
+    holds: Mutex<BTreeMap<u64, Renewal>>,
+    renewing: AtomicBool,
     /// The latest cut of each scope's adaptive rate known here, and when Redis was last read.
     cuts: Mutex<HashMap<ScopeKey, (Option<tollgate::store::RateCut>, Instant)>>,
 }
@@ -137,6 +141,8 @@ impl Inner {
             reading: Mutex::default(),
             live: Mutex::default(),
             beating: AtomicBool::new(false),
+            holds: Mutex::default(),
+            renewing: AtomicBool::new(false),
             cuts: Mutex::default(),
         }
     }
@@ -215,7 +221,7 @@ impl RedisStore {
         let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
         let keys = inner.settle_keys(&id, &keys);
         match inner
-            .invoke::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
+            .invoke_settle::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
             .await
         {
             Ok(reply) => {

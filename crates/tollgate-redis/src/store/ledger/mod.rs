@@ -158,7 +158,7 @@ impl RedisLedger {
         let op = self.settle_op(&hold, budgets, now_unix, Some(actual), alerts);
         let inner = &self.inner;
         match inner
-            .invoke::<Vec<i64>>(&inner.scripts.ledger_settle, &op.keys, &op.args)
+            .invoke_settle::<Vec<i64>>(&inner.scripts.ledger_settle, &op.keys, &op.args)
             .await
         {
             Ok(reply) => {
