@@ -205,9 +205,6 @@ async fn run_case(
         (Micros::new(total), Micros::ZERO),
         "{steps:?}"
     );
-    let expected: Vec<u64> = (1..=5)
-        .map(|k| k * 1_000)
-        .filter(|&t| t <= total)
-        .collect();
+    let expected: Vec<u64> = (1..=5).map(|k| k * 1_000).filter(|&t| t <= total).collect();
     assert_eq!(fired, expected, "{steps:?}");
 }
