@@ -7,10 +7,10 @@ use crate::spend::{budget, reserve, CAP, START};
 use crate::support::{acquire, admitted, scope, settlement, wait_of};
 use std::time::Duration;
 use tokio::time::Instant;
-use tollgate::spend::{Alerts, BudgetRef, Refused};
+use tollgate::spend::{Alerts, BudgetRef, LedgerHold, Refused};
 use tollgate::store::Decision;
 use tollgate::{Cost, Micros, ScopeKey, ScopeLimits, ScopeRef};
-use tollgate_redis::{FailMode, RedisLedger, RedisStore};
+use tollgate_redis::{FailMode, RedisLedger, RedisReservation, RedisStore};
 
 /// Both TTLs of the stores of these tests: renewed every 333 ms.
 const TTL: Duration = Duration::from_secs(1);
@@ -42,18 +42,34 @@ async fn assert_both_held(store: &RedisStore, ledger: &RedisLedger, budgets: &[B
     assert_eq!(exhausted.reserved(), Micros::new(CAP));
 }
 
+/// A server, a store `a` (with its ledger) holding the slot and the whole cap, and a store `b`.
+async fn held(
+    budgets: &[BudgetRef<'_>],
+) -> (
+    Server,
+    (RedisStore, RedisLedger),
+    (RedisStore, RedisLedger),
+    RedisReservation,
+    LedgerHold,
+) {
+    let server = Server::start().await;
+    let (a, b) = (
+        short_lived(&server.url()).await,
+        short_lived(&server.url()).await,
+    );
+    let slot = admitted(acquire(&a.0, &capped(), Cost::request()).await);
+    let hold = reserve(&a.1, budgets, START, CAP).await.unwrap();
+    (server, a, b, slot, hold)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_held_longer_than_three_ttls_keeps_its_slot_and_its_hold() {
-    let server = Server::start().await;
-    let (a, la) = short_lived(&server.url()).await;
-    let (b, lb) = short_lived(&server.url()).await;
     let (key, bud) = (ScopeKey::GLOBAL, budget());
     let budgets = [BudgetRef {
         scope: &key,
         budget: &bud,
     }];
-    let slot = admitted(acquire(&a, &capped(), Cost::request()).await);
-    let hold = reserve(&la, &budgets, START, CAP).await.unwrap();
+    let (_server, (a, la), (b, lb), slot, hold) = held(&budgets).await;
     let start = Instant::now();
     // Three and a half TTLs: the other store is refused both all along.
     while start.elapsed() < TTL * 7 / 2 {
@@ -76,16 +92,12 @@ async fn a_call_held_longer_than_three_ttls_keeps_its_slot_and_its_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reservations_of_a_dropped_store_expire_one_ttl_after_its_last_renewal() {
-    let server = Server::start().await;
-    let (a, la) = short_lived(&server.url()).await;
-    let (b, lb) = short_lived(&server.url()).await;
     let (key, bud) = (ScopeKey::GLOBAL, budget());
     let budgets = [BudgetRef {
         scope: &key,
         budget: &bud,
     }];
-    let slot = admitted(acquire(&a, &capped(), Cost::request()).await);
-    let hold = reserve(&la, &budgets, START, CAP).await.unwrap();
+    let (_server, (a, la), (b, lb), slot, hold) = held(&budgets).await;
     // Past their first TTL, renewed.
     tokio::time::sleep(TTL * 3 / 2).await;
     assert_both_held(&b, &lb, &budgets).await;
