@@ -150,12 +150,15 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long a spend reservation ([`RedisLedger`](crate::RedisLedger)) lives without being
-    /// settled (default 10 minutes). Spend reservations are made before a call waits for its rate
-    /// limits and are not refreshed while it runs, so set it above the longest wait plus call:
-    /// after it the reservation's estimate is given back (a process that died frees its money);
-    /// a call still running then has its real cost counted when it settles, but its estimate was
-    /// free for others meanwhile, so the cap may be passed by that call's cost.
+    /// How long a spend reservation ([`RedisLedger`](crate::RedisLedger)) outlives the process
+    /// that holds it (default 10 minutes). While its call waits and runs, the process renews it
+    /// every third of the TTL (all of its reservations in one round trip), so calls may wait and
+    /// run as long as they like; a process that dies (or drops its store, or whose reservation
+    /// reply was lost) frees the money at most one TTL after its last renewal. Shorter frees it
+    /// sooner; it must stay well above the time a renewal can be late (a busy runtime, a Redis
+    /// failover): a reservation not renewed in time is given back while its call still runs
+    /// (its real cost still counts when it settles, but its estimate was free for others, so the
+    /// cap may be passed by that call's cost).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -168,7 +171,8 @@ impl RedisStoreBuilder {
     }
 
     /// After Redis failed, how long calls take the fail mode without asking Redis before one call
-    /// probes it again (default 1 s). Settles that failed are retried at this interval too.
+    /// probes it again (default 1 s). Settles that failed (after their quick retries, see
+    /// [`RedisLedger`](crate::RedisLedger)) are retried at this interval too.
     ///
     /// ```
     /// # use std::time::Duration;

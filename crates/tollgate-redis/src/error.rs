@@ -118,6 +118,22 @@ impl Error {
         matches!(self.kind, Kind::Timeout(_))
     }
 
+    /// A failure that may pass on its own: no reply within the timeout, or the connection broke
+    /// (dropped, refused, an I/O error). A write that is safe to repeat is retried after one.
+    pub(crate) fn is_transient(&self) -> bool {
+        match &self.kind {
+            Kind::Timeout(_) => true,
+            Kind::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+            }
+            _ => false,
+        }
+    }
+
     /// Redis is known to be away and the store fails closed: the call was refused without asking
     /// it (it is asked again after the probe interval).
     pub fn is_unavailable(&self) -> bool {

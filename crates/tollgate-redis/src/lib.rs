@@ -42,12 +42,16 @@
 //!   a call larger than a burst never fits (decided in the process, without a round trip).
 //! * **Settling** after the response (refund or debt, release of the concurrency slot) runs in the
 //!   background and is idempotent by reservation id (a marker key per settled id, kept twice the
-//!   settle window). If Redis is away it is kept and retried for the settle window: the
-//!   [reservation TTL](RedisStoreBuilder::reservation_ttl), and at least 10 minutes.
+//!   settle window). A settle that times out or whose connection breaks is sent again at once,
+//!   up to 3 times, 50, 100 then 200 ms apart (its reply may be all that was lost). If Redis is
+//!   still away it is kept and retried every [probe interval](RedisStoreBuilder::probe_interval)
+//!   for the settle window: the [reservation TTL](RedisStoreBuilder::reservation_ttl), and at
+//!   least 10 minutes.
 //! * **Reclaim**: a concurrency slot is a member of the scope's set of calls in flight, scored
 //!   with its expiry. While the call runs, its process moves the expiry forward every third of
-//!   the [reservation TTL](RedisStoreBuilder::reservation_ttl) (default 30 s); a slot whose
-//!   process died, or whose admission reply was lost, no longer counts one TTL after its last
+//!   the [reservation TTL](RedisStoreBuilder::reservation_ttl) (default 30 s, so every 10 s;
+//!   one round trip for all the slots of the store); a slot whose process died (or dropped its
+//!   store), or whose admission reply was lost, no longer counts one TTL after its last
 //!   refresh. A call whose settle never comes keeps its estimate charged, which errs on the safe
 //!   side.
 //! * **Cooldown and header sync** ([`Store::cool_down`](tollgate::Store::cool_down),
@@ -71,9 +75,12 @@
 //! Lua script per call reserves the estimate in every budget of the call or refuses, with
 //! tollgate-core's rule (`spent + reserved + estimate ≤ cap`), so with upper-bound estimates the
 //! settled spend of a window never exceeds the cap across all processes, and each threshold fires
-//! once per window in all. Settles and releases go in the background, idempotent by reservation id;
-//! a reservation never settled (its process died) gives its estimate back after the [spend
-//! reservation TTL](RedisStoreBuilder::spend_reservation_ttl) (default 10 minutes). Spend caps **fail closed**: while Redis is away or
+//! once per window in all. Settles and releases go in the background, idempotent by reservation id,
+//! and retried like the store's settles: a retry whose first reply was lost gets the same answer,
+//! with the same alerts, and charges nothing more. While a call holds a reservation its process
+//! renews it every third of the [spend reservation TTL](RedisStoreBuilder::spend_reservation_ttl)
+//! (default 10 minutes, so every 200 s); a reservation never settled (its process died) gives its
+//! estimate back one TTL after its last renewal. Spend caps **fail closed**: while Redis is away or
 //! slower than the timeout, calls with a budget are refused, whatever the [`FailMode`]. Windows are
 //! computed from each process's wall clock (a clock `s` seconds off moves that process's window
 //! boundary by `s`); rate limits keep using Redis's `TIME`.

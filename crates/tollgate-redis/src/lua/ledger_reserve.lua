@@ -25,8 +25,8 @@ for i = 1, n do
   local key, held = KEYS[2 * i + 1], KEYS[2 * i + 2]
   local ws = tonumber(ARGV[3 * i + 1])
   local s = ledger_load(key, ws)
-  -- Lazy reclaim: the estimates of reservations past their TTL (their process died, or their
-  -- reply was lost) come back.
+  -- Lazy reclaim: the estimates of reservations past their TTL (their process died and stopped
+  -- renewing them with touch.lua, or their reply was lost) come back.
   local gone = redis.call('ZRANGEBYSCORE', held, '-inf', now)
   for _, m in ipairs(gone) do
     s.reserved = math.max(s.reserved - tonumber(string.match(m, ':(%d+)$')), 0)

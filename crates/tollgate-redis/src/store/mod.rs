@@ -11,13 +11,14 @@ pub use admit::{AcquireFuture, RedisReservation};
 pub use ledger::RedisLedger;
 
 use admit::Held;
+use heartbeat::Renewal;
 use writer::{Op, OpKind};
 
 use crate::fallback::{Health, Local, Route};
 use crate::script::{never_fits, sync_bucket, Keys, Scripts};
 use crate::{Error, FailMode, RedisStoreBuilder};
 use redis::aio::ConnectionManager;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
@@ -36,7 +37,8 @@ use tollgate_core::{Dimension, Nanos};
 ///   charges them all or returns the wait.
 /// * **Settling** (reconcile and release) is sent in the background and is idempotent: each
 ///   admission has a reservation id, and a second settle of it changes nothing. A settle that
-///   fails because Redis is away is kept and retried for the settle window (the reservation
+///   times out or whose connection breaks is sent again at once, up to 3 times (50, 100, 200 ms
+///   apart); one that still fails is kept and retried for the settle window (the reservation
 ///   TTL, and at least 10 minutes).
 /// * **Reclaim**: a running call's concurrency slots are refreshed every third of the
 ///   [TTL](RedisStoreBuilder::reservation_ttl); those of a process that died (or of an admission
@@ -106,6 +108,9 @@ pub(crate) struct Inner {
     /// Reservations holding concurrency slots, with their sets of calls in flight (heartbeat).
     live: Mutex<HashMap<String, Vec<String>>>,
     beating: AtomicBool,
+    /// Spend holds of this process not settled yet, renewed by their own heartbeat.
+    holds: Mutex<BTreeMap<u64, Renewal>>,
+    renewing: AtomicBool,
     /// The latest cut of each scope's adaptive rate known here, and when Redis was last read.
     cuts: Mutex<HashMap<ScopeKey, (Option<tollgate::store::RateCut>, Instant)>>,
 }
@@ -137,6 +142,8 @@ impl Inner {
             reading: Mutex::default(),
             live: Mutex::default(),
             beating: AtomicBool::new(false),
+            holds: Mutex::default(),
+            renewing: AtomicBool::new(false),
             cuts: Mutex::default(),
         }
     }
@@ -187,12 +194,14 @@ impl RedisStore {
 
     /// Settles a reservation as [`Store::settle`] does, but waits for Redis and returns the
     /// server's time of the settle (µs since the Unix epoch), or `None` when the reservation was
-    /// already settled, or was admitted by the local limiter (then it is settled
-    /// there). For audits and tests; the layer uses the background [`Store::settle`].
+    /// already settled (also by an attempt of this settle whose reply was lost), or was admitted
+    /// by the local limiter (then it is settled there). For audits and tests; the layer uses the
+    /// background [`Store::settle`].
     ///
     /// # Errors
-    /// Redis failed or did not answer within the timeout; the settle is then kept and retried in
-    /// the background, as [`Store::settle`] would.
+    /// Redis failed or did not answer within the timeout at every attempt (one and up to 3 quick
+    /// retries); the settle is then kept and retried in the background, as [`Store::settle`]
+    /// would.
     pub async fn settle_and_wait(
         &self,
         reservation: RedisReservation,
@@ -215,7 +224,7 @@ impl RedisStore {
         let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
         let keys = inner.settle_keys(&id, &keys);
         match inner
-            .invoke::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
+            .invoke_settle::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
             .await
         {
             Ok(reply) => {

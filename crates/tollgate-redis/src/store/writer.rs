@@ -6,10 +6,18 @@ use crate::Error;
 use redis::{FromRedisValue, RedisWrite, Script, ToRedisArgs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Writes kept for a retry while Redis is away, at most; the oldest go first when more fail.
 const MAX_KEPT: usize = 100_000;
+
+/// How many times a settle whose round trip failed for a transient cause (a timeout, a broken
+/// connection: its reply may be all that was lost) is sent again at once, before it is kept for
+/// the retries at the probe interval.
+pub(crate) const SETTLE_RETRIES: u32 = 3;
+/// The wait before the first of those retries; it doubles after each (50, 100, 200 ms).
+pub(crate) const SETTLE_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One script argument.
 #[derive(Clone, Debug)]
@@ -110,6 +118,28 @@ impl Inner {
         }
     }
 
+    /// Runs a settle (safe to repeat: the script keeps a marker per reservation) once, and again
+    /// up to [`SETTLE_RETRIES`] times while it fails for a transient cause, after
+    /// [`SETTLE_BACKOFF`], doubled at each retry. Its last error, if every attempt failed.
+    pub(super) async fn invoke_settle<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[Arg],
+    ) -> Result<T, Error> {
+        let (mut left, mut backoff) = (SETTLE_RETRIES, SETTLE_BACKOFF);
+        loop {
+            match self.invoke(script, keys, args).await {
+                Err(e) if left > 0 && e.is_transient() => {
+                    tracing::debug!(error = %e, ?backoff, "a settle failed: sending it again");
+                    tokio::time::sleep(backoff).await;
+                    (left, backoff) = (left - 1, backoff * 2);
+                }
+                reply => return reply,
+            }
+        }
+    }
+
     pub(super) fn fails_open(&self) -> bool {
         self.local.is_some()
     }
@@ -128,12 +158,17 @@ impl Inner {
         });
     }
 
-    /// Runs a background write once; whether Redis took it.
+    /// Runs a background write (a settle with its quick retries); whether Redis took it.
     pub(super) async fn write(&self, op: &Op) -> bool {
-        match self
-            .invoke::<redis::Value>(self.script(&op.kind), &op.keys, &op.args)
-            .await
-        {
+        let script = self.script(&op.kind);
+        let reply = match op.kind {
+            OpKind::Settle | OpKind::Ledger(_) => {
+                self.invoke_settle::<redis::Value>(script, &op.keys, &op.args)
+                    .await
+            }
+            _ => self.invoke(script, &op.keys, &op.args).await,
+        };
+        match reply {
             Ok(v) => {
                 self.health.succeeded();
                 if let OpKind::Ledger(done) = &op.kind {

@@ -6,12 +6,19 @@
 //! * `processes`: several OS processes (this binary re-run as a child, see [`child_process`])
 //!   hammering one limit or one spend cap; a process killed while holding slots.
 //! * `faults`: Redis frozen or killed mid-run, and bad URLs.
+//! * `lost_reply`: spend settles whose replies are lost (a proxy closes the connection after the
+//!   server carried them out): retried, their alerts fire once and their cost counts once.
+//! * `renewal`: reservations held longer than their TTL are renewed; those of a store dropped
+//!   without settling them expire one TTL later.
 //! * `spend`: spend caps in Redis (`RedisLedger`): layers sharing one budget, alerts once in all,
 //!   idempotent settles, reclaim after the TTL, fail closed, and the same decisions as
 //!   tollgate-core's `BudgetState` over a random sequence.
 
 mod faults;
+mod lost_reply;
 mod processes;
+mod proxy;
+mod renewal;
 mod server;
 mod spend;
 mod store;

@@ -274,9 +274,12 @@ async fn a_reservation_never_settled_comes_back_after_the_ttl() {
         scope: &key,
         budget: &b,
     }];
-    // A holder that never settles (its process died): the whole cap is held.
-    let lost = reserve(&ledger, &budgets, START, CAP).await.unwrap();
+    // A holder that never settles (its process died: its store, which renewed the hold, is
+    // gone): the whole cap is held.
+    let dying = RedisLedger::new(&ledger_store(&server.url(), TTL).await);
+    let lost = reserve(&dying, &budgets, START, CAP).await.unwrap();
     let held_at = Instant::now();
+    drop(dying);
     let refused = reserve(&ledger, &budgets, START, 1).await.unwrap_err();
     assert_eq!(refused.exhausted.reserved(), Micros::new(CAP));
     let back = loop {

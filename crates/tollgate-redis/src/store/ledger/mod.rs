@@ -60,17 +60,25 @@ impl Drop for Delivered {
 ///   window, and spend counts in the window in which a call settles. With estimates that are
 ///   upper bounds, the settled spend of a window never exceeds the cap, across all processes.
 /// * **Settle and release** are sent in the background and are idempotent by reservation id: a
-///   settle leaves a marker, so a repeated one changes nothing, and a release acts only while the
-///   reservation is live. A settle that fails is kept and retried like the store's writes, until
-///   the [spend reservation TTL](crate::RedisStoreBuilder::spend_reservation_ttl) has passed
-///   (then it is lost: its spend is not counted). Each threshold fires once per window **across
-///   all processes**, in the process whose settle reached it.
-/// * **Reclaim**: a reservation not settled within the spend reservation TTL (default 10
-///   minutes; its process died, or the reply of its reservation was lost) gives its estimate back
-///   at the next reservation that touches its budget. The TTL runs from the reservation, which is
-///   made before the call waits for its rate limits: set it above the longest wait plus call. A
-///   call that outlives it still has its real cost counted when it settles, but meanwhile its
-///   estimate was free for others, so the cap may be passed by that call's cost.
+///   release acts only while the reservation is live, and a settle leaves a marker (kept twice
+///   the [spend reservation TTL](crate::RedisStoreBuilder::spend_reservation_ttl)) with a token
+///   of its own and its outcome. The same settle sent again (its reply was lost to a timeout or a
+///   broken connection) gets that outcome back, so the thresholds it crossed still fire, once,
+///   and nothing is charged again; any other settle of the reservation changes nothing.
+/// * **Retries**: a settle or release that times out or whose connection breaks is sent again at
+///   once, up to 3 times, 50, 100 and 200 ms apart. If it still fails it is kept and retried
+///   every [probe interval](crate::RedisStoreBuilder::probe_interval) like the store's writes,
+///   until the spend reservation TTL has passed (then it is lost: its spend is not counted).
+///   Each threshold fires once per window **across all processes**, in the process whose settle
+///   reached it.
+/// * **Renewal and reclaim**: while a reservation is held (from the reply of its reservation to
+///   its settle or release), a heartbeat of its store renews it every third of the spend
+///   reservation TTL (default 10 minutes, so every 200 s), together with every other
+///   reservation of the store, in one round trip; so a call may wait and run for as long as it
+///   likes. A reservation that is no longer renewed (its process died or dropped its store, or
+///   the reply of its reservation was lost) gives its estimate back one TTL after its last
+///   renewal, at the next reservation that touches its budget. A hold that is neither settled
+///   nor released (which the layer never does) is renewed as long as its store lives.
 /// * **Fail closed**: when Redis fails, times out, or is known to be away, a reservation is an
 ///   error and the layer refuses the call ([`ThrottleError::is_store`](tollgate::ThrottleError)),
 ///   whatever the store's [`FailMode`](crate::FailMode) for rate limits. No call waits longer
@@ -141,12 +149,15 @@ impl RedisLedger {
 
     /// Settles a hold as [`Ledger::settle`] does (and fires the alerts it crossed through
     /// `alerts`), but waits for Redis. Returns the alerts with the index of their budget, or
-    /// `None` when the reservation was no longer live (settled, released or reclaimed before):
-    /// then nothing changed. For audits and tests; the layer uses the background settle.
+    /// `None` when the reservation was settled or released before: then nothing changed. A
+    /// settle whose reply is lost is sent again up to 3 times (see above) and returns the
+    /// alerts of the settle that was applied; so this waits at most 4 timeouts and 350 ms.
+    /// For audits and tests; the layer uses the background settle.
     ///
     /// # Errors
-    /// Redis failed or did not answer within the timeout; the settle is then kept and retried in
-    /// the background, as [`Ledger::settle`] would.
+    /// Redis failed, or did not answer within the timeout, at every attempt; the settle is then
+    /// kept and retried in the background, as [`Ledger::settle`] would (and its alerts fire
+    /// through `alerts` when it is taken).
     pub async fn settle_and_wait(
         &self,
         hold: LedgerHold,
@@ -158,7 +169,7 @@ impl RedisLedger {
         let op = self.settle_op(&hold, budgets, now_unix, Some(actual), alerts);
         let inner = &self.inner;
         match inner
-            .invoke::<Vec<i64>>(&inner.scripts.ledger_settle, &op.keys, &op.args)
+            .invoke_settle::<Vec<i64>>(&inner.scripts.ledger_settle, &op.keys, &op.args)
             .await
         {
             Ok(reply) => {

@@ -4,6 +4,7 @@
 use super::{Answer, Owned, RedisLedger};
 use crate::store::writer::{Arg, Done, Op, OpKind};
 use crate::Error;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tollgate::spend::{Alerts, BudgetRef, LedgerHold, Refused};
@@ -89,8 +90,16 @@ impl RedisLedger {
                 return Err(StoreError::new(e));
             }
         };
-        self.decided(&reply, owned, now_unix, estimate)
-            .map_err(StoreError::new)
+        let answer = self
+            .decided(&reply, owned, now_unix, estimate)
+            .map_err(StoreError::new)?;
+        if let Ok(hold) = &answer {
+            // Renewed until settled or released: the member the script wrote in each budget's
+            // set, and each budget's hash and set (the keys after the first two).
+            let member = format!("{}:{}", hold.id(), exact(estimate));
+            inner.renew_hold(hold.id(), member, &keys[2..]);
+        }
+        Ok(answer)
     }
 
     /// A hold, or the refusal built by tollgate-core from the refusing budget's numbers.
@@ -146,6 +155,9 @@ impl RedisLedger {
         actual: Option<Micros>,
         alerts: &Alerts,
     ) -> Op {
+        // Settled or released now: its renewal stops (if this settle never reaches Redis, the
+        // hold expires after the TTL).
+        self.inner.forget_hold(hold.id());
         let mut keys = Vec::with_capacity(2 + 2 * budgets.len());
         keys.push(self.inner.keys.named("L:live"));
         keys.push(self.inner.keys.named(&format!("L:d:{}", hold.id())));
@@ -153,11 +165,20 @@ impl RedisLedger {
         let marker_ms = u64::try_from(self.inner.settings.spend_ttl.as_millis())
             .unwrap_or(u64::MAX)
             .saturating_mul(2);
+        // The settle's token: its retries carry the same one and get its outcome back (with the
+        // thresholds it crossed) when only its reply was lost; any other settle of the hold
+        // changes nothing.
+        let token = format!(
+            "{}.{}",
+            self.inner.client,
+            self.inner.next.fetch_add(1, Ordering::Relaxed)
+        );
         let mut args: Vec<Arg> = vec![
             hold.id().into(),
             exact(hold.estimate()).into(),
             actual.map_or(Arg::Str(String::new()), |a| exact(a).into()),
             marker_ms.into(),
+            Arg::Str(token),
         ];
         for b in budgets {
             keys.extend(self.budget_keys(b));
@@ -195,8 +216,9 @@ impl RedisLedger {
         }
     }
 
-    /// Reads the settle script's reply: `None` when the reservation was not live, else the
-    /// thresholds crossed (computed by tollgate-core from the numbers before the settle).
+    /// Reads the settle script's reply: `None` when the reservation was not live (or settled by
+    /// another settle), else the thresholds crossed (computed by tollgate-core from the numbers
+    /// before the settle; the same again for a retry whose first reply was lost).
     pub(super) fn applied(
         &self,
         reply: &[i64],
