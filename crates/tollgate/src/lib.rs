@@ -116,6 +116,9 @@ mod stats;
 pub mod store;
 mod throttle;
 
+#[cfg(test)]
+mod evict_tests;
+
 pub use builder::ThrottleBuilder;
 pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};
 pub use error::{BoxError, ThrottleError};
