@@ -23,7 +23,10 @@ struct Req {
 }
 
 fn scopes(r: &Req) -> Scopes {
-    smallvec![ScopeKey::GLOBAL, ScopeKey::from(format!("agent:{}", r.agent))]
+    smallvec![
+        ScopeKey::GLOBAL,
+        ScopeKey::from(format!("agent:{}", r.agent))
+    ]
 }
 
 /// The calls in the order they reached the provider, with the virtual time since the start.
@@ -77,6 +80,14 @@ async fn call(layer: &Layered, start: Instant, log: &Log, req: Req) -> Result<u3
     let id = req.id;
     let ready = svc.ready().await.map_err(|e| e.to_string())?;
     ready.call(req).await.map(|_| id).map_err(|e| e.to_string())
+}
+
+/// A layer that evicts keys idle for 1 s, sweeping after each new key.
+fn sweeping_after_each_key() -> (Layered, Limiter) {
+    let layer = layer(Duration::from_secs(1));
+    let limiter = layer.limiter().clone();
+    limiter.registry().sweep_every(1);
+    (layer, limiter)
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -171,9 +182,7 @@ fn eviction_changes_no_admission() {
 #[test]
 fn keys_in_flight_or_in_debt_stay() {
     paused_runtime().block_on(async {
-        let layer = layer(Duration::from_secs(1));
-        let limiter = layer.limiter().clone();
-        limiter.registry().sweep_every(1);
+        let (layer, limiter) = sweeping_after_each_key();
         let (start, log) = (Instant::now(), Log::default());
         let req = |id, agent, output, latency_ms| Req {
             id,
@@ -227,9 +236,7 @@ fn keys_in_flight_or_in_debt_stay() {
 #[test]
 fn keys_of_waiting_calls_stay() {
     paused_runtime().block_on(async {
-        let layer = layer(Duration::from_secs(1));
-        let limiter = layer.limiter().clone();
-        limiter.registry().sweep_every(1);
+        let (layer, limiter) = sweeping_after_each_key();
         let one_a_minute = Limit::per_minute(Dimension::Requests, 1).with_burst(1);
         limiter
             .set_limits("global", ScopeLimits::new().limit(one_a_minute))

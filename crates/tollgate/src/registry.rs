@@ -305,7 +305,11 @@ impl Registry {
     /// reservation and no handle; the store forgets the scope only when its state has been idle
     /// since that time, which answers every later call exactly as the new state the key gets when
     /// it comes back (`ScopeState::is_idle_since`).
-    pub(crate) fn sweep(&self, now: Nanos, mut forget: impl FnMut(&ScopeRef, Nanos) -> bool) -> usize {
+    pub(crate) fn sweep(
+        &self,
+        now: Nanos,
+        mut forget: impl FnMut(&ScopeRef, Nanos) -> bool,
+    ) -> usize {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *inner;
         inner.added = 0;

@@ -137,7 +137,10 @@ fn assert_flat(keys: u32) -> Vec<Kept> {
     }
     let most = |ks: &[Kept]| ks.iter().map(|k| k.bytes).max().unwrap_or(0);
     let (first, second) = (most(&kept[..5]), most(&kept[5..]));
-    assert!(second <= first + first / 2, "bytes held grew: {first} then {second}");
+    assert!(
+        second <= first + first / 2,
+        "bytes held grew: {first} then {second}"
+    );
     kept
 }
 
