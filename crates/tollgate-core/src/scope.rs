@@ -196,6 +196,33 @@ impl ScopeState {
     pub fn cool_down(&mut self, until: Nanos) {
         self.cooldown_until = self.cooldown_until.max(until);
     }
+
+    /// Whether the scope has been idle since `since`: every bucket full (no charge and no debt
+    /// left after `since`), no cooldown after it and nothing in flight.
+    ///
+    /// Such a state answers every operation at any time from `since` on exactly as a
+    /// [`new_state`](CompiledScope::new_state) does (bucket arithmetic only ever reads a time
+    /// through `max(tat, now)` or `tat − now`, both the same for any `tat ≤ now`), so its owner
+    /// may forget it and start a new one later without changing any admission.
+    ///
+    /// ```
+    /// use tollgate_core::{admit, Admission, Cost, Dimension, Limit, Nanos, ScopeLimits};
+    ///
+    /// let scope = ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 60)).compile()?;
+    /// let mut state = scope.new_state();
+    /// let now = Nanos::from_secs(10);
+    /// assert_eq!(admit(now, Cost::request(), &mut [(&scope, &mut state)]), Admission::Admitted);
+    /// state.in_flight = 0; // released
+    /// // The request refills in one second.
+    /// assert!(!state.is_idle_since(now));
+    /// assert!(state.is_idle_since(now + Nanos::from_secs(1)));
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
+    pub fn is_idle_since(&self, since: Nanos) -> bool {
+        self.in_flight == 0
+            && self.cooldown_until <= since
+            && self.tats.iter().all(|tat| *tat <= since)
+    }
 }
 
 /// Why a call can never be admitted: it asks more of one bucket than the bucket's burst.

@@ -769,6 +769,72 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 8. Forgetting an idle state.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// 8. A state idle since `since` (`ScopeState::is_idle_since`) and a new state answer every
+    /// admission, settle, release and cooldown at any time from `since` on alike: the same
+    /// admissions, the same waits, the same buckets after. So a store may forget an idle scope and
+    /// start it afresh when it comes back.
+    #[test]
+    fn an_idle_state_acts_as_a_new_one(
+        limits in prop::collection::vec(scope_limits(), 1..=3),
+        before in history(),
+        after in history(),
+        cooldown_ns in prop::option::of(0u64..=5_000_000_000),
+        start in 0u64..=1_000_000_000_000,
+        late_ns in prop_oneof![Just(0u64), 0u64..=1_000_000_000],
+    ) {
+        let scopes = compile_all(&limits);
+        let (mut states, last) = replay(&scopes, &before, Nanos::new(start));
+        if let Some(c) = cooldown_ns {
+            states[0].cool_down(last + Nanos::new(c));
+        }
+        prop_assume!(states.iter().all(|s| s.in_flight == 0));
+        // Idle since the latest time a state holds, and so said.
+        let latest = states
+            .iter()
+            .flat_map(|s| s.tats.iter().copied().chain([s.cooldown_until]))
+            .fold(Nanos::ZERO, Nanos::max);
+        prop_assert!(states.iter().all(|s| s.is_idle_since(latest)));
+        // From a time the states say they are idle since (possibly before `latest` when a state
+        // says so wrongly), the same answers as new states.
+        let soon = last + Nanos::new(late_ns);
+        let since = if states.iter().all(|s| s.is_idle_since(soon)) { soon } else { latest };
+        let mut fresh: Vec<ScopeState> = scopes.iter().map(CompiledScope::new_state).collect();
+        let mut now = since;
+        for (k, step) in after.iter().enumerate() {
+            now = now + Nanos::new(step.gap_ns);
+            let mut a: Vec<(&CompiledScope, &mut ScopeState)> = scopes.iter().zip(states.iter_mut()).collect();
+            let mut b: Vec<(&CompiledScope, &mut ScopeState)> = scopes.iter().zip(fresh.iter_mut()).collect();
+            let (ra, rb) = (admit(now, step.cost, &mut a), admit(now, step.cost, &mut b));
+            prop_assert_eq!(ra, rb, "step {}", k);
+            if ra == Admission::Admitted {
+                if let Some(actual) = step.actual {
+                    settle(now, step.cost, actual, &mut a);
+                    settle(now, step.cost, actual, &mut b);
+                }
+                if step.release {
+                    release(&mut a);
+                    release(&mut b);
+                }
+            }
+            if k % 5 == 4 {
+                let until = now + Nanos::new(step.gap_ns);
+                a[0].1.cool_down(until);
+                b[0].1.cool_down(until);
+            }
+            for ((s, x), y) in scopes.iter().zip(&states).zip(&fresh) {
+                prop_assert_eq!(s.available(x, now), s.available(y, now));
+                prop_assert_eq!(x.in_flight, y.in_flight);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Regressions: the smallest cases where nanosecond rounding let through more than the limit.
 // 3 per second: one unit refills in T = 333,333,333⅓ ns.
 

@@ -24,6 +24,7 @@ use tollgate_core::Rule;
 /// | [`refuse_over_max_wait`](Self::refuse_over_max_wait) | `false` |
 /// | [`on_failure`](Self::on_failure) | [`OnFailure::RefundOutput`] |
 /// | [`unknown_scopes`](Self::unknown_scopes) | [`UnknownScopes::Unlimited`] |
+/// | [`idle_eviction`](Self::idle_eviction) | 10 minutes |
 /// | [`extract_scopes`](Self::extract_scopes) | [`GlobalScope`]: every call is in `"global"` |
 /// | [`estimate`](Self::estimate) | [`OneRequest`]: one request, no tokens |
 /// | [`read_usage`](Self::read_usage) | [`KeepEstimate`] |
@@ -65,6 +66,7 @@ pub struct ThrottleBuilder<
     pub(crate) refuse_over_max_wait: bool,
     pub(crate) on_failure: OnFailure,
     pub(crate) unknown: UnknownScopes,
+    pub(crate) idle_eviction: Duration,
     pub(crate) provider_scope: Option<ScopeKey>,
     pub(crate) cooldown: Cooldown,
     pub(crate) header_sync: bool,
@@ -74,6 +76,12 @@ pub struct ThrottleBuilder<
     pub(crate) wall_clock: Option<u64>,
     hooks: Hooks<K, E, U, P, C, M>,
 }
+
+/// The default [`idle_eviction`](ThrottleBuilder::idle_eviction): ten times the period of the
+/// usual limits (per minute), so that an agent that thinks for a few minutes between calls keeps
+/// its key, while one that has finished its work costs nothing ten minutes later. The memory kept
+/// is about the keys first seen in the last ten minutes.
+pub(crate) const DEFAULT_IDLE_EVICTION: Duration = Duration::from_secs(600);
 
 impl Default for ThrottleBuilder {
     fn default() -> Self {
@@ -93,6 +101,7 @@ impl ThrottleBuilder {
             refuse_over_max_wait: false,
             on_failure: OnFailure::default(),
             unknown: UnknownScopes::default(),
+            idle_eviction: DEFAULT_IDLE_EVICTION,
             provider_scope: Some(ScopeKey::GLOBAL),
             cooldown: Cooldown::default(),
             header_sync: true,
@@ -228,6 +237,29 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// ```
     pub fn unknown_scopes(mut self, rule: UnknownScopes) -> Self {
         self.unknown = rule;
+        self
+    }
+
+    /// How long a key instantiated from a `kind:*` or `*` pattern (`agent:7` of `agent:*`) stays
+    /// when nothing uses it. Each such key has its own buckets; once no call has used it for this
+    /// long and its buckets are full again (no debt, nothing in flight, no cooldown), the layer
+    /// forgets it, with its [stats](crate::Limiter::stats), so that a fleet of short-lived agents
+    /// costs the memory of the keys recently used, not of every key ever seen. A key that comes
+    /// back starts with full buckets, as it would have had: eviction never changes an admission.
+    /// Exact keys (`global`, `team:marketing`) are never evicted. Default: 10 minutes.
+    ///
+    /// Idle keys are looked for each time many new keys have been added (at least 1,024 and a
+    /// quarter of the keys of patterns), so a key may stay somewhat longer than this. A store
+    /// that cannot forget a scope ([`Store::evict`]) keeps every key.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// # use std::time::Duration;
+    /// assert!(ThrottleLayer::builder().idle_eviction(Duration::from_secs(60)).build().is_ok());
+    /// assert!(ThrottleLayer::builder().idle_eviction(Duration::ZERO).build().is_err());
+    /// ```
+    pub fn idle_eviction(mut self, after: Duration) -> Self {
+        self.idle_eviction = after;
         self
     }
 
@@ -521,6 +553,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
             refuse_over_max_wait: self.refuse_over_max_wait,
             on_failure: self.on_failure,
             unknown: self.unknown,
+            idle_eviction: self.idle_eviction,
             provider_scope: self.provider_scope,
             cooldown: self.cooldown,
             header_sync: self.header_sync,
@@ -541,7 +574,8 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// * [`Rule::HeadroomOutOfRange`] for the default headroom;
     /// * [`Rule::UnknownScope`] for an [`always`](Self::always) key that is not configured;
     /// * [`Rule::ShareOutOfRange`], [`Rule::SharesExceedOne`] for the tiers;
-    /// * [`Rule::ZeroDuration`] for a maximum wait of zero.
+    /// * [`Rule::ZeroDuration`] for a maximum wait of zero, or an idle-eviction time below one
+    ///   second.
     #[allow(clippy::type_complexity)]
     pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P, C, M>>, ConfigError> {
         self.build_with_store(MemoryStore::new())
@@ -583,6 +617,15 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
             return Err(ConfigError::new(
                 Rule::ZeroDuration,
                 "a maximum wait of zero refuses every call that would wait; set at least 1 ms",
+            ));
+        }
+        if self.idle_eviction < Duration::from_secs(1) {
+            return Err(ConfigError::new(
+                Rule::ZeroDuration,
+                format!(
+                    "keys must be idle at least 1s before they are evicted, got {:?}",
+                    self.idle_eviction
+                ),
             ));
         }
         if self.cooldown.base.is_zero() || self.cooldown.cap < self.cooldown.base {
@@ -645,7 +688,13 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
         if spend.ledger.is_none() {
             spend.ledger = store.ledger();
         }
-        let registry = Registry::new(&self.scopes, self.always, self.unknown, h)?;
+        let registry = Registry::new(
+            &self.scopes,
+            self.always,
+            self.unknown,
+            h,
+            self.idle_eviction,
+        )?;
         let settings = WaitSettings {
             max_wait: self.max_wait,
             refuse_over_max_wait: self.refuse_over_max_wait,

@@ -21,6 +21,7 @@ use tollgate_core::Rule;
 ///     headroom = 0.9            # admit 90 % of each stated limit
 ///     max_wait = "30s"
 ///     on_failure = "refund_output"
+///     idle_eviction = "10m"     # forget an agent's bucket 10 minutes after its last call
 ///     always = ["global"]
 ///
 ///     [scopes.global]           # the seed's APP_LIMITS
@@ -68,6 +69,10 @@ pub struct ThrottleConfig {
     /// `unlimited` (default) or `reject`.
     #[serde(default)]
     pub unknown_scopes: UnknownScopes,
+    /// How long a key of a `kind:*` or `*` pattern stays when nothing uses it, e.g. `"10m"` (the
+    /// default); see [`ThrottleBuilder::idle_eviction`].
+    #[serde(default, with = "humantime_serde")]
+    pub idle_eviction: Option<Duration>,
     /// Scope keys charged on every call.
     #[serde(default)]
     pub always: Vec<String>,
@@ -397,6 +402,9 @@ impl ThrottleConfig {
         }
         if let Some(m) = self.max_wait {
             b = b.max_wait(m);
+        }
+        if let Some(d) = self.idle_eviction {
+            b = b.idle_eviction(d);
         }
         for (key, scope) in &self.scopes {
             b = b.scope(ScopeKey::from(key.clone()), scope.limits());

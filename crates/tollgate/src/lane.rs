@@ -38,7 +38,15 @@ impl<St: Store> Lane<St> {
         let mut counters = SmallVec::new();
         let registry = limiter.registry();
         let generation = registry.generation();
-        match registry.resolve_into(&keys, &mut scopes, &mut counters) {
+        let resolved = registry.resolve_into(&keys, &mut scopes, &mut counters);
+        if registry.sweep_due() {
+            // Amortised over the keys added; the scopes just resolved are held (`counters`), so
+            // they stay.
+            let (now, store) = (limiter.elapsed(), limiter.store());
+            let evicted = registry.sweep(now, |scope, since| store.evict(scope, since));
+            tracing::debug!(evicted, "idle keys of patterns evicted");
+        }
+        match resolved {
             Err(key) => Err(ThrottleError::unknown_scope(key)),
             Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
             Ok(()) => Ok(Arc::new(Lane::new(

@@ -117,6 +117,9 @@ pub mod store;
 mod throttle;
 mod wake;
 
+#[cfg(test)]
+mod evict_tests;
+
 pub use builder::ThrottleBuilder;
 pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};
 pub use error::{BoxError, ThrottleError};

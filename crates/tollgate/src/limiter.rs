@@ -355,6 +355,11 @@ impl<St: Store> Limiter<St> {
         self.shared.store.handle(scopes, self.nanos(now()))
     }
 
+    /// The layer's time now.
+    pub(crate) fn elapsed(&self) -> Nanos {
+        self.nanos(now())
+    }
+
     fn nanos(&self, t: Instant) -> Nanos {
         Nanos::from(t.saturating_duration_since(self.shared.origin))
     }

@@ -5,9 +5,13 @@ use crate::stats::ScopeCounters;
 use crate::{ConfigError, ScopeKey, ScopeLimits, Scopes};
 use smallvec::SmallVec;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use tollgate_core::{CompiledScope, Rule};
+use std::time::Duration;
+use tollgate_core::{CompiledScope, Nanos, Rule};
+
+/// The fewest keys instantiated from patterns between two sweeps for idle keys.
+pub(crate) const SWEEP_EVERY: usize = 1024;
 
 /// A dense id for a scope key, assigned by the layer the first time it sees the key.
 pub type ScopeId = u32;
@@ -45,7 +49,18 @@ struct Entry {
     limits: Arc<CompiledScope>,
     /// The pattern the key was instantiated from, or `None` for an exact key.
     pattern: Option<usize>,
+    /// Shared with every lane, call and stats snapshot that uses the scope: the registry's own
+    /// reference is the only one when none does.
     counters: Arc<ScopeCounters>,
+    /// For a key of a pattern: the sweep that first found it unused since its last use.
+    unused: Option<Unused>,
+}
+
+/// A key of a pattern found unused by a sweep: when, and its calls then (admitted and refused).
+#[derive(Clone, Copy, Debug)]
+struct Unused {
+    since: Nanos,
+    calls: u64,
 }
 
 #[derive(Debug)]
@@ -61,9 +76,16 @@ struct Inner {
     /// Keys are hashed with foldhash (randomly seeded, several times faster than SipHash on
     /// short keys): one lookup per key of every call.
     by_key: HashMap<ScopeKey, ScopeId, foldhash::fast::RandomState>,
-    entries: Vec<Entry>,
+    /// By id; `None` where an idle key was evicted and its id is free.
+    entries: Vec<Option<Entry>>,
+    /// The ids of evicted keys, given to new keys first.
+    free: Vec<ScopeId>,
     patterns: Vec<Pattern>,
     generation: u64,
+    /// Keys of patterns now in the registry.
+    instantiated: usize,
+    /// Keys of patterns added since the last sweep.
+    added: usize,
 }
 
 /// One resolved scope of a call: what the store needs and the counters the stats need.
@@ -82,6 +104,14 @@ pub(crate) struct Registry {
     unknown: UnknownScopes,
     always: Vec<ScopeKey>,
     headroom: f64,
+    /// How long a key of a pattern stays unused and idle before it is evicted.
+    idle_eviction: Nanos,
+    /// Set when enough keys were added since the last sweep.
+    sweep_due: AtomicBool,
+    /// The fewest keys added between sweeps ([`SWEEP_EVERY`]; tests lower it).
+    sweep_every: AtomicUsize,
+    /// Keys evicted so far.
+    evicted: AtomicU64,
 }
 
 /// Checks that `name` is an exact scope key or a well-formed pattern (`kind:*` or `*`).
@@ -124,6 +154,7 @@ impl Registry {
         always: Vec<ScopeKey>,
         unknown: UnknownScopes,
         headroom: f64,
+        idle_eviction: Duration,
     ) -> Result<Self, ConfigError> {
         let reg = Registry {
             inner: RwLock::new(Inner::default()),
@@ -131,6 +162,10 @@ impl Registry {
             unknown,
             always,
             headroom,
+            idle_eviction: Nanos::from(idle_eviction),
+            sweep_due: AtomicBool::new(false),
+            sweep_every: AtomicUsize::new(SWEEP_EVERY),
+            evicted: AtomicU64::new(0),
         };
         for (key, limits) in scopes {
             reg.set(key.clone(), limits)?;
@@ -189,17 +224,25 @@ impl Registry {
                         inner.patterns.len() - 1
                     }
                 };
-                for e in inner.entries.iter_mut().filter(|e| e.pattern == Some(idx)) {
-                    e.generation = generation;
-                    e.limits = compiled.clone();
+                for e in inner.entries.iter_mut().flatten() {
+                    if e.pattern == Some(idx) {
+                        e.generation = generation;
+                        e.limits = compiled.clone();
+                    }
                 }
             }
             None => match inner.by_key.get(&key).copied() {
                 Some(id) => {
-                    let e = &mut inner.entries[id as usize];
-                    e.generation = generation;
-                    e.limits = compiled;
-                    e.pattern = None;
+                    let inner = &mut *inner;
+                    if let Some(e) = inner.entries[id as usize].as_mut() {
+                        e.generation = generation;
+                        e.limits = compiled;
+                        // Configured explicitly now: never evicted.
+                        if e.pattern.take().is_some() {
+                            e.unused = None;
+                            inner.instantiated -= 1;
+                        }
+                    }
                 }
                 None => {
                     Self::push(&mut inner, key, generation, compiled, None);
@@ -216,16 +259,110 @@ impl Registry {
         limits: Arc<CompiledScope>,
         pattern: Option<usize>,
     ) -> ScopeId {
-        let id = inner.entries.len() as ScopeId;
-        inner.entries.push(Entry {
+        let entry = Entry {
             key: key.clone(),
             generation,
             limits,
             pattern,
             counters: Arc::default(),
-        });
+            unused: None,
+        };
+        let id = match inner.free.pop() {
+            Some(id) => {
+                inner.entries[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                inner.entries.push(Some(entry));
+                (inner.entries.len() - 1) as ScopeId
+            }
+        };
         inner.by_key.insert(key, id);
+        if pattern.is_some() {
+            inner.instantiated += 1;
+            inner.added += 1;
+        }
         id
+    }
+
+    /// Whether enough keys were added since the last sweep that one is due (see
+    /// [`sweep`](Registry::sweep)): at least [`SWEEP_EVERY`] and a quarter of the keys of
+    /// patterns, so that sweeping costs a bounded number of entry visits per key added.
+    pub(crate) fn sweep_due(&self) -> bool {
+        self.sweep_due.load(Ordering::Relaxed)
+    }
+
+    /// Evicts the keys of patterns that are idle at `now` (the layer's time): unused (no lane,
+    /// call or stats snapshot holds the scope, and no call was admitted or refused in it) since a
+    /// sweep at least the idle-eviction time ago, and forgotten by the store, which `forget` asks
+    /// with the time the scope must have been idle since (`now` less the idle-eviction time).
+    /// Exact keys are never evicted. Returns how many keys were evicted.
+    ///
+    /// # Why no decision changes
+    /// An entry whose counters only the registry holds is used by no lane (every lane, and so
+    /// every call and store handle, holds the counters of each of its scopes), and none can start
+    /// using it without the registry's lock, held here. Its id is then in no queue entry, no
+    /// reservation and no handle; the store forgets the scope only when its state has been idle
+    /// since that time, which answers every later call exactly as the new state the key gets when
+    /// it comes back (`ScopeState::is_idle_since`).
+    pub(crate) fn sweep(
+        &self,
+        now: Nanos,
+        mut forget: impl FnMut(&ScopeRef, Nanos) -> bool,
+    ) -> usize {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *inner;
+        inner.added = 0;
+        self.sweep_due.store(false, Ordering::Relaxed);
+        let idle = self.idle_eviction;
+        let since = now - idle;
+        let mut evicted = 0;
+        for id in 0..inner.entries.len() {
+            let Some(e) = inner.entries[id].as_mut() else {
+                continue;
+            };
+            if e.pattern.is_none() {
+                continue;
+            }
+            if Arc::strong_count(&e.counters) > 1 {
+                e.unused = None;
+                continue;
+            }
+            // Pairs with the release of the last other reference: what its holder did to the
+            // scope's state and counters is seen from here on.
+            fence(Ordering::Acquire);
+            let calls = e.counters.calls();
+            match e.unused {
+                Some(u) if u.calls == calls && now - u.since >= idle => {}
+                Some(u) if u.calls == calls => continue,
+                _ => {
+                    e.unused = Some(Unused { since: now, calls });
+                    continue;
+                }
+            }
+            let scope = Self::scope_ref(e, id as ScopeId);
+            if forget(&scope, since) {
+                inner.by_key.remove(&scope.key);
+                inner.entries[id] = None;
+                inner.free.push(id as ScopeId);
+                inner.instantiated -= 1;
+                evicted += 1;
+            }
+        }
+        self.evicted.fetch_add(evicted as u64, Ordering::Relaxed);
+        evicted
+    }
+
+    /// Sweeps after every `n` keys added (and a quarter of the keys of patterns).
+    #[cfg(test)]
+    pub(crate) fn sweep_every(&self, n: usize) {
+        self.sweep_every.store(n, Ordering::Relaxed);
+    }
+
+    /// The keys evicted so far.
+    #[cfg(test)]
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// The limited scopes of a call, `always` first, then `keys`, without duplicates: appended to
@@ -241,9 +378,11 @@ impl Registry {
     ) -> Result<(), ScopeKey> {
         let mut missing: SmallVec<[&ScopeKey; 4]> = SmallVec::new();
         let mut push = |inner: &Inner, id: ScopeId| {
-            if !scopes.iter().any(|s| s.id == id) {
-                scopes.push(Self::scope_ref(inner, id));
-                counters.push(inner.entries[id as usize].counters.clone());
+            if let Some(e) = inner.entries[id as usize].as_ref() {
+                if !scopes.iter().any(|s| s.id == id) {
+                    scopes.push(Self::scope_ref(e, id));
+                    counters.push(e.counters.clone());
+                }
             }
         };
         {
@@ -284,11 +423,14 @@ impl Registry {
             };
             push(&inner, id);
         }
+        let every = self.sweep_every.load(Ordering::Relaxed);
+        if inner.added >= every.max(inner.instantiated / 4) {
+            self.sweep_due.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    fn scope_ref(inner: &Inner, id: ScopeId) -> ScopeRef {
-        let e = &inner.entries[id as usize];
+    fn scope_ref(e: &Entry, id: ScopeId) -> ScopeRef {
         ScopeRef {
             id,
             key: e.key.clone(),
@@ -297,11 +439,12 @@ impl Registry {
         }
     }
 
-    fn resolved(inner: &Inner, id: ScopeId) -> Resolved {
-        Resolved {
-            scope: Self::scope_ref(inner, id),
-            counters: inner.entries[id as usize].counters.clone(),
-        }
+    fn resolved(inner: &Inner, id: ScopeId) -> Option<Resolved> {
+        let e = inner.entries.get(id as usize)?.as_ref()?;
+        Some(Resolved {
+            scope: Self::scope_ref(e, id),
+            counters: e.counters.clone(),
+        })
     }
 
     /// The keys charged on every call.
@@ -323,8 +466,11 @@ impl Registry {
     /// Brings the limits of already resolved scopes up to date.
     pub(crate) fn refresh(&self, scopes: &mut [ScopeRef]) {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        // The scopes of a lane are never evicted while it lives.
         for s in scopes {
-            let e = &inner.entries[s.id as usize];
+            let Some(e) = inner.entries[s.id as usize].as_ref() else {
+                continue;
+            };
             if e.generation != s.generation {
                 s.generation = e.generation;
                 s.limits = e.limits.clone();
@@ -336,7 +482,7 @@ impl Registry {
     pub(crate) fn all(&self) -> Vec<Resolved> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<Resolved> = (0..inner.entries.len() as ScopeId)
-            .map(|id| Self::resolved(&inner, id))
+            .filter_map(|id| Self::resolved(&inner, id))
             .collect();
         all.sort_by(|a, b| a.scope.key.cmp(&b.scope.key));
         all
@@ -345,6 +491,7 @@ impl Registry {
     /// The scope of an exact key, if known.
     pub(crate) fn get(&self, key: &str) -> Option<Resolved> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.by_key.get(key).map(|&id| Self::resolved(&inner, id))
+        let id = *inner.by_key.get(key)?;
+        Self::resolved(&inner, id)
     }
 }

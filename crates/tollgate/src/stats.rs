@@ -37,6 +37,11 @@ impl ScopeCounters {
         waits.push_back(w);
     }
 
+    /// The calls admitted and refused so far: it changes whenever the scope is used.
+    pub(crate) fn calls(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }

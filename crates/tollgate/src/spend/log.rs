@@ -271,6 +271,9 @@ const KEEP_MS: u64 = 32 * 86_400 * 1000;
 pub struct Replay {
     calls: Vec<ReplayedCall>,
     skipped: usize,
+    /// The most calls held at once while the log was read.
+    #[cfg(test)]
+    peak: usize,
 }
 
 impl Replay {
@@ -295,6 +298,10 @@ impl Replay {
                         scopes: r.scopes.into_iter().map(ScopeKey::from).collect(),
                         cost: Micros::new(r.cost_micros),
                     });
+                    #[cfg(test)]
+                    {
+                        replay.peak = replay.peak.max(replay.calls.len());
+                    }
                     // Only the current windows are seeded, and the longest is a calendar month:
                     // older calls are let go as the file is read, so memory stays bounded.
                     if replay.calls.len() > 2 * kept + 4096 {
@@ -345,5 +352,44 @@ mod tests {
         assert_eq!(replay.calls().len(), 32 * 24 + 1);
         assert!(replay.calls().iter().all(|c| c.unix_ms + KEEP_MS >= newest));
         assert_eq!(replay.calls().last().unwrap().unix_ms, newest);
+    }
+
+    /// The log is read as a stream: 100 days of calls, one a minute, with garbage between them, is
+    /// never held at once. At most twice the calls of the last 32 days (plus 4,096) are held
+    /// while reading, the same calls are kept as when every line is parsed first and filtered
+    /// after, and the garbage is counted.
+    #[test]
+    fn a_long_log_is_held_a_window_at_a_time() {
+        let minute = 60_000u64;
+        let calls = 100 * 24 * 60;
+        let mut text = String::new();
+        for m in 0..calls {
+            text.push_str(&line(m * minute, 1 + m % 7));
+            if m % 10_000 == 0 {
+                text.push_str("not a call\n");
+            }
+        }
+        let replay = Replay::from_reader(text.as_bytes()).unwrap();
+        // Every line parsed first, then filtered: what the replay must equal.
+        let newest = (calls - 1) * minute;
+        let all: Vec<ReplayedCall> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<CallRecord>(l).ok())
+            .filter(|r| r.unix_ms + KEEP_MS >= newest)
+            .map(|r| ReplayedCall {
+                unix_ms: r.unix_ms,
+                scopes: r.scopes.into_iter().map(ScopeKey::from).collect(),
+                cost: Micros::new(r.cost_micros),
+            })
+            .collect();
+        assert_eq!(replay.calls(), &all[..]);
+        assert_eq!(replay.skipped(), calls.div_ceil(10_000) as usize);
+        let window = (KEEP_MS / minute + 1) as usize;
+        assert_eq!(all.len(), window);
+        assert!(
+            replay.peak <= 2 * window + 4097,
+            "{} calls held at once, for a window of {window}",
+            replay.peak
+        );
     }
 }

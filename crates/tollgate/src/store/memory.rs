@@ -65,6 +65,17 @@ impl MemoryStore {
         self.cells.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many scopes the store keeps a state of (idle keys of patterns are evicted: see
+    /// [`ThrottleBuilder::idle_eviction`](crate::ThrottleBuilder::idle_eviction)).
+    ///
+    /// ```
+    /// use tollgate::MemoryStore;
+    /// assert_eq!(MemoryStore::new().kept(), 0);
+    /// ```
+    pub fn kept(&self) -> usize {
+        self.table().iter().filter(|c| c.is_some()).count()
+    }
+
     /// Holds the table's lock until the returned guard drops.
     #[cfg(test)]
     pub(crate) fn hold_lock(&self) -> impl Sized + '_ {
@@ -297,6 +308,29 @@ impl Store for MemoryStore {
                 .sync_remaining(&cell.limits, now, l.dimension, l.remaining);
             debug_assert!(synced.is_ok(), "a current cell is never retired");
         }
+    }
+
+    fn evict(&self, scope: &ScopeRef, since: Nanos) -> bool {
+        let mut table = self.table();
+        let Some(slot) = table.get_mut(scope.id as usize) else {
+            return true;
+        };
+        let Some(cell) = slot else {
+            return true;
+        };
+        // A handle reaches the cell without the lock, held here: none may hold it. (Handles are
+        // made under the lock, so none can appear meanwhile.)
+        if Arc::strong_count(cell) > 1 {
+            return false;
+        }
+        // Pairs with the release of the last handle: its holder's changes to the state are seen.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        // A current cell is never retired, so `load` answers.
+        if !cell.state.load().is_some_and(|s| s.is_idle_since(since)) {
+            return false;
+        }
+        *slot = None;
+        true
     }
 
     fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState> {

@@ -158,6 +158,22 @@ pub trait Store: Send + Sync + 'static {
         self.settle(reservation, settlement);
     }
 
+    /// Forgets the state of `scope` if it has been idle since `since` (in the layer's time): every
+    /// bucket full, no cooldown and nothing in flight from then on. Returns whether the store now
+    /// keeps nothing of the scope: the layer then forgets the key too, and may give its id to
+    /// another key.
+    ///
+    /// The layer asks only for a key instantiated from a `kind:*` or `*` pattern that no call,
+    /// lane or handle it made uses, and that nothing used for its
+    /// [idle-eviction time](crate::ThrottleBuilder::idle_eviction). A scope idle since `since`
+    /// answers every later call as a new one does, so forgetting it changes no admission. The
+    /// default keeps every scope (`false`): right for a store that cannot tell, and the layer
+    /// then keeps every key it has seen.
+    fn evict(&self, scope: &ScopeRef, since: Nanos) -> bool {
+        let _ = (scope, since);
+        false
+    }
+
     /// The state of one scope, if the store has seen it.
     fn state(&self, scope: &ScopeRef, now: Nanos) -> Option<ScopeState>;
 
