@@ -298,7 +298,7 @@ impl Replay {
                     // Only the current windows are seeded, and the longest is a calendar month:
                     // older calls are let go as the file is read, so memory stays bounded.
                     if replay.calls.len() > 2 * kept + 4096 {
-                        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
+                        replay.calls.retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
                         kept = replay.calls.len();
                     }
                 }
@@ -306,7 +306,7 @@ impl Replay {
                 Err(_) => replay.skipped += 1,
             }
         }
-        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
+        replay.calls.retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
         Ok(replay)
     }
 
@@ -345,5 +345,15 @@ mod tests {
         assert_eq!(replay.calls().len(), 32 * 24 + 1);
         assert!(replay.calls().iter().all(|c| c.unix_ms + KEEP_MS >= newest));
         assert_eq!(replay.calls().last().unwrap().unix_ms, newest);
+    }
+
+    /// A record dated at the end of `u64` (a corrupt line) is read without an overflow; the
+    /// calls a month before it are let go, the record itself is kept.
+    #[test]
+    fn a_record_at_the_end_of_time_is_read() {
+        let text = line(5, 1) + &line(u64::MAX, 1) + &line(u64::MAX - 1, 1);
+        let replay = Replay::from_reader(text.as_bytes()).unwrap();
+        let kept: Vec<u64> = replay.calls().iter().map(|c| c.unix_ms).collect();
+        assert_eq!(kept, [u64::MAX, u64::MAX - 1]);
     }
 }
