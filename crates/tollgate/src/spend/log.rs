@@ -298,7 +298,9 @@ impl Replay {
                     // Only the current windows are seeded, and the longest is a calendar month:
                     // older calls are let go as the file is read, so memory stays bounded.
                     if replay.calls.len() > 2 * kept + 4096 {
-                        replay.calls.retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
+                        replay
+                            .calls
+                            .retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
                         kept = replay.calls.len();
                     }
                 }
@@ -306,7 +308,9 @@ impl Replay {
                 Err(_) => replay.skipped += 1,
             }
         }
-        replay.calls.retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
+        replay
+            .calls
+            .retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
         Ok(replay)
     }
 

@@ -59,7 +59,8 @@ impl Classify<(), BoxError> for Always {
 }
 
 /// A layer with the default hooks and the classifier [`Always`].
-type AlwaysLayer = ThrottleLayer<Hooks<GlobalScope, OneRequest, KeepEstimate, SamePriority, Always>>;
+type AlwaysLayer =
+    ThrottleLayer<Hooks<GlobalScope, OneRequest, KeepEstimate, SamePriority, Always>>;
 
 /// Sends one call through `layer` to a provider that answers at once; returns when it ended
 /// (since `start`) and how.
@@ -87,23 +88,26 @@ fn paused<F: Future>(f: F) -> F::Output {
 
 /// Regression: `max_wait(Duration::MAX)` built, then every call panicked ("overflow when adding
 /// duration to instant") computing its deadline. It is now taken as `MAX_DURATION`: a call that
-/// must wait waits and is admitted.
+/// must wait waits and is admitted, also when a predicted wait over the maximum is refused.
 #[tokio::test(start_paused = true)]
 async fn a_max_wait_of_duration_max_lets_calls_wait_and_go() {
-    let layer = ThrottleLayer::builder()
-        .scope(
-            "global",
-            ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 1)),
-        )
-        .max_wait(Duration::MAX)
-        .build()
-        .unwrap();
-    let start = Instant::now();
-    let (at, first) = one_call(&layer, start).await;
-    assert!(first.is_ok() && at == Duration::ZERO);
-    let (at, second) = one_call(&layer, start).await;
-    assert!(second.is_ok(), "{second:?}");
-    assert!(close(at, Duration::from_secs(60)), "{at:?}");
+    for refuse_over in [false, true] {
+        let layer = ThrottleLayer::builder()
+            .scope(
+                "global",
+                ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 1)),
+            )
+            .max_wait(Duration::MAX)
+            .refuse_over_max_wait(refuse_over)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let (at, first) = one_call(&layer, start).await;
+        assert!(first.is_ok() && at == Duration::ZERO);
+        let (at, second) = one_call(&layer, start).await;
+        assert!(second.is_ok(), "{second:?}");
+        assert!(close(at, Duration::from_secs(60)), "{at:?}");
+    }
 }
 
 /// Regression: `max_wait = "300000000000y"` in TOML (more seconds than an `Instant` can add)
@@ -245,7 +249,11 @@ fn far_retry_delays_and_resets_are_cut_to_the_longest_delay() {
     for pairs in far {
         let fb = HttpClassifier::with_clock(fixed_now)
             .classify_parts(StatusCode::TOO_MANY_REQUESTS, &headers(pairs));
-        assert_eq!(fb.outcome, Outcome::RateLimited { retry_after: day }, "{pairs:?}");
+        assert_eq!(
+            fb.outcome,
+            Outcome::RateLimited { retry_after: day },
+            "{pairs:?}"
+        );
         assert!(fb.limits.iter().all(|l| l.reset_in <= day), "{pairs:?}");
         let short = HttpClassifier::with_clock(fixed_now)
             .max_delay(Duration::from_secs(600))
@@ -343,9 +351,8 @@ fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
         Just(Duration::new(u64::MAX, 0)),
         Just(Duration::new(i64::MAX as u64, 999_999_999)),
         (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-        (0u64..4 * 86_400_000, 0u32..1_000_000_000).prop_map(|(ms, n)| {
-            Duration::from_millis(ms) + Duration::from_nanos(u64::from(n))
-        }),
+        (0u64..4 * 86_400_000, 0u32..1_000_000_000)
+            .prop_map(|(ms, n)| { Duration::from_millis(ms) + Duration::from_nanos(u64::from(n)) }),
     ]
 }
 
@@ -361,51 +368,105 @@ fn any_pushback() -> impl proptest::strategy::Strategy<Value = Outcome> {
     })
 }
 
-/// A header value of one of the shapes providers write, with any numbers in it, or noise.
-fn any_header_value() -> impl proptest::strategy::Strategy<Value = String> {
+/// Noise: any printable ASCII.
+const NOISE: &str = "[ -~]{0,24}";
+
+/// Numbers of seconds or milliseconds as providers write them, with any digits, signs and
+/// exponents, or noise.
+fn any_number() -> impl proptest::strategy::Strategy<Value = String> {
     use proptest::prelude::*;
     prop_oneof![
         "[0-9]{1,30}",
         "-?[0-9]{0,20}(\\.[0-9]{0,12})?([eE][+-]?[0-9]{1,4})?",
-        "[0-9]{1,20}(h|m|s|ms|us|ns)([0-9]{1,12}(h|m|s|ms))?",
-        (1970u32..=9999, 1u32..=12, 1u32..=28, 0u32..24)
-            .prop_map(|(y, mo, d, h)| format!("{y:04}-{mo:02}-{d:02}T{h:02}:00:00Z")),
-        (0u64..253_402_300_799).prop_map(|s| httpdate::fmt_http_date(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(s)
-        )),
-        "[ -~]{0,24}",
+        NOISE,
     ]
 }
 
-const HEADER_NAMES: [&str; 12] = [
-    "retry-after",
-    "retry-after-ms",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-requests-reset",
-    "anthropic-ratelimit-tokens-remaining",
-    "anthropic-ratelimit-tokens-reset",
-    "anthropic-ratelimit-output-tokens-reset",
-    "x-should-retry",
-];
+/// HTTP dates of any year up to 9999, or numbers.
+fn any_retry_after() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u64..253_402_300_799)
+            .prop_map(|s| httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(s))),
+        any_number(),
+    ]
+}
+
+/// OpenAI's resets: Go durations with any numbers, or noise.
+fn any_go_duration() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        "[0-9]{1,20}(\\.[0-9]{1,6})?(h|m|s|ms|us|ns)([0-9]{1,12}(h|m|s|ms))?",
+        NOISE,
+    ]
+}
+
+/// Anthropic's resets: RFC 3339 times of any year up to 9999, or noise.
+fn any_rfc3339() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1970u32..=9999, 1u32..=12, 1u32..=28, 0u32..24)
+            .prop_map(|(y, mo, d, h)| format!("{y:04}-{mo:02}-{d:02}T{h:02}:00:00Z")),
+        NOISE,
+    ]
+}
+
+/// A `remaining` count: mostly zero or small, sometimes anything.
+fn any_remaining() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![Just("0".to_owned()), "[0-9]{1,3}", any_number()]
+}
+
+/// One header the classifier reads, with any value of the shape its name calls for.
+fn any_header() -> impl proptest::strategy::Strategy<Value = (&'static str, String)> {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    let named =
+        |names: Vec<&'static str>, values: BoxedStrategy<String>| (select(names), values).boxed();
+    prop_oneof![
+        named(vec!["retry-after"], any_retry_after().boxed()),
+        named(vec!["retry-after-ms"], any_number().boxed()),
+        named(
+            vec![
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-remaining-tokens",
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-tokens-remaining",
+                "anthropic-ratelimit-input-tokens-remaining",
+            ],
+            any_remaining().boxed()
+        ),
+        named(
+            vec!["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"],
+            any_go_duration().boxed()
+        ),
+        named(
+            vec![
+                "anthropic-ratelimit-requests-reset",
+                "anthropic-ratelimit-tokens-reset",
+                "anthropic-ratelimit-input-tokens-reset",
+            ],
+            any_rfc3339().boxed()
+        ),
+        named(
+            vec!["x-should-retry"],
+            prop_oneof![Just("true".to_owned()), Just("false".to_owned()), NOISE].boxed()
+        ),
+    ]
+}
 
 /// Headers with any values under the names the classifier reads.
 fn any_headers() -> impl proptest::strategy::Strategy<Value = HeaderMap> {
     use proptest::prelude::*;
-    proptest::collection::vec((0..HEADER_NAMES.len(), any_header_value()), 0..6).prop_map(
-        |pairs| {
-            let mut h = HeaderMap::new();
-            for (i, v) in pairs {
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    h.append(HeaderName::from_static(HEADER_NAMES[i]), v);
-                }
+    proptest::collection::vec(any_header(), 0..8).prop_map(|pairs| {
+        let mut h = HeaderMap::new();
+        for (name, v) in pairs {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.append(HeaderName::from_static(name), v);
             }
-            h
-        },
-    )
+        }
+        h
+    })
 }
 
 /// The expected pause of the provider scope after `outcome` (its delay cut to `max`, or the
@@ -419,20 +480,28 @@ fn expected_pause(outcome: Option<Outcome>, extra: Option<Duration>, max: Durati
 }
 
 /// Checks how the second call ended: when the pause ended (admitted), or at its maximum wait if
-/// that came first (refused); and that the pause was no longer than the longest provider delay
-/// (or the computed cooldown's first second).
+/// that came first (refused then, or at once when predicted waits over the maximum are
+/// refused); and that the pause was no longer than the longest provider delay (or the computed
+/// cooldown's first second).
 fn check_second_call(
     at: Duration,
     res: Result<(), BoxError>,
     pause: Duration,
     max_wait: Option<Duration>,
+    refuse_over: bool,
     max: Duration,
 ) -> Result<(), proptest::test_runner::TestCaseError> {
     use proptest::prop_assert;
     let max_wait = max_wait.map(|m| m.min(MAX_DURATION));
     let slack = Duration::from_millis(2);
     prop_assert!(pause <= max.max(Cooldown::default().after(1)));
-    prop_assert!(close(at, pause.min(max_wait.unwrap_or(Duration::MAX))), "{at:?}");
+    let refused_at_once = refuse_over && max_wait.is_some_and(|m| m + slack < pause);
+    let end = match max_wait {
+        _ if refused_at_once => Duration::ZERO,
+        Some(m) => pause.min(m),
+        None => pause,
+    };
+    prop_assert!(close(at, end), "{at:?}, expected {end:?}");
     match res {
         Ok(()) => prop_assert!(max_wait.is_none_or(|m| pause <= m + slack)),
         Err(e) => {
@@ -444,14 +513,17 @@ fn check_second_call(
     Ok(())
 }
 
-/// A layer of these settings whose classifier reports `outcome` (success when `None`).
+/// A layer of these settings (with or without refusing predicted waits over the maximum) whose
+/// classifier reports `outcome` (success when `None`).
 fn layer_with(
     max_wait: Option<Duration>,
+    refuse_over: bool,
     max_provider: Duration,
     outcome: Option<Outcome>,
 ) -> Result<AlwaysLayer, tollgate::ConfigError> {
     let mut b: ThrottleBuilder = ThrottleLayer::builder()
         .scope("global", roomy())
+        .refuse_over_max_wait(refuse_over)
         .max_provider_delay(max_provider);
     if let Some(m) = max_wait {
         b = b.max_wait(m);
@@ -470,11 +542,12 @@ proptest::proptest! {
     #[test]
     fn any_duration_through_the_layer(
         max_wait in proptest::option::of(any_duration()),
+        refuse_over in proptest::bool::ANY,
         max_provider in any_duration(),
         cool_down in proptest::option::of(any_duration()),
         outcome in proptest::option::of(any_pushback()),
     ) {
-        let built = layer_with(max_wait, max_provider, outcome);
+        let built = layer_with(max_wait, refuse_over, max_provider, outcome);
         if max_wait.is_some_and(|m| m.is_zero()) || max_provider.is_zero() {
             proptest::prop_assert_eq!(built.unwrap_err().rule(), Rule::ZeroDuration);
             return Ok(());
@@ -492,7 +565,7 @@ proptest::proptest! {
             let guard = pause.saturating_add(Duration::from_secs(1));
             Ok(timeout(guard, one_call(&layer, start)).await.expect("the call ends"))
         })?;
-        check_second_call(at, res, pause, max_wait, max)?;
+        check_second_call(at, res, pause, max_wait, refuse_over, max)?;
     }
 
     /// Any header values under the names it reads: the classifier does not panic, reports no
@@ -510,10 +583,13 @@ proptest::proptest! {
         proptest::prop_assert!(fb.limits.iter().all(|l| l.reset_in.is_none_or(|d| d <= max)));
         let named = h.contains_key("retry-after")
             || h.contains_key("retry-after-ms")
-            || h.keys().any(|k| k.as_str().ends_with("-remaining") || k.as_str().contains("-remaining-"));
-        let refused = h.get_all("x-should-retry").iter().next().is_some_and(|v| v == "false");
+            || h.keys().any(|k| k.as_str().contains("-remaining"));
+        let refused = h
+            .get("x-should-retry")
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.trim() == "false"));
         if status == 429 && named && !refused {
-            proptest::prop_assert!(matches!(fb.outcome, Outcome::RateLimited { .. }), "{:?}", fb.outcome);
+            let limited = matches!(fb.outcome, Outcome::RateLimited { .. });
+            proptest::prop_assert!(limited, "{:?}", fb.outcome);
         }
     }
 
