@@ -74,6 +74,13 @@ where
     (start.elapsed(), res)
 }
 
+/// A layer read from TOML: `setting` and a `global` scope of 60 requests per minute.
+fn from_toml(setting: &str) -> ThrottleLayer {
+    let text = format!("{setting}\n[scopes.global]\nrequests_per_minute = 60\n");
+    let config = ThrottleConfig::from_toml(&text).unwrap();
+    config.builder().unwrap().build().unwrap()
+}
+
 /// Runs `f` on a fresh current-thread runtime on the paused clock (for proptests).
 fn paused<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -114,11 +121,7 @@ async fn a_max_wait_of_duration_max_lets_calls_wait_and_go() {
 /// built, then every call panicked. It is now taken as `MAX_DURATION`.
 #[tokio::test(start_paused = true)]
 async fn a_toml_max_wait_beyond_any_instant_lets_calls_go() {
-    let config = ThrottleConfig::from_toml(
-        "max_wait = \"300000000000y\"\n[scopes.global]\nrequests_per_minute = 60\n",
-    )
-    .unwrap();
-    let layer = config.builder().unwrap().build().unwrap();
+    let layer = from_toml("max_wait = \"300000000000y\"");
     let (_, res) = one_call(&layer, Instant::now()).await;
     assert!(res.is_ok(), "{res:?}");
 }
@@ -185,11 +188,7 @@ async fn cool_down_of_duration_max_lasts_the_longest_provider_delay() {
 /// The TOML key sets the longest provider delay.
 #[tokio::test(start_paused = true)]
 async fn the_toml_key_sets_the_longest_provider_delay() {
-    let config = ThrottleConfig::from_toml(
-        "max_provider_delay = \"2h\"\n[scopes.global]\nrequests_per_minute = 60\n",
-    )
-    .unwrap();
-    let layer = config.builder().unwrap().build().unwrap();
+    let layer = from_toml("max_provider_delay = \"2h\"");
     let start = Instant::now();
     layer.limiter().cool_down(Duration::from_secs(30 * 86_400));
     let (at, res) = one_call(&layer, start).await;
