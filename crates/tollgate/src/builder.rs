@@ -1,5 +1,6 @@
 //! [`ThrottleBuilder`]: the layer's configuration in code, validated once by `build()`.
 
+use crate::bounds;
 use crate::feedback::{Cooldown, NoFeedback};
 use crate::hooks::{GlobalScope, Hooks, KeepEstimate, ModelFn, NoMeta, OneRequest, SamePriority};
 use crate::limiter::{Adaptive, WaitSettings};
@@ -32,8 +33,14 @@ use tollgate_core::Rule;
 /// | [`classify`](Self::classify) | [`NoFeedback`]: nothing learnt from answers |
 /// | [`provider_scope`](Self::provider_scope) | `"global"` when configured |
 /// | [`cooldown`](Self::cooldown) | 1 s doubling to 60 s |
+/// | [`max_provider_delay`](Self::max_provider_delay) | [`DEFAULT_MAX_PROVIDER_DELAY`](crate::DEFAULT_MAX_PROVIDER_DELAY): 24 h |
 /// | [`header_sync`](Self::header_sync) | on |
 /// | [`adaptive`](Self::adaptive) | off |
+///
+/// Every duration setting accepts any `Duration`: one longer than
+/// [`MAX_DURATION`](crate::MAX_DURATION) (100 years) is taken as that, so `Duration::MAX` reads
+/// as "no end" and never overflows a clock. Zero is refused where it makes no sense (see
+/// [`build`](Self::build)).
 ///
 /// ```
 /// use tollgate::{Cost, Dimension, Limit, ScopeLimits, ThrottleLayer};
@@ -69,6 +76,7 @@ pub struct ThrottleBuilder<
     pub(crate) idle_eviction: Duration,
     pub(crate) provider_scope: Option<ScopeKey>,
     pub(crate) cooldown: Cooldown,
+    pub(crate) max_provider_delay: Duration,
     pub(crate) header_sync: bool,
     pub(crate) adaptive_floor: Option<f64>,
     pub(crate) spend: SpendSettings,
@@ -104,6 +112,7 @@ impl ThrottleBuilder {
             idle_eviction: DEFAULT_IDLE_EVICTION,
             provider_scope: Some(ScopeKey::GLOBAL),
             cooldown: Cooldown::default(),
+            max_provider_delay: crate::DEFAULT_MAX_PROVIDER_DELAY,
             header_sync: true,
             adaptive_floor: None,
             spend: SpendSettings::default(),
@@ -191,12 +200,14 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     }
 
     /// The longest a call may wait for admission; past it the call fails with a
-    /// [`ThrottleError`](crate::ThrottleError) for which `is_max_wait()` holds.
+    /// [`ThrottleError`](crate::ThrottleError) for which `is_max_wait()` holds. Zero is refused
+    /// by `build()`; a maximum longer than [`MAX_DURATION`](crate::MAX_DURATION) is taken as that.
     ///
     /// ```
     /// # use tollgate::ThrottleLayer;
     /// # use std::time::Duration;
     /// assert!(ThrottleLayer::builder().max_wait(Duration::from_secs(30)).build().is_ok());
+    /// assert!(ThrottleLayer::builder().max_wait(Duration::MAX).build().is_ok()); // 100 years
     /// assert!(ThrottleLayer::builder().max_wait(Duration::ZERO).build().is_err());
     /// ```
     pub fn max_wait(mut self, max: Duration) -> Self {
@@ -343,7 +354,9 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
         self
     }
 
-    /// How long a shared cooldown lasts when the provider gives no retry delay.
+    /// How long a shared cooldown lasts when the provider gives no retry delay. `build()` needs
+    /// `0 < base <= cap`; either longer than [`MAX_DURATION`](crate::MAX_DURATION) is taken as
+    /// that.
     ///
     /// ```
     /// # use tollgate::{feedback::Cooldown, ThrottleLayer};
@@ -354,6 +367,27 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// ```
     pub fn cooldown(mut self, cooldown: Cooldown) -> Self {
         self.cooldown = cooldown;
+        self
+    }
+
+    /// The longest pause a provider may impose on the provider scope (default
+    /// [`DEFAULT_MAX_PROVIDER_DELAY`](crate::DEFAULT_MAX_PROVIDER_DELAY), 24 h: the longest window
+    /// providers enforce is a day). Every delay the classifier reports — a `retry-after` header,
+    /// an exhausted limit's reset, any `retry_after` of an [`Outcome`](crate::feedback::Outcome)
+    /// — and every [`Limiter::cool_down`](crate::Limiter::cool_down) is cut to it, so a malformed
+    /// or hostile answer cannot stall every caller for longer. The computed
+    /// [`cooldown`](Self::cooldown) is not a provider delay and is not cut. Zero is refused by
+    /// `build()`; a maximum longer than [`MAX_DURATION`](crate::MAX_DURATION) is taken as that.
+    ///
+    /// ```
+    /// # use tollgate::ThrottleLayer;
+    /// # use std::time::Duration;
+    /// let layer = ThrottleLayer::builder().max_provider_delay(Duration::from_secs(3600)).build();
+    /// assert!(layer.is_ok());
+    /// assert!(ThrottleLayer::builder().max_provider_delay(Duration::ZERO).build().is_err());
+    /// ```
+    pub fn max_provider_delay(mut self, max: Duration) -> Self {
+        self.max_provider_delay = max;
         self
     }
 
@@ -556,6 +590,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
             idle_eviction: self.idle_eviction,
             provider_scope: self.provider_scope,
             cooldown: self.cooldown,
+            max_provider_delay: self.max_provider_delay,
             header_sync: self.header_sync,
             adaptive_floor: self.adaptive_floor,
             spend: self.spend,
@@ -574,8 +609,12 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// * [`Rule::HeadroomOutOfRange`] for the default headroom;
     /// * [`Rule::UnknownScope`] for an [`always`](Self::always) key that is not configured;
     /// * [`Rule::ShareOutOfRange`], [`Rule::SharesExceedOne`] for the tiers;
-    /// * [`Rule::ZeroDuration`] for a maximum wait of zero, or an idle-eviction time below one
-    ///   second.
+    /// * [`Rule::ZeroDuration`] for a maximum wait of zero, an idle-eviction time below one
+    ///   second, a longest provider delay of zero, or a cooldown whose base is zero or above its
+    ///   cap.
+    ///
+    /// No duration is refused for being long: one longer than
+    /// [`MAX_DURATION`](crate::MAX_DURATION) is taken as that.
     #[allow(clippy::type_complexity)]
     pub fn build(self) -> Result<ThrottleLayer<Hooks<K, E, U, P, C, M>>, ConfigError> {
         self.build_with_store(MemoryStore::new())
@@ -637,6 +676,12 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
                 ),
             ));
         }
+        if self.max_provider_delay.is_zero() {
+            return Err(ConfigError::new(
+                Rule::ZeroDuration,
+                "a longest provider delay of zero ignores every retry delay; set at least 1 ms",
+            ));
+        }
         // The provider scope must be an exact configured key; the default `global` is simply
         // off when no such scope is configured.
         let provider_scope = match self.provider_scope {
@@ -696,12 +741,16 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
             self.idle_eviction,
         )?;
         let settings = WaitSettings {
-            max_wait: self.max_wait,
+            max_wait: self.max_wait.map(bounds::saturate),
             refuse_over_max_wait: self.refuse_over_max_wait,
             on_failure: self.on_failure,
             provider_scope,
-            cooldown: self.cooldown,
+            cooldown: Cooldown {
+                base: bounds::saturate(self.cooldown.base),
+                cap: bounds::saturate(self.cooldown.cap),
+            },
             header_sync: self.header_sync,
+            max_provider_delay: bounds::saturate(self.max_provider_delay),
         };
         Ok(ThrottleLayer {
             limiter: Limiter::new(

@@ -20,6 +20,7 @@ use tollgate_core::Rule;
 /// let config = ThrottleConfig::from_toml(r#"
 ///     headroom = 0.9            # admit 90 % of each stated limit
 ///     max_wait = "30s"
+///     max_provider_delay = "1h"  # cut any retry-after or reset to at most this
 ///     on_failure = "refund_output"
 ///     idle_eviction = "10m"     # forget an agent's bucket 10 minutes after its last call
 ///     always = ["global"]
@@ -57,9 +58,15 @@ pub struct ThrottleConfig {
     /// Default headroom for every limit (`1.0` when absent).
     #[serde(default)]
     pub headroom: Option<f64>,
-    /// Longest wait for admission, e.g. `"30s"`, `"1500ms"`.
+    /// Longest wait for admission, e.g. `"30s"`, `"1500ms"`. Longer than
+    /// [`MAX_DURATION`](crate::MAX_DURATION) (100 years) is taken as that.
     #[serde(default, with = "humantime_serde")]
     pub max_wait: Option<Duration>,
+    /// Longest pause a provider's answer may impose, e.g. `"1h"` (24 h when absent; see
+    /// [`ThrottleBuilder::max_provider_delay`]). Longer than
+    /// [`MAX_DURATION`](crate::MAX_DURATION) is taken as that; zero is refused at build.
+    #[serde(default, with = "humantime_serde")]
+    pub max_provider_delay: Option<Duration>,
     /// Refuse at once when the predicted wait exceeds `max_wait`.
     #[serde(default)]
     pub refuse_over_max_wait: bool,
@@ -405,6 +412,9 @@ impl ThrottleConfig {
         }
         if let Some(d) = self.idle_eviction {
             b = b.idle_eviction(d);
+        }
+        if let Some(m) = self.max_provider_delay {
+            b = b.max_provider_delay(m);
         }
         for (key, scope) in &self.scopes {
             b = b.scope(ScopeKey::from(key.clone()), scope.limits());

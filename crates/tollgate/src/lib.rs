@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod bounds;
 mod builder;
 mod config;
 mod error;
@@ -120,6 +121,7 @@ mod wake;
 #[cfg(test)]
 mod evict_tests;
 
+pub use bounds::{DEFAULT_MAX_PROVIDER_DELAY, MAX_DURATION};
 pub use builder::ThrottleBuilder;
 pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};
 pub use error::{BoxError, ThrottleError};

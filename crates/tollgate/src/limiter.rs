@@ -1,6 +1,7 @@
 //! [`Limiter`]: the state every clone of a layer shares — scope registry, store, queue — and a
 //! call's life in it, its `Ticket`: waiting for admission, then holding its charge until settled.
 
+use crate::bounds;
 use crate::feedback::{Cooldown, Feedback};
 use crate::lane::Lane;
 use crate::queue::WaitState;
@@ -59,7 +60,8 @@ impl OnFailure {
     }
 }
 
-/// Settings of the waiting behaviour and of provider feedback.
+/// Settings of the waiting behaviour and of provider feedback. Every duration is at most
+/// [`MAX_DURATION`](crate::MAX_DURATION) (the builder saturates them).
 #[derive(Clone, Debug)]
 pub(crate) struct WaitSettings {
     pub(crate) max_wait: Option<Duration>,
@@ -68,6 +70,8 @@ pub(crate) struct WaitSettings {
     pub(crate) provider_scope: Option<ScopeKey>,
     pub(crate) cooldown: Cooldown,
     pub(crate) header_sync: bool,
+    /// The longest delay a provider's answer (or [`Limiter::cool_down`]) may impose.
+    pub(crate) max_provider_delay: Duration,
 }
 
 /// The adaptive mode's state: the CUBIC rate of the provider scope and the limits it scales.
@@ -496,12 +500,13 @@ impl<St: Store> Limiter<St> {
         let at = self.nanos(now);
         if feedback.outcome.starts_cooldown() {
             let n = shared.consecutive_limited.fetch_add(1, Ordering::Relaxed) + 1;
-            let delay = feedback
-                .outcome
-                .retry_after()
-                .unwrap_or_else(|| shared.settings.cooldown.after(n));
+            let delay = match feedback.outcome.retry_after() {
+                Some(d) => d.min(shared.settings.max_provider_delay),
+                None => shared.settings.cooldown.after(n),
+            };
             tracing::warn!(scope = %key, ?delay, outcome = ?feedback.outcome, "provider pushed back: every caller pauses");
-            shared.store.cool_down(scope, at, self.nanos(now + delay));
+            let until = self.nanos(bounds::after(now, delay));
+            shared.store.cool_down(scope, at, until);
             let mut max_rate = None;
             self.adapt(scope, at, |a| {
                 let rate = a.rate.on_throttle(at, None);
@@ -565,7 +570,27 @@ impl<St: Store> Limiter<St> {
         }
     }
 
-    /// Pauses the provider scope for `delay` from now, as a rate-limited answer would.
+    /// Pauses the provider scope for `delay` from now, as a rate-limited answer would: at most
+    /// for the layer's [`max_provider_delay`](crate::ThrottleBuilder::max_provider_delay) (24 h
+    /// by default), whatever `delay` says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tollgate::BoxError> {
+    /// let layer = ThrottleLayer::builder()
+    ///     .scope("global", ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, 60)))
+    ///     .max_provider_delay(Duration::from_secs(600))
+    ///     .build()?;
+    /// let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::convert::Infallible>(()) }));
+    /// let start = tokio::time::Instant::now();
+    /// layer.limiter().cool_down(Duration::MAX); // cut to 10 minutes
+    /// svc.oneshot(()).await?;
+    /// assert_eq!(start.elapsed(), Duration::from_secs(600));
+    /// # Ok(()) }
+    /// ```
     pub fn cool_down(&self, delay: Duration) {
         if let Some(scope) = self
             .shared
@@ -575,9 +600,11 @@ impl<St: Store> Limiter<St> {
             .and_then(|k| self.shared.registry.get(k.as_str()))
         {
             let now = now();
+            let delay = delay.min(self.shared.settings.max_provider_delay);
+            let until = self.nanos(bounds::after(now, delay));
             self.shared
                 .store
-                .cool_down(&scope.scope, self.nanos(now), self.nanos(now + delay));
+                .cool_down(&scope.scope, self.nanos(now), until);
         }
     }
 
@@ -724,7 +751,7 @@ impl<St: Store> Ticket<St> {
     }
 
     fn deadline(&self, arrived: Instant) -> Option<Instant> {
-        self.limiter().shared.settings.max_wait.map(|m| arrived + m)
+        (self.limiter().shared.settings.max_wait).map(|m| bounds::after(arrived, m))
     }
 
     /// The call's id in arrival order, taken now if it has none. A call needs one only to wait
@@ -921,7 +948,7 @@ impl<St: Store> Ticket<St> {
         if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
             let due = q.due_ahead(self.id);
             let arrived = self.arrived.unwrap_or(now);
-            if due.is_some_and(|d| d > arrived + max) {
+            if due.is_some_and(|d| d > bounds::after(arrived, max)) {
                 drop(q);
                 return Err(self.max_wait_error(now, due));
             }
@@ -975,12 +1002,12 @@ impl<St: Store> Ticket<St> {
                 ))
             }
             Decision::Wait { wait, blocked } => {
-                let until = wait.map(|w| now + w);
+                let until = wait.map(|w| bounds::after(now, w));
                 let settings = &self.limiter().shared.settings;
                 let (refuse_over, max_wait) = (settings.refuse_over_max_wait, settings.max_wait);
                 let arrived = self.arrived.unwrap_or(now);
                 if let (true, Some(max), Some(u)) = (refuse_over, max_wait, until) {
-                    if u > arrived + max {
+                    if u > bounds::after(arrived, max) {
                         let err = self.max_wait_error(now, until);
                         return self.refuse(err);
                     }

@@ -30,15 +30,27 @@ fn ascii<'a>(name: &HeaderName, value: &'a http::HeaderValue) -> Option<&'a str>
     }
 }
 
-/// Seconds as a non-negative, finite decimal number.
-fn seconds(s: &str) -> Option<Duration> {
+/// Seconds as a non-negative, finite decimal number, at most `max`.
+fn seconds(s: &str, max: Duration) -> Option<Duration> {
     let v: f64 = s.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v.min(1e9)))
+    (v.is_finite() && v >= 0.0).then(|| secs_at_most(v, max))
+}
+
+/// `secs` (finite, not negative) seconds, or `max` when that is shorter.
+fn secs_at_most(secs: f64, max: Duration) -> Duration {
+    if secs >= max.as_secs_f64() {
+        max
+    } else {
+        // `abs`: `-0.0` is zero.
+        Duration::from_secs_f64(secs.abs())
+    }
 }
 
 /// The provider's retry delay: `retry-after-ms` (milliseconds) wins over `retry-after`, which is
 /// seconds or an HTTP date (measured from `now`). A malformed value is ignored with a warning; a
-/// date in the past is a delay of zero.
+/// date in the past is a delay of zero; a delay longer than
+/// [`DEFAULT_MAX_PROVIDER_DELAY`](crate::DEFAULT_MAX_PROVIDER_DELAY) (24 h) is cut to it (an
+/// [`HttpClassifier`] cuts to its [`max_delay`](HttpClassifier::max_delay)).
 ///
 /// ```
 /// use http::HeaderMap;
@@ -50,32 +62,38 @@ fn seconds(s: &str) -> Option<Duration> {
 /// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_secs(7)));
 /// h.insert("retry-after-ms", "1500".parse().unwrap());
 /// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_millis(1500)));
+/// h.insert("retry-after-ms", "1e15".parse().unwrap());
+/// assert_eq!(retry_delay(&h, SystemTime::UNIX_EPOCH), Some(Duration::from_secs(86_400)));
 /// ```
 pub fn retry_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     delay_of(
         header(headers, &RETRY_AFTER_MS),
         header(headers, &RETRY_AFTER),
         now,
+        crate::DEFAULT_MAX_PROVIDER_DELAY,
     )
 }
 
 /// The retry delay of the values of `retry-after-ms` and `retry-after`, as [`retry_delay`] reads
-/// them.
-fn delay_of(ms: Option<&str>, ra: Option<&str>, now: SystemTime) -> Option<Duration> {
+/// them, at most `max`.
+fn delay_of(
+    ms: Option<&str>,
+    ra: Option<&str>,
+    now: SystemTime,
+    max: Duration,
+) -> Option<Duration> {
     if let Some(ms) = ms {
         match ms.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => {
-                return Some(Duration::from_secs_f64(v.min(1e12) / 1000.0))
-            }
+            Ok(v) if v.is_finite() && v >= 0.0 => return Some(secs_at_most(v / 1000.0, max)),
             _ => tracing::warn!(value = ms, "ignoring a malformed retry-after-ms header"),
         }
     }
     let ra = ra?;
-    if let Some(d) = seconds(ra) {
+    if let Some(d) = seconds(ra, max) {
         return Some(d);
     }
     match httpdate::parse_http_date(ra) {
-        Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO)),
+        Ok(at) => Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(max)),
         Err(_) => {
             tracing::warn!(value = ra, "ignoring a malformed retry-after header");
             None
@@ -134,7 +152,8 @@ impl ProviderHeaders {
     /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}`
     /// (reset is an RFC 3339 time, measured from `now`) and OpenAI's
     /// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset is a duration). A limit
-    /// whose `remaining` is missing or malformed is skipped with a warning.
+    /// whose `remaining` is missing or malformed is skipped with a warning; a reset longer than
+    /// [`DEFAULT_MAX_PROVIDER_DELAY`](crate::DEFAULT_MAX_PROVIDER_DELAY) (24 h) is cut to it.
     ///
     /// ```
     /// use http::HeaderMap;
@@ -149,7 +168,7 @@ impl ProviderHeaders {
     /// assert_eq!((limits[0].dimension, limits[0].remaining), (Dimension::Requests, 59));
     /// ```
     pub fn parse(headers: &HeaderMap, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
-        Scan::of(headers).limits(now)
+        Scan::of(headers).limits(now, crate::DEFAULT_MAX_PROVIDER_DELAY)
     }
 }
 
@@ -162,6 +181,9 @@ struct Scan<'a> {
     retry_after_ms: Option<&'a str>,
     retry_after: Option<&'a str>,
     should_retry: Option<&'a str>,
+    /// Whether the answer has a retry delay or a limit's `remaining`, readable or not: a 429 with
+    /// either is a rate limit, not a spend cap.
+    pushed_back: bool,
 }
 
 impl<'a> Scan<'a> {
@@ -169,11 +191,20 @@ impl<'a> Scan<'a> {
         let mut scan = Scan::default();
         for (name, value) in headers {
             let slot = match name.as_str() {
-                "retry-after-ms" => &mut scan.retry_after_ms,
-                "retry-after" => &mut scan.retry_after,
+                "retry-after-ms" => {
+                    scan.pushed_back = true;
+                    &mut scan.retry_after_ms
+                }
+                "retry-after" => {
+                    scan.pushed_back = true;
+                    &mut scan.retry_after
+                }
                 "x-should-retry" => &mut scan.should_retry,
                 n => match rate_limit_header(n) {
-                    Some((group, field)) => &mut scan.rate[group][field],
+                    Some((group, field)) => {
+                        scan.pushed_back |= field == REMAINING;
+                        &mut scan.rate[group][field]
+                    }
                     None => continue,
                 },
             };
@@ -184,8 +215,8 @@ impl<'a> Scan<'a> {
         scan
     }
 
-    /// The rate limits reported, resets measured from `now`.
-    fn limits(&self, now: SystemTime) -> SmallVec<[ProviderLimit; 4]> {
+    /// The rate limits reported, resets measured from `now` and at most `max`.
+    fn limits(&self, now: SystemTime, max: Duration) -> SmallVec<[ProviderLimit; 4]> {
         let mut out = SmallVec::new();
         for (&(family, dimension), &[limit, remaining, reset]) in GROUPS.iter().zip(&self.rate) {
             // Anthropic writes a reset as the RFC 3339 time the bucket is full again; OpenAI as
@@ -200,7 +231,7 @@ impl<'a> Scan<'a> {
                 if d.is_none() {
                     tracing::warn!(%dimension, value = r, "ignoring a malformed reset");
                 }
-                d
+                d.map(|d| d.min(max))
             });
             push(&mut out, dimension, limit, remaining, reset);
         }
@@ -223,6 +254,9 @@ const GROUPS: [(Family, Dimension); 6] = [
     (Family::OpenAi, Dimension::Requests),
     (Family::OpenAi, Dimension::TotalTokens),
 ];
+
+/// The field of a limit's `remaining` header.
+const REMAINING: usize = 1;
 
 /// `(group, field)` of a rate-limit header name (field 0 limit, 1 remaining, 2 reset):
 /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` or
@@ -290,7 +324,8 @@ fn push(
 /// | 2xx, 1xx, 3xx | [`Outcome::Success`] |
 /// | 429 with a retry delay (`retry-after-ms`, `retry-after`) | [`Outcome::RateLimited`] |
 /// | 429 without one, with a rate-limit header showing 0 remaining | [`Outcome::RateLimited`], delay = that limit's reset |
-/// | 429 without any of these (Anthropic's spend cap) | [`Outcome::SpendCapReached`] |
+/// | 429 with a retry delay or a `remaining` header that cannot be read | [`Outcome::RateLimited`] without a delay: the layer's computed cooldown applies |
+/// | 429 without any of these headers (Anthropic's spend cap) | [`Outcome::SpendCapReached`] |
 /// | 529, 503 | [`Outcome::Overloaded`] |
 /// | 408, 409, other 5xx, a transport error | [`Outcome::Transient`] |
 /// | other 4xx | [`Outcome::Fatal`] |
@@ -298,7 +333,8 @@ fn push(
 /// `x-should-retry: true` turns a fatal answer transient, `x-should-retry: false` turns any
 /// failure fatal (and a 429 into [`Outcome::SpendCapReached`]), as the official SDKs read it.
 /// HTTP dates and RFC 3339 resets are measured from the wall clock given by `now` (the system
-/// clock by default).
+/// clock by default). Every delay and reset is at most [`max_delay`](Self::max_delay) (24 h by
+/// default).
 ///
 /// ```
 /// use tollgate::feedback::{Classify, HttpClassifier, Outcome};
@@ -311,6 +347,7 @@ fn push(
 #[derive(Clone, Copy, Debug)]
 pub struct HttpClassifier {
     now: fn() -> SystemTime,
+    max_delay: Duration,
 }
 
 impl Default for HttpClassifier {
@@ -328,20 +365,46 @@ fn system_now() -> SystemTime {
 impl HttpClassifier {
     /// A classifier on the system clock.
     pub fn new() -> Self {
-        HttpClassifier { now: system_now }
+        HttpClassifier::with_clock(system_now)
     }
 
     /// A classifier whose wall clock is `now` (for tests and simulations).
     pub fn with_clock(now: fn() -> SystemTime) -> Self {
-        HttpClassifier { now }
+        HttpClassifier {
+            now,
+            max_delay: crate::DEFAULT_MAX_PROVIDER_DELAY,
+        }
+    }
+
+    /// The longest retry delay or reset the classifier reports (default
+    /// [`DEFAULT_MAX_PROVIDER_DELAY`](crate::DEFAULT_MAX_PROVIDER_DELAY), 24 h); a longer one is
+    /// cut to it. The layer cuts every delay to its own
+    /// [`max_provider_delay`](crate::ThrottleBuilder::max_provider_delay) as well; this one
+    /// matters to whoever reads the outcomes directly, such as a
+    /// [`RetryPolicy`](crate::retry::RetryPolicy). Zero reports every delay as zero.
+    ///
+    /// ```
+    /// use tollgate::feedback::{HttpClassifier, Outcome};
+    /// use std::time::Duration;
+    ///
+    /// let c = HttpClassifier::new().max_delay(Duration::from_secs(600));
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap());
+    /// let fb = c.classify_parts(http::StatusCode::TOO_MANY_REQUESTS, &h);
+    /// assert_eq!(fb.outcome, Outcome::RateLimited { retry_after: Some(Duration::from_secs(600)) });
+    /// ```
+    #[must_use]
+    pub fn max_delay(mut self, max: Duration) -> Self {
+        self.max_delay = max;
+        self
     }
 
     /// Classifies status and headers.
     pub fn classify_parts(&self, status: http::StatusCode, headers: &HeaderMap) -> Feedback {
         let now = (self.now)();
         let scan = Scan::of(headers);
-        let limits = scan.limits(now);
-        let delay = delay_of(scan.retry_after_ms, scan.retry_after, now);
+        let limits = scan.limits(now, self.max_delay);
+        let delay = delay_of(scan.retry_after_ms, scan.retry_after, now, self.max_delay);
         let should_retry = match scan.should_retry {
             Some("true") => Some(true),
             Some("false") => Some(false),
@@ -355,7 +418,9 @@ impl HttpClassifier {
                 Some(d) => Outcome::RateLimited {
                     retry_after: Some(d),
                 },
-                None if limits.is_empty() => Outcome::SpendCapReached,
+                // Anthropic's spend cap names neither a delay nor a limit. An answer that does,
+                // however unreadably, is a rate limit whose delay is not known.
+                None if !scan.pushed_back => Outcome::SpendCapReached,
                 None => Outcome::RateLimited { retry_after: None },
             },
             _ if should_retry == Some(false) => Outcome::Fatal,

@@ -305,7 +305,9 @@ impl Replay {
                     // Only the current windows are seeded, and the longest is a calendar month:
                     // older calls are let go as the file is read, so memory stays bounded.
                     if replay.calls.len() > 2 * kept + 4096 {
-                        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
+                        replay
+                            .calls
+                            .retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
                         kept = replay.calls.len();
                     }
                 }
@@ -313,7 +315,9 @@ impl Replay {
                 Err(_) => replay.skipped += 1,
             }
         }
-        replay.calls.retain(|c| c.unix_ms + KEEP_MS >= newest);
+        replay
+            .calls
+            .retain(|c| c.unix_ms.saturating_add(KEEP_MS) >= newest);
         Ok(replay)
     }
 
@@ -391,5 +395,15 @@ mod tests {
             "{} calls held at once, for a window of {window}",
             replay.peak
         );
+    }
+
+    /// A record dated at the end of `u64` (a corrupt line) is read without an overflow; the
+    /// calls a month before it are let go, the record itself is kept.
+    #[test]
+    fn a_record_at_the_end_of_time_is_read() {
+        let text = line(5, 1) + &line(u64::MAX, 1) + &line(u64::MAX - 1, 1);
+        let replay = Replay::from_reader(text.as_bytes()).unwrap();
+        let kept: Vec<u64> = replay.calls().iter().map(|c| c.unix_ms).collect();
+        assert_eq!(kept, [u64::MAX, u64::MAX - 1]);
     }
 }
