@@ -212,6 +212,7 @@ pub fn scenario(args: &Args) -> Result<Scenario, String> {
         s.spikes = args.spike.clone();
     }
     if let Some(h) = args.headroom {
+        s.check_headroom("--headroom", h)?;
         s.headroom = h;
     }
     s.validate().map_err(|e| e.to_string())?;
