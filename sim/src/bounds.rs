@@ -6,22 +6,8 @@
 //! cannot hold *before* anything is built: a refused input exits with code 2 and a message naming
 //! the flag or field and its bound. They are far above every built-in scenario.
 //!
-//! | value | bound | why |
-//! |---|---|---|
-//! | `--agents`, `agents[].count` (all groups) | 1 to 100,000 | each agent holds its own generator and schedule entry; 2,500× the largest built-in fleet |
-//! | `--rpm`, `provider.rpm` | 1 to 1,000,000 | far above any provider's tier; the request bound binds first anyway |
-//! | `--tpm`, `--itpm`, `--otpm`, `provider.itpm`, `provider.otpm` | 0 (none) to 10,000,000,000 | the layer counts a limit in thousandths in 64 bits, and the mock in `f64`, exact below 2^53 |
-//! | `--duration`, `duration`, `drain` | up to 24 h | a day of virtual time; the time series has a row per second |
-//! | the run's requests | about 2,000,000 at most | each request and its attempts take about 450 bytes (~1 GB per run, and the runs of a report go on every core at once) |
-//! | `--spike` multiplier, `spikes[].multiplier` | 0.01 to 100 | arrival gaps and think times are divided by it |
-//! | `--spike` start and length, `spikes[].at`, `.length` | up to 24 h | as the duration |
-//! | `--headroom`, `headroom` | (0, 1], and at least one unit of each limit | the layer admits `limit × headroom` per minute |
-//! | `--sweep` | FROM, TO in (0, 1], at most 50 points | each point is one more run per strategy |
-//! | `agents[].rate_per_min` | 0.000001 to 1,000,000 | arrival gaps stay finite times |
-//! | `agents[].think_time` (closed) | 1 ms to 24 h | a refused call comes back at once: without a think time an agent would call again and again at one instant |
-//! | `input_tokens`, `max_tokens` | up to 10,000,000 (`max_tokens` at least 1) | five times the largest context windows |
-//! | `provider.latency`, `.latency_per_token` | up to 1 h, up to 1 s | far beyond any provider's answer |
-//! | prices, `budget` caps | finite, up to $10,000 per Mtok, up to $1,000,000,000 | spend stays a plain number |
+//! Each bound below says what it bounds; the `WHY_*` texts say why, in the messages as in the
+//! README's table.
 //!
 //! `--seed`, `priority` and `provider.overload_in_flight` take any value of their type: nothing
 //! is sized by them.
@@ -148,8 +134,16 @@ impl Interval {
 
     /// Whether `v` is a finite number within the range.
     pub fn contains(&self, v: f64) -> bool {
-        let above_lo = if self.lo_open { v > self.lo } else { v >= self.lo };
-        let below_hi = if self.hi_open { v < self.hi } else { v <= self.hi };
+        let above_lo = if self.lo_open {
+            v > self.lo
+        } else {
+            v >= self.lo
+        };
+        let below_hi = if self.hi_open {
+            v < self.hi
+        } else {
+            v <= self.hi
+        };
         v.is_finite() && above_lo && below_hi
     }
 }
@@ -195,7 +189,10 @@ impl fmt::Display for Real {
 /// The message: `name must be at least MIN, got V` or `name must be at most MAX (why), got V`.
 pub fn whole(name: &str, value: u64, min: u64, max: u64, why: &str) -> Result<u64, String> {
     if value < min {
-        return Err(format!("{name} must be at least {}, got {value}", Grouped(min)));
+        return Err(format!(
+            "{name} must be at least {}, got {value}",
+            Grouped(min)
+        ));
     }
     if value > max {
         return Err(format!(

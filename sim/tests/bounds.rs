@@ -42,7 +42,10 @@ fn each_oversized_flag_exits_2_naming_the_flag_and_its_bound() {
         ),
         (vec!["--headroom", "NaN"], vec!["--headroom", "(0, 1]"]),
         (vec!["--spike", "0s,inf,1m"], vec!["--spike multiplier"]),
-        (vec!["--sweep", "0.5:1:1e-300"], vec!["--sweep", "at most 50"]),
+        (
+            vec!["--sweep", "0.5:1:1e-300"],
+            vec!["--sweep", "at most 50"],
+        ),
         // Within each flag's bound, beyond what a run holds: rate × duration.
         (vec!["--rpm", "1000000"], vec!["--rpm", &requests]),
     ] {
@@ -69,16 +72,32 @@ fn reference_with(from: &str, to: &str) -> String {
 #[test]
 fn a_scenario_field_beyond_its_bound_is_refused_naming_the_field_and_its_bound() {
     for (from, to, needles) in [
-        ("count = 5", "count = 200000", vec!["agents[].count", "100,000"]),
-        ("rpm = 50", "rpm = 100000000", vec!["provider.rpm", "1,000,000"]),
+        (
+            "count = 5",
+            "count = 200000",
+            vec!["agents[].count", "100,000"],
+        ),
+        (
+            "rpm = 50",
+            "rpm = 100000000",
+            vec!["provider.rpm", "1,000,000"],
+        ),
         (
             "rpm = 50",
             "rpm = 50\nitpm = 100000000000",
             vec!["provider.itpm", "10,000,000,000"],
         ),
-        ("duration = \"10m\"", "duration = \"100y\"", vec!["duration", "24h"]),
+        (
+            "duration = \"10m\"",
+            "duration = \"100y\"",
+            vec!["duration", "24h"],
+        ),
         ("drain = \"10m\"", "drain = \"25h\"", vec!["drain", "24h"]),
-        ("latency = \"800ms\"", "latency = \"2h\"", vec!["provider.latency", "1h"]),
+        (
+            "latency = \"800ms\"",
+            "latency = \"2h\"",
+            vec!["provider.latency", "1h"],
+        ),
         (
             "latency_per_token = \"2ms\"",
             "latency_per_token = \"2s\"",
@@ -90,7 +109,11 @@ fn a_scenario_field_beyond_its_bound_is_refused_naming_the_field_and_its_bound()
             vec!["spikes[0].multiplier", "[0.01, 100]"],
         ),
         ("at = \"4m\"", "at = \"100y\"", vec!["spikes[0].at", "24h"]),
-        ("length = \"1m\"", "length = \"2d\"", vec!["spikes[0].length", "24h"]),
+        (
+            "length = \"1m\"",
+            "length = \"2d\"",
+            vec!["spikes[0].length", "24h"],
+        ),
         (
             "rate_per_min = 15.0",
             "rate_per_min = nan",
@@ -179,9 +202,33 @@ fn every_size_the_project_uses_is_within_the_bounds() {
         vec!["sim"],
         vec!["sim", "--agents", "5", "--rpm", "50"],
         vec!["sim", "--agents", "500", "--rpm", "6000"],
-        vec!["sim", "--agents", "500", "--rpm", "6000", "--duration", "1h"],
-        vec!["sim", "--agents", "5000", "--rpm", "60000", "--duration", "120s"],
-        vec!["sim", "--agents", "20", "--rpm", "500", "--sweep", "0.6:1.0:0.1"],
+        vec![
+            "sim",
+            "--agents",
+            "500",
+            "--rpm",
+            "6000",
+            "--duration",
+            "1h",
+        ],
+        vec![
+            "sim",
+            "--agents",
+            "5000",
+            "--rpm",
+            "60000",
+            "--duration",
+            "120s",
+        ],
+        vec![
+            "sim",
+            "--agents",
+            "20",
+            "--rpm",
+            "500",
+            "--sweep",
+            "0.6:1.0:0.1",
+        ],
         vec!["sim", "--arrival", "closed"],
         vec!["sim", "--agents", "100000", "--rpm", "1"],
         vec!["sim", "--duration", "24h", "--spike", "24h,100,24h"],
@@ -209,7 +256,10 @@ fn the_help_states_every_bound() {
         format!("about\n  {} requests", Grouped(MAX_REQUESTS)),
     ] {
         let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(flat(&help).contains(&flat(&bound)), "`{bound}` not in {help}");
+        assert!(
+            flat(&help).contains(&flat(&bound)),
+            "`{bound}` not in {help}"
+        );
     }
     assert_eq!(MAX_DURATION, Duration::from_secs(24 * 3_600));
 }

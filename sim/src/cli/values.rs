@@ -103,9 +103,10 @@ pub(super) fn sweep(s: &str) -> Result<Sweep, String> {
             "--sweep `{s}`: need 0 < FROM <= TO <= 1 and STEP > 0 (headroom fractions)"
         ));
     }
-    // Counted in floating point: a tiny step gives more points than any integer holds.
+    // Counted in floating point: a tiny step gives more points than any integer holds (or
+    // infinitely many; never NaN, as every part is finite and the step positive).
     let points = ((to - from) / step + 1e-9).floor() + 1.0;
-    if !(points <= MAX_SWEEP_POINTS as f64) {
+    if points > MAX_SWEEP_POINTS as f64 {
         return Err(format!(
             "--sweep `{s}` is {} runs per strategy; at most {MAX_SWEEP_POINTS} ({WHY_SWEEP})",
             Real(points)
@@ -150,16 +151,17 @@ fn number(flag: &str, text: &str) -> Result<f64, String> {
 /// A duration of `flag` from `min` to [`MAX_DURATION`]; a refusal quotes the text as written.
 fn within(flag: &str, text: &str, min: Duration) -> Result<Duration, String> {
     let t = text.trim();
-    span(flag, time(flag, t)?, min, MAX_DURATION, WHY_DURATION).map_err(|e| match e.rfind(", got ") {
-        Some(i) => format!("{}, got {t}", &e[..i]),
-        None => e,
+    span(flag, time(flag, t)?, min, MAX_DURATION, WHY_DURATION).map_err(|e| {
+        match e.rfind(", got ") {
+            Some(i) => format!("{}, got {t}", &e[..i]),
+            None => e,
+        }
     })
 }
 
 /// A duration of `flag`, e.g. `10m`, `90s`, `1h` (any: the caller checks the range).
 fn time(flag: &str, text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    humantime::parse_duration(t).map_err(|e| {
-        format!("{flag} must be a duration such as 10m, 90s or 1h, got {t} ({e})")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{flag} must be a duration such as 10m, 90s or 1h, got {t} ({e})"))
 }

@@ -4,10 +4,10 @@
 use super::{Arrival, Scenario, ScenarioError};
 use crate::bounds::{
     real, span, whole, Grouped, Interval, MAX_AGENTS, MAX_BUDGET_USD, MAX_DURATION, MAX_LATENCY,
-    MAX_LATENCY_PER_TOKEN, MAX_PRICE_PER_MTOK, MAX_RATE_PER_MIN, MAX_REQUESTS, MAX_RPM,
-    MAX_SPIKES, MAX_SPIKE_MULTIPLIER, MAX_TOKENS_PER_REQUEST, MAX_TPM, MIN_RATE_PER_MIN,
-    MIN_SPIKE_MULTIPLIER, MIN_THINK_TIME, WHY_AGENTS, WHY_DURATION, WHY_LATENCY, WHY_MONEY,
-    WHY_RATE, WHY_REQUESTS, WHY_RPM, WHY_SPIKE, WHY_THINK, WHY_TOKENS, WHY_TPM,
+    MAX_LATENCY_PER_TOKEN, MAX_PRICE_PER_MTOK, MAX_RATE_PER_MIN, MAX_REQUESTS, MAX_RPM, MAX_SPIKES,
+    MAX_SPIKE_MULTIPLIER, MAX_TOKENS_PER_REQUEST, MAX_TPM, MIN_RATE_PER_MIN, MIN_SPIKE_MULTIPLIER,
+    MIN_THINK_TIME, WHY_AGENTS, WHY_DURATION, WHY_LATENCY, WHY_MONEY, WHY_RATE, WHY_REQUESTS,
+    WHY_RPM, WHY_SPIKE, WHY_THINK, WHY_TOKENS, WHY_TPM,
 };
 use std::time::Duration;
 
@@ -71,7 +71,11 @@ impl Scenario {
         let end = self.duration;
         let mut cuts = vec![Duration::ZERO, end];
         for s in &self.spikes {
-            cuts.extend([s.at, s.at.saturating_add(s.length)].into_iter().filter(|&t| t < end));
+            cuts.extend(
+                [s.at, s.at.saturating_add(s.length)]
+                    .into_iter()
+                    .filter(|&t| t < end),
+            );
         }
         cuts.sort_unstable();
         cuts.dedup();
@@ -81,8 +85,20 @@ impl Scenario {
     }
 
     fn check(&self) -> Result<(), String> {
-        span("duration", self.duration, POSITIVE, MAX_DURATION, WHY_DURATION)?;
-        span("drain", self.drain, Duration::ZERO, MAX_DURATION, WHY_DURATION)?;
+        span(
+            "duration",
+            self.duration,
+            POSITIVE,
+            MAX_DURATION,
+            WHY_DURATION,
+        )?;
+        span(
+            "drain",
+            self.drain,
+            Duration::ZERO,
+            MAX_DURATION,
+            WHY_DURATION,
+        )?;
         self.check_provider()?;
         self.check_headroom("headroom", self.headroom)?;
         self.check_agents()?;
@@ -155,7 +171,13 @@ impl Scenario {
 
     fn check_agents(&self) -> Result<(), String> {
         let total: u64 = self.agents.iter().map(|g| u64::from(g.count)).sum();
-        whole("agents[].count (all groups)", total, 1, MAX_AGENTS, WHY_AGENTS)?;
+        whole(
+            "agents[].count (all groups)",
+            total,
+            1,
+            MAX_AGENTS,
+            WHY_AGENTS,
+        )?;
         for (i, g) in self.agents.iter().enumerate() {
             let field = |f: &str| format!("agents[{i}].{f}");
             let rates = match g.arrival {
@@ -180,7 +202,13 @@ impl Scenario {
                 WHY_DURATION,
             )?;
             let tokens = MAX_TOKENS_PER_REQUEST;
-            whole(&field("input_tokens"), g.input_tokens, 0, tokens, WHY_TOKENS)?;
+            whole(
+                &field("input_tokens"),
+                g.input_tokens,
+                0,
+                tokens,
+                WHY_TOKENS,
+            )?;
             whole(&field("max_tokens"), g.max_tokens, 1, tokens, WHY_TOKENS)?;
             real(&field("output_fraction"), g.output_fraction, FRACTION, "")?;
         }
@@ -198,7 +226,13 @@ impl Scenario {
         let multipliers = Interval::closed(MIN_SPIKE_MULTIPLIER, MAX_SPIKE_MULTIPLIER);
         for (i, s) in self.spikes.iter().enumerate() {
             let field = |f: &str| format!("spikes[{i}].{f}");
-            span(&field("at"), s.at, Duration::ZERO, MAX_DURATION, WHY_DURATION)?;
+            span(
+                &field("at"),
+                s.at,
+                Duration::ZERO,
+                MAX_DURATION,
+                WHY_DURATION,
+            )?;
             span(
                 &field("length"),
                 s.length,
