@@ -273,3 +273,37 @@ impl Scenario {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Spike;
+
+    fn spike(at: u64, multiplier: f64, length: u64) -> Spike {
+        Spike {
+            at: Duration::from_secs(at),
+            multiplier,
+            length: Duration::from_secs(length),
+        }
+    }
+
+    #[test]
+    fn the_estimate_is_the_rate_over_the_duration_raised_by_the_spikes() {
+        // 5 agents × 15 a minute for 10 minutes, plus one minute at twice the rate.
+        let reference = Scenario::built_in("reference").expect("built in");
+        assert_eq!(reference.requests_estimate(), 75.0 * 11.0);
+        // 4 open agents × 6 a minute for 30 minutes, and a closed one thinking 1 s.
+        let runaway = Scenario::built_in("runaway").expect("built in");
+        assert_eq!(runaway.requests_estimate(), 720.0 + 1_801.0);
+        // Overlapping spikes multiply; what falls after the duration counts for nothing.
+        let mut s = reference.clone();
+        s.spikes = vec![
+            spike(60, 2.0, 120),
+            spike(120, 3.0, 60),
+            spike(590, 10.0, 60),
+        ];
+        // Minutes: 1 at ×1, 1 at ×2, 1 at ×6, 6 5/6 at ×1, 1/6 at ×10.
+        let minutes = 1.0 + 2.0 + 6.0 + 41.0 / 6.0 + 10.0 / 6.0;
+        assert!((s.requests_estimate() - 75.0 * minutes).abs() < 1e-6);
+    }
+}
