@@ -3,7 +3,10 @@
 
 use crate::report::Report;
 use crate::scenario::{Arrival, Scenario, Spike};
+
+mod values;
 use crate::strategy::StrategyKind;
+use clap::error::ErrorKind;
 use clap::Parser;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,13 @@ use std::time::Duration;
 ///   sim --scenario launch-spike --strategy tollgate,none --out results/launch-spike
 ///   sim --scenario my.toml --json
 ///   sim --agents 20 --rpm 500 --sweep 0.6:1.0:0.1 --out sweep
+///
+/// Bounds (beyond them sim exits with code 2 naming the flag; a scenario's fields have the same):
+///   --agents 1 to 100,000; --rpm 1 to 1,000,000; --tpm, --itpm, --otpm 0 (none) to
+///   10,000,000,000; --duration up to 24h; --spike start and length up to 24h, multiplier 0.01
+///   to 100; --headroom in (0, 1]; --sweep at most 50 points. A run's agents may make about
+///   2,000,000 requests at most (agents × rate × duration, with the spikes): each request and its
+///   attempts take about 450 bytes, and the runs of a report go on every core at once.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, verbatim_doc_comment)]
 pub struct Args {
@@ -24,43 +34,46 @@ pub struct Args {
     /// TOML file. Without it, the default scenario built from --agents and --rpm.
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
-    /// Number of agents (default scenario: 5).
-    #[arg(long)]
+    /// Number of agents, 1 to 100,000 (default scenario: 5).
+    #[arg(long, value_parser = values::agents, allow_hyphen_values = true)]
     pub agents: Option<u32>,
-    /// The provider's requests per minute (default scenario: 50).
-    #[arg(long)]
+    /// The provider's requests per minute, 1 to 1,000,000 (default scenario: 50).
+    #[arg(long, value_parser = values::rpm, allow_hyphen_values = true)]
     pub rpm: Option<u64>,
     /// Tokens per minute: the provider's input-token limit (as OpenAI's `tokens` counts the
-    /// prompt); same as --itpm.
-    #[arg(long)]
+    /// prompt); same as --itpm. 0 (none) to 10,000,000,000.
+    #[arg(long, value_parser = values::tpm, allow_hyphen_values = true)]
     pub tpm: Option<u64>,
-    /// Input tokens per minute.
-    #[arg(long)]
+    /// Input tokens per minute, 0 (none) to 10,000,000,000.
+    #[arg(long, value_parser = values::itpm, allow_hyphen_values = true)]
     pub itpm: Option<u64>,
-    /// Output tokens per minute.
-    #[arg(long)]
+    /// Output tokens per minute, 0 (none) to 10,000,000,000.
+    #[arg(long, value_parser = values::otpm, allow_hyphen_values = true)]
     pub otpm: Option<u64>,
-    /// How long requests arrive, e.g. 10m, 90s, 1h.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// How long requests arrive, e.g. 10m, 90s, 1h; up to 24h.
+    #[arg(long, value_parser = values::duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
-    /// The seed of every random draw.
-    #[arg(long)]
+    /// The seed of every random draw (any 64-bit unsigned integer).
+    #[arg(long, value_parser = values::seed, allow_hyphen_values = true)]
     pub seed: Option<u64>,
     /// Strategies: one, several separated by commas, or `all`.
     #[arg(long, default_value = "all")]
     pub strategy: String,
-    /// How the agents' requests arrive: closed, constant or poisson.
-    #[arg(long, value_parser = parse_arrival)]
+    /// How the agents' requests arrive: closed, constant or poisson. Closed agents without a
+    /// think time think 1s between an answer and their next request.
+    #[arg(long, value_parser = values::arrival)]
     pub arrival: Option<Arrival>,
-    /// A spike: AT,MULTIPLIER,LENGTH, e.g. 4m,2,1m (repeatable).
-    #[arg(long, value_parser = parse_spike)]
+    /// A spike: AT,MULTIPLIER,LENGTH, e.g. 4m,2,1m (repeatable); AT and LENGTH up to 24h,
+    /// MULTIPLIER 0.01 to 100.
+    #[arg(long, value_parser = values::spike, allow_hyphen_values = true)]
     pub spike: Vec<Spike>,
     /// The headroom fraction of the strategies that take one (tollgate, tollgate-adaptive,
-    /// cookbook), in (0, 1].
-    #[arg(long)]
+    /// cookbook), in (0, 1], leaving at least one unit of each limit.
+    #[arg(long, value_parser = values::headroom, allow_hyphen_values = true)]
     pub headroom: Option<f64>,
-    /// Sweep the headroom: FROM:TO:STEP, e.g. 0.6:1.0:0.1; adds the over-throttling vs 429 plot.
-    #[arg(long, value_parser = parse_sweep)]
+    /// Sweep the headroom: FROM:TO:STEP, e.g. 0.6:1.0:0.1, at most 50 points; adds the
+    /// over-throttling vs 429 plot.
+    #[arg(long, value_parser = values::sweep, allow_hyphen_values = true)]
     pub sweep: Option<Sweep>,
     /// Write the table, JSON, CSV time series and plots into this directory.
     #[arg(long, value_name = "DIR")]
@@ -74,68 +87,78 @@ pub struct Args {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sweep(pub Vec<f64>);
 
-fn parse_arrival(s: &str) -> Result<Arrival, String> {
-    match s {
-        "closed" => Ok(Arrival::Closed),
-        "constant" => Ok(Arrival::Constant),
-        "poisson" => Ok(Arrival::Poisson),
-        _ => Err(format!("`{s}` is not closed, constant or poisson")),
+/// The think time `--arrival closed` gives agents that have none: a closed agent needs one
+/// (see [`crate::bounds::MIN_THINK_TIME`]).
+pub const DEFAULT_CLOSED_THINK_TIME: Duration = Duration::from_secs(1);
+
+/// Everything a command line asks for, checked, before anything runs.
+#[derive(Debug)]
+pub struct Plan {
+    /// The flags.
+    pub args: Args,
+    /// The scenario they describe, within every bound.
+    pub scenario: Scenario,
+    /// The strategies to run.
+    pub strategies: Vec<StrategyKind>,
+    /// The headroom sweep (empty: none).
+    pub sweep: Vec<f64>,
+}
+
+/// Why a command line runs nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// `--help` or `--version`: the text for stdout (exit code 0).
+    Info(String),
+    /// Bad input: the message for stderr (exit code 2).
+    BadInput(String),
+}
+
+impl Stop {
+    /// The process's exit code: 0 for help and version, 2 for bad input.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Stop::Info(_) => 0,
+            Stop::BadInput(_) => 2,
+        }
     }
 }
 
-fn parse_spike(s: &str) -> Result<Spike, String> {
-    let parts: Vec<&str> = s.split(',').collect();
-    let [at, mult, len] = parts[..] else {
-        return Err(format!(
-            "`{s}`: a spike is AT,MULTIPLIER,LENGTH, e.g. 4m,2,1m"
-        ));
-    };
-    let at =
-        humantime::parse_duration(at.trim()).map_err(|e| format!("spike start `{at}`: {e}"))?;
-    let multiplier: f64 = mult
-        .trim()
-        .parse()
-        .map_err(|_| format!("spike multiplier `{mult}` is not a number"))?;
-    if !(multiplier.is_finite() && multiplier > 0.0) {
-        return Err(format!(
-            "spike multiplier must be positive, got {multiplier}"
-        ));
+/// Parses and checks a command line (`argv[0]` is the program's name): every flag and every
+/// field of the scenario against its bound ([`crate::bounds`]). Builds and runs nothing.
+///
+/// # Errors
+/// [`Stop::BadInput`] with a message naming the flag or scenario field (and its bound) for bad
+/// input; [`Stop::Info`] for `--help` and `--version`.
+pub fn plan<I, T>(argv: I) -> Result<Plan, Stop>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::try_parse_from(argv).map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Stop::Info(e.render().to_string()),
+        // A value parser's own message names the flag and its bound.
+        ErrorKind::ValueValidation => match std::error::Error::source(&e) {
+            Some(why) => Stop::BadInput(format!("sim: {why}")),
+            None => Stop::BadInput(e.render().to_string()),
+        },
+        _ => Stop::BadInput(e.render().to_string()),
+    })?;
+    let bad = |e: String| Stop::BadInput(format!("sim: {e}"));
+    let scenario = scenario(&args).map_err(bad)?;
+    let strategies = strategies(&args.strategy).map_err(bad)?;
+    let sweep = args.sweep.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+    for &h in &sweep {
+        scenario.check_headroom("--sweep point", h).map_err(bad)?;
     }
-    let length =
-        humantime::parse_duration(len.trim()).map_err(|e| format!("spike length `{len}`: {e}"))?;
-    Ok(Spike {
-        at,
-        multiplier,
-        length,
+    Ok(Plan {
+        args,
+        scenario,
+        strategies,
+        sweep,
     })
 }
 
-fn parse_sweep(s: &str) -> Result<Sweep, String> {
-    let nums: Result<Vec<f64>, _> = s.split(':').map(|p| p.trim().parse::<f64>()).collect();
-    let Ok(nums) = nums else {
-        return Err(format!("`{s}`: a sweep is FROM:TO:STEP, e.g. 0.6:1.0:0.1"));
-    };
-    let [from, to, step] = nums[..] else {
-        return Err(format!("`{s}`: a sweep is FROM:TO:STEP, e.g. 0.6:1.0:0.1"));
-    };
-    let ok = |v: f64| v.is_finite() && v > 0.0 && v <= 1.0;
-    if !(ok(from) && ok(to) && from <= to && step.is_finite() && step > 0.0) {
-        return Err(format!(
-            "`{s}`: need 0 < FROM <= TO <= 1 and STEP > 0 (headroom fractions)"
-        ));
-    }
-    let n = ((to - from) / step + 1e-9).floor() as usize + 1;
-    if n > 50 {
-        return Err(format!("`{s}` is {n} runs per strategy; at most 50"));
-    }
-    Ok(Sweep(
-        (0..n)
-            .map(|i| ((from + step * i as f64) * 1000.0).round() / 1000.0)
-            .collect(),
-    ))
-}
-
-/// The scenario the flags describe.
+/// The scenario the flags describe, checked by [`Scenario::validate`].
 ///
 /// # Errors
 /// A message for the user (exit code 2).
@@ -180,16 +203,17 @@ pub fn scenario(args: &Args) -> Result<Scenario, String> {
             if a != Arrival::Closed && g.rate_per_min <= 0.0 {
                 g.rate_per_min = default_rate;
             }
+            if a == Arrival::Closed && g.think_time.is_zero() {
+                g.think_time = DEFAULT_CLOSED_THINK_TIME;
+            }
         }
     }
     if !args.spike.is_empty() {
         s.spikes = args.spike.clone();
     }
     if let Some(h) = args.headroom {
+        s.check_headroom("--headroom", h)?;
         s.headroom = h;
-    }
-    if matches!(args.agents, Some(0)) || matches!(args.rpm, Some(0)) {
-        return Err("--agents and --rpm must be at least 1".into());
     }
     s.validate().map_err(|e| e.to_string())?;
     Ok(s)
@@ -243,28 +267,22 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String
 
 /// Runs the CLI; returns the exit code.
 pub fn main() -> i32 {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+    let plan = match plan(std::env::args_os()) {
+        Ok(p) => p,
+        Err(stop) => {
+            match &stop {
+                Stop::Info(text) => print!("{text}"),
+                Stop::BadInput(message) => eprintln!("{}", message.trim_end()),
+            }
+            return stop.exit_code();
         }
     };
-    let scenario = match scenario(&args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("sim: {e}");
-            return 2;
-        }
-    };
-    let kinds = match strategies(&args.strategy) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("sim: {e}");
-            return 2;
-        }
-    };
-    let sweep = args.sweep.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+    let Plan {
+        args,
+        scenario,
+        strategies: kinds,
+        sweep,
+    } = plan;
     let progress = std::io::stderr().is_terminal();
     let report = match crate::simulate_with_progress(&scenario, &kinds, &sweep, progress) {
         Ok(r) => r,

@@ -1,6 +1,8 @@
 //! [`Scenario`]: who sends what, when, to which provider — from a TOML file, a built-in name, or
 //! CLI flags.
 
+mod validate;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -308,93 +310,11 @@ impl Scenario {
         s
     }
 
-    /// Checks every rule.
-    ///
-    /// # Errors
-    /// A zero or negative rate, limit or duration, a fraction outside its range, no agents.
-    pub fn validate(&self) -> Result<(), ScenarioError> {
-        let err = |m: String| Err(ScenarioError(format!("scenario `{}`: {m}", self.name)));
-        if self.duration.is_zero() {
-            return err("duration must be positive".into());
-        }
-        if self.provider.rpm == 0 {
-            return err("provider rpm must be at least 1".into());
-        }
-        let p = &self.provider;
-        if !(0.0..1.0).contains(&p.hidden_share) {
-            return err(format!(
-                "hidden_share must be in [0, 1), got {}",
-                p.hidden_share
-            ));
-        }
-        if !(0.0..=1.0).contains(&p.latency_jitter) {
-            return err(format!(
-                "latency_jitter must be in [0, 1], got {}",
-                p.latency_jitter
-            ));
-        }
-        if !(0.0..=1.0).contains(&p.overload_probability) {
-            return err(format!(
-                "overload_probability must be in [0, 1], got {}",
-                p.overload_probability
-            ));
-        }
-        if !(self.headroom > 0.0 && self.headroom <= 1.0) {
-            return err(format!("headroom must be in (0, 1], got {}", self.headroom));
-        }
-        if self.agents.is_empty() || self.agents.iter().all(|g| g.count == 0) {
-            return err("at least one agent is needed".into());
-        }
-        for g in &self.agents {
-            if g.arrival != Arrival::Closed && !(g.rate_per_min.is_finite() && g.rate_per_min > 0.0)
-            {
-                return err(format!(
-                    "{} arrivals need a positive rate_per_min, got {}",
-                    g.arrival, g.rate_per_min
-                ));
-            }
-            if !(g.output_fraction.is_finite() && (0.0..=1.0).contains(&g.output_fraction)) {
-                return err(format!(
-                    "output_fraction must be in [0, 1], got {}",
-                    g.output_fraction
-                ));
-            }
-            if g.max_tokens == 0 {
-                return err("max_tokens must be at least 1".into());
-            }
-        }
-        for s in &self.spikes {
-            if !(s.multiplier.is_finite() && s.multiplier > 0.0) {
-                return err(format!(
-                    "a spike multiplier must be positive, got {}",
-                    s.multiplier
-                ));
-            }
-        }
-        if !(self.prices.input_per_mtok >= 0.0 && self.prices.output_per_mtok >= 0.0) {
-            return err("prices cannot be negative".into());
-        }
-        if let Some(b) = &self.budget {
-            for (name, cap) in [("agent_usd", b.agent_usd), ("global_usd", b.global_usd)] {
-                if cap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
-                    return err(format!(
-                        "budget.{name} must be a positive number of dollars, got {}",
-                        cap.unwrap_or_default()
-                    ));
-                }
-            }
-            if b.agent_usd.is_none() && b.global_usd.is_none() {
-                return err("a [budget] needs agent_usd, global_usd or both".into());
-            }
-        }
-        Ok(())
-    }
-
     /// The arrival-rate multiplier at `t`.
     pub fn multiplier(&self, t: Duration) -> f64 {
         self.spikes
             .iter()
-            .filter(|s| t >= s.at && t < s.at + s.length)
+            .filter(|s| t >= s.at && t < s.at.saturating_add(s.length))
             .map(|s| s.multiplier)
             .product()
     }

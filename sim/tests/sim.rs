@@ -1,7 +1,9 @@
 //! The simulator end to end: determinism, the analytical check, the reference numbers, the CLI.
 
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
+use support::sim;
 use tollgate_sim::scenario::{Scenario, BUILT_IN};
 use tollgate_sim::strategy::StrategyKind;
 use tollgate_sim::{cli, simulate};
@@ -148,18 +150,6 @@ fn json_keeps_its_field_names() {
         assert!(!r[key].is_null(), "missing {key}");
     }
     assert_eq!(v["scenario"]["name"], "reference");
-}
-
-fn sim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
