@@ -107,6 +107,23 @@ pub trait ReadUsage<Res> {
         self.usage(res)
             .map(|c| TokenUsage::new(c.input_tokens, c.output_tokens))
     }
+
+    /// Whether the usage of `res` is known only later (a response body that streams it): the
+    /// layer then hands the call's [`Permit`](crate::Permit) to [`defer`](ReadUsage::defer)
+    /// instead of settling the call now. By default `false`.
+    fn defers(&self, res: &Res) -> bool {
+        let _ = res;
+        false
+    }
+
+    /// Takes the call's permit into `res`, to settle it when the usage is known (asked only when
+    /// [`defers`](ReadUsage::defers) said so). The call holds its charge, its concurrency slot
+    /// and its money until then. By default the permit is dropped, which settles the call by the
+    /// layer's [`OnFailure`](crate::OnFailure) rule.
+    fn defer(&self, res: &mut Res, permit: crate::Permit) {
+        let _ = res;
+        drop(permit);
+    }
 }
 
 impl<Res, F> ReadUsage<Res> for F

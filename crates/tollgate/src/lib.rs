@@ -107,6 +107,7 @@ pub mod feedback;
 mod hooks;
 mod lane;
 mod limiter;
+mod permit;
 mod pick;
 mod queue;
 mod registry;
@@ -130,6 +131,7 @@ pub use hooks::{
     ModelFn, NoMeta, OneRequest, ReadUsage, SamePriority,
 };
 pub use limiter::{Limiter, OnFailure};
+pub use permit::Permit;
 pub use registry::{ScopeId, ScopeRef, UnknownScopes};
 pub use scope::{Priority, ScopeKey, Scopes};
 pub use stats::{BucketStats, Pressure, ScopeStats};

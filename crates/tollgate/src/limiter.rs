@@ -1180,6 +1180,11 @@ impl<St: Store> Ticket<St> {
         self.lane.limiter.feedback(feedback, &self.lane);
     }
 
+    /// What the call was charged when admitted.
+    pub(crate) fn cost(&self) -> Cost {
+        self.cost
+    }
+
     /// Whether the call's detailed token usage is wanted (the layer tracks spend or logs calls).
     pub(crate) fn wants_tokens(&self) -> bool {
         self.account.is_some()

@@ -1,6 +1,7 @@
 use crate::feedback::Classify;
 use crate::hooks::ReadUsage;
 use crate::limiter::Ticket;
+use crate::permit::Permit;
 use crate::{BoxError, Store, ThrottleError};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -129,11 +130,18 @@ where
                     this.state.set(State::Calling { fut });
                 }
                 StateProj::Calling { fut } => {
-                    let result = ready!(fut.poll(cx));
+                    let mut result = ready!(fut.poll(cx));
                     if let Some(ticket) = this.ticket.as_mut() {
                         let feedback = this.after.classify.classify(result.as_ref());
                         ticket.feedback(&feedback);
-                        match &result {
+                        match &mut result {
+                            Ok(res) if this.after.usage.defers(res) => {
+                                // Settled when the answer's usage is known.
+                                if let Some(ticket) = this.ticket.take() {
+                                    let permit = Permit::new(ticket, feedback.outcome);
+                                    this.after.usage.defer(res, permit);
+                                }
+                            }
                             Ok(res) => {
                                 let usage = this.after.usage.usage(res);
                                 let tokens = if ticket.wants_tokens() {
