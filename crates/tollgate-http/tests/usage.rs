@@ -77,13 +77,20 @@ fn seen(provider: Provider, content_type: Option<&str>, body: &str) -> SeenUsage
 
 #[test]
 fn anthropic_stream() {
-    assert_eq!(seen(Provider::Anthropic, SSE, ANTHROPIC_STREAM), ANTHROPIC_USAGE);
+    assert_eq!(
+        seen(Provider::Anthropic, SSE, ANTHROPIC_STREAM),
+        ANTHROPIC_USAGE
+    );
 }
 
 #[test]
 fn anthropic_stream_before_the_end_is_not_complete() {
     let cut = &ANTHROPIC_STREAM[..ANTHROPIC_STREAM.find("event: message_delta").unwrap()];
-    let expected = SeenUsage { output_tokens: Some(1), complete: false, ..ANTHROPIC_USAGE };
+    let expected = SeenUsage {
+        output_tokens: Some(1),
+        complete: false,
+        ..ANTHROPIC_USAGE
+    };
     assert_eq!(seen(Provider::Anthropic, SSE, cut), expected);
 }
 
@@ -92,7 +99,12 @@ fn anthropic_delta_replaces_only_the_fields_it_has() {
     let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n\
         event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\n\n\
         event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":12,\"output_tokens\":9,\"cache_read_input_tokens\":null}}\n\n";
-    let expected = SeenUsage { input_tokens: Some(12), output_tokens: Some(9), complete: true, ..SeenUsage::default() };
+    let expected = SeenUsage {
+        input_tokens: Some(12),
+        output_tokens: Some(9),
+        complete: true,
+        ..SeenUsage::default()
+    };
     assert_eq!(seen(Provider::Anthropic, SSE, stream), expected);
 }
 
@@ -104,9 +116,19 @@ fn anthropic_event_type_stands_in_for_a_missing_event_line_and_back() {
     assert_eq!((got.output_tokens, got.complete), (Some(4), true));
     // No JSON type: the event line names it.
     let no_type = "event: message_delta\ndata: {\"usage\":{\"output_tokens\":6}}\n\n";
-    assert_eq!(seen(Provider::Anthropic, SSE, no_type).output_tokens, Some(6));
+    assert_eq!(
+        seen(Provider::Anthropic, SSE, no_type).output_tokens,
+        Some(6)
+    );
     // `message_stop` alone completes.
-    assert!(seen(Provider::Anthropic, SSE, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n").complete);
+    assert!(
+        seen(
+            Provider::Anthropic,
+            SSE,
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        )
+        .complete
+    );
 }
 
 #[test]
@@ -114,19 +136,34 @@ fn anthropic_json() {
     let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5",
         "content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,
         "usage":{"input_tokens":25,"output_tokens":15,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000}}"#;
-    assert_eq!(seen(Provider::Anthropic, Some("application/json"), body), ANTHROPIC_USAGE);
+    assert_eq!(
+        seen(Provider::Anthropic, Some("application/json"), body),
+        ANTHROPIC_USAGE
+    );
     assert_eq!(seen(Provider::Anthropic, None, body), ANTHROPIC_USAGE);
 }
 
 #[test]
 fn error_bodies_have_no_usage() {
     let anthropic = r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#;
-    assert_eq!(seen(Provider::Anthropic, None, anthropic), SeenUsage::default());
+    assert_eq!(
+        seen(Provider::Anthropic, None, anthropic),
+        SeenUsage::default()
+    );
     let openai = r#"{"error":{"message":"slow down","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#;
-    assert_eq!(seen(Provider::OpenAiChat, None, openai), SeenUsage::default());
+    assert_eq!(
+        seen(Provider::OpenAiChat, None, openai),
+        SeenUsage::default()
+    );
     let stream_error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}\n\n";
-    assert_eq!(seen(Provider::Anthropic, SSE, stream_error), SeenUsage::default());
-    assert_eq!(seen(Provider::OpenAiResponses, None, "not json"), SeenUsage::default());
+    assert_eq!(
+        seen(Provider::Anthropic, SSE, stream_error),
+        SeenUsage::default()
+    );
+    assert_eq!(
+        seen(Provider::OpenAiResponses, None, "not json"),
+        SeenUsage::default()
+    );
 }
 
 #[test]
@@ -136,8 +173,15 @@ fn chat_stream() {
 
 #[test]
 fn chat_stream_without_include_usage_has_none() {
-    let without: String = CHAT_STREAM.split("\n\n").filter(|e| !e.contains("prompt_tokens")).map(|e| format!("{e}\n\n")).collect();
-    assert_eq!(seen(Provider::OpenAiChat, SSE, &without), SeenUsage::default());
+    let without: String = CHAT_STREAM
+        .split("\n\n")
+        .filter(|e| !e.contains("prompt_tokens"))
+        .map(|e| format!("{e}\n\n"))
+        .collect();
+    assert_eq!(
+        seen(Provider::OpenAiChat, SSE, &without),
+        SeenUsage::default()
+    );
 }
 
 #[test]
@@ -145,18 +189,30 @@ fn chat_json() {
     let body = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o",
         "choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],
         "usage":{"prompt_tokens":40,"completion_tokens":7,"total_tokens":47,"prompt_tokens_details":{"cached_tokens":32}}}"#;
-    assert_eq!(seen(Provider::OpenAiChat, Some("application/json"), body), CHAT_USAGE);
+    assert_eq!(
+        seen(Provider::OpenAiChat, Some("application/json"), body),
+        CHAT_USAGE
+    );
 }
 
 #[test]
 fn responses_stream() {
-    assert_eq!(seen(Provider::OpenAiResponses, SSE, RESPONSES_STREAM), RESPONSES_USAGE);
+    assert_eq!(
+        seen(Provider::OpenAiResponses, SSE, RESPONSES_STREAM),
+        RESPONSES_USAGE
+    );
     // Cut short by `max_output_tokens`: `response.incomplete` carries the usage.
     let incomplete = RESPONSES_STREAM.replace("response.completed", "response.incomplete");
-    assert_eq!(seen(Provider::OpenAiResponses, SSE, &incomplete), RESPONSES_USAGE);
+    assert_eq!(
+        seen(Provider::OpenAiResponses, SSE, &incomplete),
+        RESPONSES_USAGE
+    );
     // Without the final event nothing is known.
     let cut = &RESPONSES_STREAM[..RESPONSES_STREAM.find("event: response.completed").unwrap()];
-    assert_eq!(seen(Provider::OpenAiResponses, SSE, cut), SeenUsage::default());
+    assert_eq!(
+        seen(Provider::OpenAiResponses, SSE, cut),
+        SeenUsage::default()
+    );
 }
 
 #[test]
@@ -164,14 +220,31 @@ fn responses_json() {
     let body = r#"{"id":"resp_1","object":"response","status":"completed","output":[],
         "usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,
         "output_tokens_details":{"reasoning_tokens":64},"total_tokens":123}}"#;
-    assert_eq!(seen(Provider::OpenAiResponses, Some("application/json; charset=utf-8"), body), RESPONSES_USAGE);
+    assert_eq!(
+        seen(
+            Provider::OpenAiResponses,
+            Some("application/json; charset=utf-8"),
+            body
+        ),
+        RESPONSES_USAGE
+    );
 }
 
 #[test]
 fn content_type_is_matched_without_case_or_parameters() {
-    assert_eq!(seen(Provider::OpenAiChat, Some(" Text/Event-Stream ; charset=utf-8"), CHAT_STREAM), CHAT_USAGE);
+    assert_eq!(
+        seen(
+            Provider::OpenAiChat,
+            Some(" Text/Event-Stream ; charset=utf-8"),
+            CHAT_STREAM
+        ),
+        CHAT_USAGE
+    );
     // An SSE body read as JSON yields nothing.
-    assert_eq!(seen(Provider::OpenAiChat, Some("application/json"), CHAT_STREAM), SeenUsage::default());
+    assert_eq!(
+        seen(Provider::OpenAiChat, Some("application/json"), CHAT_STREAM),
+        SeenUsage::default()
+    );
 }
 
 #[test]
@@ -183,7 +256,11 @@ fn a_json_body_over_the_cap_leaves_usage_unknown() {
     assert_eq!(reader.seen().output_tokens, Some(2));
     assert!(!reader.truncated());
     // One byte more: unknown, and noted.
-    let reader = read(Provider::OpenAiChat, None, &[body.as_bytes(), &padding, b" "]);
+    let reader = read(
+        Provider::OpenAiChat,
+        None,
+        &[body.as_bytes(), &padding, b" "],
+    );
     assert_eq!(reader.seen(), SeenUsage::default());
     assert!(reader.truncated());
 }
@@ -221,10 +298,14 @@ fn sample() -> impl Strategy<Value = (Provider, String, SeenUsage)> {
         (Provider::OpenAiChat, CHAT_STREAM, CHAT_USAGE),
         (Provider::OpenAiResponses, RESPONSES_STREAM, RESPONSES_USAGE),
     ];
-    (0..streams.len(), prop::sample::select(vec!["\n", "\r\n", "\r"])).prop_map(move |(i, eol)| {
-        let (provider, stream, usage) = streams[i];
-        (provider, with_line_ends(stream, eol), usage)
-    })
+    (
+        0..streams.len(),
+        prop::sample::select(vec!["\n", "\r\n", "\r"]),
+    )
+        .prop_map(move |(i, eol)| {
+            let (provider, stream, usage) = streams[i];
+            (provider, with_line_ends(stream, eol), usage)
+        })
 }
 
 /// Cuts `bytes` at the given positions (taken modulo its length, in any order).
