@@ -100,7 +100,10 @@ async fn run(args: Args) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("tollgate-mock: cannot listen on --listen {}: {e}", args.listen);
+            eprintln!(
+                "tollgate-mock: cannot listen on --listen {}: {e}",
+                args.listen
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -112,7 +115,10 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    if writeln!(stdout, "http://{addr}").and_then(|()| stdout.flush()).is_err() {
+    if writeln!(stdout, "http://{addr}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         return ExitCode::FAILURE;
     }
     match tollgate_mock::http::serve(listener, provider).await {

@@ -80,12 +80,18 @@ impl Api {
     pub(crate) fn error(self, failure: &Failure, request_id: &str) -> (StatusCode, Value) {
         let (status, anthropic_type, message) = describe(failure);
         match self {
-            Api::Anthropic => (status, anthropic_error(anthropic_type, &message, request_id)),
+            Api::Anthropic => (
+                status,
+                anthropic_error(anthropic_type, &message, request_id),
+            ),
             Api::Chat | Api::Responses => {
                 let (status, kind, code, param) = match failure {
-                    Failure::Unauthorized => {
-                        (status, "invalid_request_error", Some("invalid_api_key"), None)
-                    }
+                    Failure::Unauthorized => (
+                        status,
+                        "invalid_request_error",
+                        Some("invalid_api_key"),
+                        None,
+                    ),
                     Failure::Invalid { param, .. } => {
                         (status, "invalid_request_error", None, *param)
                     }
@@ -93,11 +99,18 @@ impl Api {
                     Failure::RateLimited(Dimension::Requests) => {
                         (status, "requests", Some("rate_limit_exceeded"), None)
                     }
-                    Failure::RateLimited(_) => (status, "tokens", Some("rate_limit_exceeded"), None),
-                    Failure::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "server_error", None, None),
-                    Failure::TooLarge(_) => {
-                        (status, "invalid_request_error", Some("request_too_large"), None)
+                    Failure::RateLimited(_) => {
+                        (status, "tokens", Some("rate_limit_exceeded"), None)
                     }
+                    Failure::Overloaded => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "server_error", None, None)
+                    }
+                    Failure::TooLarge(_) => (
+                        status,
+                        "invalid_request_error",
+                        Some("request_too_large"),
+                        None,
+                    ),
                 };
                 let body = json!({"error": {
                     "message": message,
@@ -130,7 +143,8 @@ fn describe(failure: &Failure) -> (StatusCode, &'static str, String) {
         Failure::Unauthorized => (
             StatusCode::UNAUTHORIZED,
             "authentication_error",
-            "no API key: send one in `x-api-key` or `Authorization: Bearer` (any value works)".into(),
+            "no API key: send one in `x-api-key` or `Authorization: Bearer` (any value works)"
+                .into(),
         ),
         Failure::Invalid { message, .. } => (
             StatusCode::BAD_REQUEST,

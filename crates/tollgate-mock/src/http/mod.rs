@@ -81,6 +81,9 @@ use crate::MockProvider;
 /// # Errors
 ///
 /// The listener's I/O errors.
-pub async fn serve(listener: tokio::net::TcpListener, provider: MockProvider) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    provider: MockProvider,
+) -> std::io::Result<()> {
     axum::serve(listener, router(provider)).await
 }

@@ -118,7 +118,10 @@ fn responses(obj: &Map<String, Value>) -> Result<Parts, Invalid> {
         Some(text @ Value::String(_)) => tokens::content(text),
         Some(Value::Array(items)) => {
             if let Some(bad) = items.iter().position(|item| !item.is_object()) {
-                return Err(Invalid::new("input", format!("`input[{bad}]` must be an object")));
+                return Err(Invalid::new(
+                    "input",
+                    format!("`input[{bad}]` must be an object"),
+                ));
             }
             items.iter().map(tokens::message).sum()
         }
@@ -208,11 +211,23 @@ mod tests {
         let ok = r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"abcd"}],"system":"abcdefgh"}"#;
         let call = parse(Api::Anthropic, ok.as_bytes()).unwrap();
         assert_eq!((call.input_tokens, call.max_tokens), (5 + 6, Some(10)));
-        let missing = err(Api::Anthropic, r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#);
+        let missing = err(
+            Api::Anthropic,
+            r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#,
+        );
         assert_eq!(missing.param, Some("max_tokens"));
-        assert_eq!(err(Api::Anthropic, r#"{"max_tokens":1}"#).param, Some("model"));
-        assert_eq!(err(Api::Anthropic, r#"{"model":"m","max_tokens":1}"#).param, Some("messages"));
-        let wrong = err(Api::Anthropic, r#"{"model":"m","max_tokens":"9","messages":[]}"#);
+        assert_eq!(
+            err(Api::Anthropic, r#"{"max_tokens":1}"#).param,
+            Some("model")
+        );
+        assert_eq!(
+            err(Api::Anthropic, r#"{"model":"m","max_tokens":1}"#).param,
+            Some("messages")
+        );
+        let wrong = err(
+            Api::Anthropic,
+            r#"{"model":"m","max_tokens":"9","messages":[]}"#,
+        );
         assert_eq!(wrong.param, Some("max_tokens"));
         assert_eq!(err(Api::Anthropic, "[1]").param, None);
         assert_eq!(err(Api::Anthropic, "{").param, None);
@@ -222,17 +237,24 @@ mod tests {
     fn chat_takes_either_cap_and_usage_only_when_streaming() {
         let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":7,"stream":true,"stream_options":{"include_usage":true}}"#;
         let call = parse(Api::Chat, body.as_bytes()).unwrap();
-        assert_eq!((call.max_tokens, call.stream, call.include_usage), (Some(7), true, true));
+        assert_eq!(
+            (call.max_tokens, call.stream, call.include_usage),
+            (Some(7), true, true)
+        );
         let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#;
         assert_eq!(err(Api::Chat, body).param, Some("stream_options"));
     }
 
     #[test]
     fn responses_count_input_and_instructions() {
-        let body = r#"{"model":"m","input":"abcd","instructions":"abcdefgh","max_output_tokens":3}"#;
+        let body =
+            r#"{"model":"m","input":"abcd","instructions":"abcdefgh","max_output_tokens":3}"#;
         let call = parse(Api::Responses, body.as_bytes()).unwrap();
         assert_eq!((call.input_tokens, call.max_tokens), (5 + 6, Some(3)));
         assert_eq!(err(Api::Responses, r#"{"model":"m"}"#).param, Some("input"));
-        assert_eq!(err(Api::Responses, r#"{"model":"m","input":[1]}"#).param, Some("input"));
+        assert_eq!(
+            err(Api::Responses, r#"{"model":"m","input":[1]}"#).param,
+            Some("input")
+        );
     }
 }

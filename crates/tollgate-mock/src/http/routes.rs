@@ -90,8 +90,8 @@ async fn handle(api: Api, front: Arc<Front>, headers: HeaderMap, body: Body) -> 
     };
     let mut words = words::draw(front.provider.seed(), &bytes);
     let wanted = words.len() as u64;
-    let request = MockRequest::new(call.input_tokens, call.max_tokens.unwrap_or(wanted), wanted)
-        .with_tag(n);
+    let request =
+        MockRequest::new(call.input_tokens, call.max_tokens.unwrap_or(wanted), wanted).with_tag(n);
     let answer = match front.provider.clone().call(request).await {
         Ok(answer) => answer,
         Err(never) => match never {},
@@ -223,7 +223,13 @@ async fn stats(State(front): State<Arc<Front>>) -> Response<Body> {
 
 async fn not_found() -> Response<Body> {
     let json = anthropic_error("not_found_error", "no such route", "");
-    json_response(Api::Anthropic, StatusCode::NOT_FOUND, &json, "", HeaderMap::new())
+    json_response(
+        Api::Anthropic,
+        StatusCode::NOT_FOUND,
+        &json,
+        "",
+        HeaderMap::new(),
+    )
 }
 
 async fn method_not_allowed() -> Response<Body> {

@@ -65,7 +65,8 @@ mod tests {
         assert_eq!(content(&json!("")), 4);
         assert_eq!(content(&json!("abcd")), 5);
         assert_eq!(content(&json!("abcde")), 6);
-        assert_eq!(message(&json!({"role": "user", "content": "héllo"})), 4 + 2); // 6 bytes
+        assert_eq!(message(&json!({"role": "user", "content": "héllo"})), 4 + 2);
+        // 6 bytes
     }
 
     #[test]

@@ -31,10 +31,13 @@ pub(crate) fn text(words: &[&str]) -> String {
 /// The stream deltas of `words`: each word, with a leading space after the first, so that the
 /// deltas concatenate to [`text`].
 pub(crate) fn deltas<'a>(words: &'a [&'a str]) -> impl Iterator<Item = String> + 'a {
-    words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| if i == 0 { (*w).to_owned() } else { format!(" {w}") })
+    words.iter().enumerate().map(|(i, w)| {
+        if i == 0 {
+            (*w).to_owned()
+        } else {
+            format!(" {w}")
+        }
+    })
 }
 
 /// 64-bit FNV-1a: a stable hash of the request body (no std hasher, whose output may change).

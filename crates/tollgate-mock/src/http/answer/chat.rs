@@ -55,9 +55,7 @@ pub(super) fn stream(out: &mut String, reply: &Reply, include_usage: bool) {
         }
         chunk
     };
-    let choice = |delta: Value, finish: Value| {
-        json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
-    };
+    let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
     let role = choice(json!({"role": "assistant", "content": ""}), Value::Null);
     event(out, None, &chunk(role, Value::Null));
     for delta in words::deltas(&reply.words) {

@@ -80,8 +80,14 @@ pub(super) fn stream(out: &mut String, reply: &Reply) {
     let text = reply.text();
     let part = |t: &str| json!({"item_id": id, "output_index": 0, "content_index": 0, "part": text_part(t)});
     let created = response(reply, false);
-    send(out, json!({"type": "response.created", "response": created}));
-    send(out, json!({"type": "response.in_progress", "response": created}));
+    send(
+        out,
+        json!({"type": "response.created", "response": created}),
+    );
+    send(
+        out,
+        json!({"type": "response.in_progress", "response": created}),
+    );
     send(
         out,
         json!({"type": "response.output_item.added", "output_index": 0, "item": item(reply, false)}),
@@ -113,5 +119,8 @@ pub(super) fn stream(out: &mut String, reply: &Reply) {
     } else {
         "response.completed"
     };
-    send(out, json!({"type": last, "response": response(reply, true)}));
+    send(
+        out,
+        json!({"type": last, "response": response(reply, true)}),
+    );
 }
