@@ -44,16 +44,25 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod body;
 mod error;
 pub mod estimate;
 mod headers;
+mod hooks;
 mod provider;
 mod request;
+mod service;
 mod usage;
 
+pub use body::{charge, UsageBody};
 pub use error::RequestError;
 pub use estimate::{preload_tokenizers, EstimateOptions};
 pub use headers::{HeaderRules, MAX_SCOPE_VALUE};
+pub use hooks::{HttpHooks, ThrottleBuilderExt};
 pub use provider::Provider;
 pub use request::{read_request, CallInfo};
+pub use service::{
+    BodyTooLarge, ReadRequest, ReadRequestLayer, ReadUsageBody, UsageFuture, UsageLayer,
+    DEFAULT_MAX_REQUEST_BODY,
+};
 pub use usage::{SeenUsage, UsageReader, JSON_BODY_CAP, SSE_EVENT_CAP};
