@@ -178,10 +178,20 @@ where
         let how = match &frame {
             None => Some("ok"),
             Some(Err(_)) => Some("stream_error"),
+            // A server stops asking once a body of known length has all passed, so the inner
+            // body's last `None` (where the usage is read and the call settled) is read here.
+            Some(Ok(_)) if this.end.is_some() && this.inner.is_end_stream() => {
+                match this.inner.as_mut().poll_frame(cx) {
+                    Poll::Ready(None) => Some("ok"),
+                    _ => None,
+                }
+            }
             Some(Ok(_)) => None,
         };
-        if let (Some(how), Some(end)) = (how, this.end.take()) {
-            end.finish(&this.inner, how);
+        if let Some(how) = how {
+            if let Some(end) = this.end.take() {
+                end.finish(&this.inner, how);
+            }
         }
         Poll::Ready(frame)
     }
