@@ -17,7 +17,7 @@ import openai
 base, clients, per_client, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 key = sys.argv[5] if len(sys.argv) > 5 else "sk-fleet-test-key"
 # Digits and spaces: every estimate of the gateway is above the mock's count (4 + bytes / 4).
-PROMPT = "0123456789 " * 70
+PROMPT = "0123456789 " * 33
 MESSAGES = [{"role": "user", "content": PROMPT}]
 statuses = []
 lock = threading.Lock()

@@ -9,18 +9,20 @@ mod redis_server;
 
 use support::{admissions, busiest, fleet, get, python, request, scratch, Mock, Proxy};
 
-/// The mock: 120 requests and 18,000 input tokens a minute, 300 ms per answer.
+/// The mock: 60 requests and 3,400 input tokens a minute (each bucket holds a minute's worth),
+/// 300 ms per answer.
 const MOCK: [&str; 8] = [
-    "--rpm", "120", "--itpm", "18000", "--latency", "300ms", "--seed", "1",
+    "--rpm", "60", "--itpm", "3400", "--latency", "300ms", "--seed", "1",
 ];
-/// The gateway's limits: the mock's, at 90 %, with small bursts so that a short test binds.
-/// Input tokens bind first: 270 a second (about 1.3 calls of the fleet) against 1.8 requests.
+/// The gateway's limits: the mock's at 95 %. The fleet's 40 calls of 95 input tokens (3,800 by
+/// the mock's count) offered within 5 s are more than the mock takes in 5 s (3,400 + 283), so
+/// without the gateway some would get 429; through it they wait.
 const LIMITS: &str = r#"
-headroom = 0.9
+headroom = 0.95
 max_wait = "60s"
 [scopes.global]
-requests_per_minute = { limit = 120, burst = 6 }
-input_tokens_per_minute = { limit = 18000, burst = 1500 }
+requests_per_minute = 60
+input_tokens_per_minute = 3400
 "#;
 
 fn config(mock: &Mock, extra: &str) -> String {
@@ -31,8 +33,8 @@ fn config(mock: &Mock, extra: &str) -> String {
     )
 }
 
-/// 20 SDK clients (half anthropic, half openai; streaming and not), `max_retries=0`, offering 4
-/// calls a second (twice the mock's 120 RPM) against a token limit that binds: every call
+/// 20 SDK clients (half anthropic, half openai; streaming and not), `max_retries=0`, offering 8
+/// calls a second (eight times the mock's 60 RPM) against a token limit that binds: every call
 /// succeeds, none gets a 429, and the mock never had to refuse one (its buckets are its limits
 /// in every window). The gateway's own admissions stay within its bucket in every 10 s window.
 #[test]
@@ -43,7 +45,7 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
     let log = dir.join("calls.jsonl");
     let extra = format!("call_log = {:?}", log.display().to_string());
     let mut proxy = Proxy::start(&dir, &config(&mock, &extra), &[]);
-    let report = fleet(&python, &[&proxy.url, "20", "2", "4"]);
+    let report = fleet(&python, &[&proxy.url, "20", "2", "8"]);
     eprintln!("fleet: {report}");
     assert_eq!(report["calls"], 40, "{report}");
     assert_eq!(report["rate_limited"], 0, "a 429 reached a client: {report}");
@@ -57,13 +59,13 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
     assert!(proxy.wait(), "the gateway exits cleanly on SIGTERM");
     let calls = admissions(&[&log]);
     assert_eq!(calls.len(), 40, "every call is in the flushed call log");
-    // In any 10 s: at most the burst plus 10 s of the rate (0.9 × 120 / 60 = 1.8 a second, and
-    // 0.9 × 18,000 / 60 = 270 tokens a second, as settled), one call of slack for millisecond
-    // rounding.
+    // In any 10 s: at most the burst plus 10 s of the rate (0.95 × 60 requests and
+    // 0.95 × 3,400 = 3,230 tokens, plus 0.95 a second and 53.8 tokens a second, as settled),
+    // one call of slack for millisecond rounding.
     let (requests, tokens) = busiest(&calls, 10_000);
-    eprintln!("busiest 10 s: {requests} calls (bound 24), {tokens} input tokens (bound 4200)");
-    assert!(requests <= 6 + 18 + 1, "{requests} calls in 10 s");
-    assert!(tokens <= 1_500 + 2_700 + 250, "{tokens} input tokens in 10 s");
+    eprintln!("busiest 10 s: {requests} calls (bound 66), {tokens} input tokens (bound 3768)");
+    assert!(requests <= 57 + 10, "{requests} calls in 10 s");
+    assert!(tokens <= 3_230 + 538 + 100, "{tokens} input tokens in 10 s");
 }
 
 /// Two gateways on one Redis share one limit: the calls both admitted, read from their call
