@@ -187,8 +187,12 @@ mod tests {
     #[test]
     fn split_crlf_is_one_line_end() {
         let mut p = SseParser::new(1 << 20);
-        let got = events(&mut p, &[b"data: 1\r", b"\n", b"\r", b"\ndata: 2\n\n"]);
-        assert_eq!(got, vec![pair("", "1"), pair("", "2")]);
+        let got = events(
+            &mut p,
+            &[b"event: a\r", b"\ndata: 1\r", b"\n\r", b"\ndata: 2\n\n"],
+        );
+        // Read as two line ends, the `\n` would end the event before its data.
+        assert_eq!(got, vec![pair("a", "1"), pair("", "2")]);
     }
 
     #[test]
