@@ -1,0 +1,59 @@
+//! The parsing core of tollgate's provider adapters: what a proxy or an HTTP client layer needs
+//! to throttle Anthropic and OpenAI calls by their real cost.
+//!
+//! * [`Provider::from_path`] tells the API from the request path.
+//! * [`read_request`] checks a request body as the provider would (a refusal comes back as the
+//!   provider's own error JSON, [`RequestError`]) and estimates its [`Cost`](tollgate::Cost):
+//!   one request, the input tokens, and the output tokens reserved at the request's maximum. It
+//!   also asks a streamed OpenAI chat call for its usage (`stream_options.include_usage`).
+//! * [`UsageReader`] reads the usage from the answer, JSON or server-sent events, as its chunks
+//!   pass, keeping only the current event.
+//! * [`HeaderRules`] map request headers to scopes and a priority.
+//!
+//! ```
+//! use tollgate_http::{read_request, EstimateOptions, Provider, UsageReader};
+//!
+//! let provider = Provider::from_path("/v1/chat/completions").unwrap();
+//! let body = br#"{"model":"gpt-4o-mini","max_completion_tokens":200,
+//!     "messages":[{"role":"user","content":"Say hello"}]}"#;
+//! let (call, _) = read_request(provider, body, &EstimateOptions::default()).unwrap();
+//! assert_eq!(call.estimate.output_tokens, 200);
+//!
+//! let mut reader = UsageReader::new(provider, Some("application/json"));
+//! reader.feed(br#"{"id":"chatcmpl-1","object":"chat.completion","choices":[],"#);
+//! reader.feed(br#""usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#);
+//! reader.finish();
+//! assert_eq!(reader.seen().input_tokens, Some(9));
+//! assert!(reader.seen().complete);
+//! ```
+//!
+//! # Estimates
+//! The rules are documented in full on [`EstimateOptions`]'s module; in short: text by the
+//! model's BPE (OpenAI models whose encoding is known) or characters / 3.5 (Anthropic) or / 4
+//! (other OpenAI models), rounded up; 3 tokens per message and 3 for the reply; a fixed figure
+//! per image ([`EstimateOptions::image_tokens`], 85 for an OpenAI low-detail image) and per
+//! document or file ([`EstimateOptions::document_tokens`]); output at the request's maximum,
+//! else [`EstimateOptions::default_max_output`].
+//!
+//! # Features
+//! * `tiktoken` (default): count OpenAI text with `o200k_base` / `cl100k_base` (the
+//!   `tiktoken-rs` crate, its tables compiled in; loading one takes about 0.15 s in a release
+//!   build the first time it is needed, or at [`preload_tokenizers`]). Without it, OpenAI text is
+//!   counted as characters / 4.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+pub mod estimate;
+mod headers;
+mod provider;
+mod request;
+mod usage;
+
+pub use error::RequestError;
+pub use estimate::{preload_tokenizers, EstimateOptions};
+pub use headers::{HeaderRules, MAX_SCOPE_VALUE};
+pub use provider::Provider;
+pub use request::{read_request, CallInfo};
+pub use usage::{SeenUsage, UsageReader, JSON_BODY_CAP, SSE_EVENT_CAP};
