@@ -37,7 +37,7 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(permit) = this.permit.take() {
-                settle(permit, this.reader.as_ref(), false);
+                settle(permit, this.reader.as_ref());
             }
         }
     }
@@ -74,7 +74,7 @@ impl<B> UsageBody<B> {
         if self.reader.is_some() {
             self.permit = Some(permit);
         } else {
-            settle(permit, None, false);
+            settle(permit, None);
         }
     }
 
@@ -120,12 +120,12 @@ where
                     reader.finish();
                 }
                 if let Some(permit) = this.permit.take() {
-                    settle(permit, this.reader.as_ref(), true);
+                    settle(permit, this.reader.as_ref());
                 }
             }
             Some(Err(_)) => {
                 if let Some(permit) = this.permit.take() {
-                    settle(permit, this.reader.as_ref(), false);
+                    settle(permit, this.reader.as_ref());
                 }
             }
         }
@@ -143,7 +143,7 @@ where
 
 /// Settles `permit` from what `reader` saw (see [`UsageBody`] for the rule when the final usage
 /// never came).
-fn settle(permit: Permit, reader: Option<&(Provider, UsageReader)>, _ended: bool) {
+fn settle(permit: Permit, reader: Option<&(Provider, UsageReader)>) {
     let estimate = permit.estimate();
     let Some((provider, reader)) = reader else {
         // Nothing to read: the estimate stays charged.

@@ -1,5 +1,5 @@
-//! The parsing core of tollgate's provider adapters: what a proxy or an HTTP client layer needs
-//! to throttle Anthropic and OpenAI calls by their real cost.
+//! tollgate's provider adapters: what a proxy or an HTTP client needs to throttle Anthropic and
+//! OpenAI calls by their real cost.
 //!
 //! * [`Provider::from_path`] tells the API from the request path.
 //! * [`read_request`] checks a request body as the provider would (a refusal comes back as the
@@ -9,6 +9,15 @@
 //! * [`UsageReader`] reads the usage from the answer, JSON or server-sent events, as its chunks
 //!   pass, keeping only the current event.
 //! * [`HeaderRules`] map request headers to scopes and a priority.
+//!
+//! And the pieces that put a [`ThrottleLayer`](tollgate::ThrottleLayer) in front of a real HTTP
+//! client (see [`ThrottleBuilderExt::http`] for a whole stack):
+//! * [`ReadRequestLayer`] (outside the throttle) reads and checks each request body once and
+//!   leaves a [`CallInfo`] in the request's extensions;
+//! * [`HttpHooks`] (the throttle's hooks) take the scopes, priority, estimate and model from it;
+//! * [`UsageLayer`] (between the throttle and the client) wraps each answer's body in a
+//!   [`UsageBody`], which carries the call's [`Permit`](tollgate::Permit), reads the usage as
+//!   the bytes pass and settles the call when the body ends (or is dropped).
 //!
 //! ```
 //! use tollgate_http::{read_request, EstimateOptions, Provider, UsageReader};
@@ -44,12 +53,22 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod body;
 mod error;
 pub mod estimate;
 mod headers;
+mod hooks;
 mod provider;
 mod request;
+mod service;
 mod usage;
+
+pub use body::{charge, UsageBody};
+pub use hooks::{HttpHooks, ThrottleBuilderExt};
+pub use service::{
+    BodyTooLarge, ReadRequest, ReadRequestLayer, ReadUsageBody, UsageFuture, UsageLayer,
+    DEFAULT_MAX_REQUEST_BODY,
+};
 
 pub use error::RequestError;
 pub use estimate::{preload_tokenizers, EstimateOptions};
