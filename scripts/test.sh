@@ -20,14 +20,26 @@ if ! command -v redis-server >/dev/null && [ -z "${TOLLGATE_REDIS_SERVER:-}" ]; 
     fi
 fi
 
+# The SDK tests (crates/tollgate-mock/tests/sdk) run the official Python SDKs against the mock
+# server: scripts/sdk-venv.sh makes their venv once (pip, from the package index) and is instant
+# after. TOLLGATE_SKIP_SDK=1 skips them; without either, those tests fail on purpose.
+if [ "${TOLLGATE_SKIP_SDK:-}" != 1 ]; then
+    echo "== python venv with the pinned SDKs (scripts/sdk-venv.sh)"
+    TOLLGATE_SDK_PYTHON="$(./scripts/sdk-venv.sh | tail -n 1)"
+    export TOLLGATE_SDK_PYTHON
+fi
+
+# The mock's HTTP front (feature `http`) is checked, tested and documented with everything else.
+FEATURES=(--features tollgate-mock/http)
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (-D warnings)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test --workspace (unit, integration, property and doc tests)"
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
+echo "== cargo test --workspace (unit, integration, property, doc and SDK tests)"
+cargo test --workspace --locked "${FEATURES[@]}"
 echo "== loom models of the wake protocol (crates/tollgate/src/wake; own target directory)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p tollgate --lib --release --locked -- wake::loom_models
 echo "== cargo doc (-D warnings)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked "${FEATURES[@]}"

@@ -49,8 +49,10 @@
 //!
 //! # Features
 //!
-//! None yet. An HTTP front end would go behind an `http-server` feature so the simulator does not
-//! pay for it.
+//! - `http` (off by default): the module `http`, the mock as an HTTP server speaking the
+//!   Anthropic Messages, OpenAI Chat Completions and OpenAI Responses APIs (JSON and SSE), and the
+//!   `tollgate-mock` binary that runs it. Off, the crate pulls in no HTTP server, so the simulator
+//!   does not pay for it.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -59,6 +61,8 @@
 mod config;
 mod future;
 mod headers;
+#[cfg(feature = "http")]
+pub mod http;
 mod limits;
 mod service;
 mod stats;

@@ -169,6 +169,22 @@ impl MockProvider {
         self.shared.config.effective
     }
 
+    /// The configured seed.
+    #[cfg(feature = "http")]
+    pub(crate) fn seed(&self) -> u64 {
+        self.shared.config.seed
+    }
+
+    /// Wall-clock seconds now, as the provider tells it: its epoch plus the time since it was
+    /// built.
+    #[cfg(feature = "http")]
+    pub(crate) fn unix_now(&self) -> u64 {
+        let config = &self.shared.config;
+        config
+            .epoch_unix_secs
+            .saturating_add(self.shared.elapsed().as_secs())
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> MockStats {
         self.shared.lock().stats
