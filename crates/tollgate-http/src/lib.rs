@@ -20,6 +20,51 @@
 //!   the bytes pass and settles the call when the body ends (or is dropped).
 //!
 //! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
+//! use tollgate_http::{HeaderRules, ReadRequestLayer, ThrottleBuilderExt, UsageLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tollgate::BoxError> {
+//! let throttle = ThrottleLayer::builder()
+//!     .http(HeaderRules::new().scope_header("x-agent-id", "agent"))
+//!     .scope("global", ScopeLimits::new()
+//!         .limit(Limit::per_minute(Dimension::OutputTokens, 8_000)))
+//!     .build()?;
+//! let limiter = throttle.limiter().clone();
+//! // Stands in for an HTTP client talking to Anthropic.
+//! let provider = service_fn(|_: http::Request<Full<Bytes>>| async {
+//!     let answer = r#"{"id":"msg_1","type":"message","role":"assistant","content":[],
+//!         "usage":{"input_tokens":12,"output_tokens":30}}"#;
+//!     let mut res = http::Response::new(Full::new(Bytes::from(answer)));
+//!     res.headers_mut().insert("content-type", "application/json".parse().unwrap());
+//!     Ok::<_, std::convert::Infallible>(res)
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(ReadRequestLayer::default())
+//!     .layer(throttle)
+//!     .layer(UsageLayer::new())
+//!     .service(provider);
+//!
+//! let request = http::Request::post("https://api.anthropic.com/v1/messages")
+//!     .body(Full::new(Bytes::from(
+//!         r#"{"model":"claude-haiku-4-5","max_tokens":1000,"messages":[{"role":"user","content":"Hi"}]}"#,
+//!     )))?;
+//! let answer = client.oneshot(request).await?;
+//! // 1,000 output tokens stay reserved while the body is read...
+//! let global = limiter.scope_stats("global").unwrap();
+//! assert_eq!(global.buckets[0].available, 7_000.0);
+//! answer.into_body().collect().await?;
+//! // ...and its end settles the call at the 30 the answer reported.
+//! let global = limiter.scope_stats("global").unwrap();
+//! assert_eq!(global.buckets[0].available, 7_970.0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```
 //! use tollgate_http::{read_request, EstimateOptions, Provider, UsageReader};
 //!
 //! let provider = Provider::from_path("/v1/chat/completions").unwrap();
