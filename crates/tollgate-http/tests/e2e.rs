@@ -10,8 +10,6 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate::spend::{CallLog, CallRecord};
 use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};
@@ -32,20 +30,6 @@ use tower::{ServiceBuilder, ServiceExt};
 const RPM: u64 = 600;
 const OTPM: u64 = 2_000;
 const MAX_TOKENS: u64 = 400;
-
-/// A writer shared with the test.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn body(provider: &str, i: usize) -> String {
     let text = "word ".repeat(3 + i * 7);
@@ -78,8 +62,9 @@ async fn twenty_streams_queue_without_a_429_and_settle_the_mock_s_counts() {
     tokio::spawn(tollgate_mock::http::serve(listener, provider));
 
     // The client: the adapters and the throttle around hyper-util's pooled client.
-    let log = Buf::default();
-    let calls = CallLog::to_writer(log.clone());
+    let path = std::env::temp_dir().join(format!("tollgate-e2e-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let calls = CallLog::append_to_file(&path).expect("a call log");
     let throttle = ThrottleLayer::builder()
         .http(HeaderRules::new().scope_header("x-agent-id", "agent"))
         .scope(
@@ -159,7 +144,8 @@ async fn twenty_streams_queue_without_a_429_and_settle_the_mock_s_counts() {
 
     // What the layer settled, from its call log.
     calls.flush();
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = std::fs::read_to_string(&path).expect("the call log");
+    std::fs::remove_file(&path).ok();
     let records: Vec<CallRecord> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("a record"))
