@@ -17,7 +17,10 @@ pin_project! {
     /// The call's [`Permit`] travels in the body, so the call keeps its concurrency slot and its
     /// charge until the last byte has gone to the client:
     /// * **The body ends** with the answer's final usage read: the call is settled at that usage
-    ///   (the difference to the estimate is refunded or charged as debt).
+    ///   (the difference to the estimate is refunded or charged as debt). The end is the frame
+    ///   after which the inner body says [`is_end_stream`](Body::is_end_stream), or the end of
+    ///   the frames, whichever comes first: a server that writes a body of known length stops
+    ///   reading it after its last byte.
     /// * **The body ends, errs, or is dropped before the final usage** (the client went away, the
     ///   connection broke): the call is settled at the input tokens the answer reported, if it
     ///   reported them (Anthropic's `message_start` does), else the estimated ones, and at the
@@ -36,9 +39,8 @@ pin_project! {
     impl<B> PinnedDrop for UsageBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(permit) = this.permit.take() {
-                settle(permit, this.reader.as_ref());
-            }
+            // A JSON answer kept whole is read; a cut one does not parse and reports nothing.
+            ended(this.reader, this.permit);
         }
     }
 }
@@ -107,22 +109,20 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
                 if let (Some(data), Some((_, reader))) = (f.data_ref(), this.reader.as_mut()) {
                     reader.feed(data);
                 }
-            }
-            None => {
-                if let Some((_, reader)) = this.reader.as_mut() {
-                    reader.finish();
-                }
-                if let Some(permit) = this.permit.take() {
-                    settle(permit, this.reader.as_ref());
+                // A consumer that knows the length (a server writing `content-length` bytes)
+                // stops polling after the last byte: the end is here.
+                if this.inner.is_end_stream() {
+                    ended(this.reader, this.permit);
                 }
             }
+            None => ended(this.reader, this.permit),
             Some(Err(_)) => {
                 if let Some(permit) = this.permit.take() {
                     settle(permit, this.reader.as_ref());
@@ -138,6 +138,17 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The body ended: the reader reads what it kept, and the permit (if not settled yet) is
+/// settled from it.
+fn ended(reader: &mut Option<(Provider, UsageReader)>, permit: &mut Option<Permit>) {
+    if let Some((_, reader)) = reader.as_mut() {
+        reader.finish();
+    }
+    if let Some(permit) = permit.take() {
+        settle(permit, reader.as_ref());
     }
 }
 

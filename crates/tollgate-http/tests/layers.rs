@@ -38,6 +38,9 @@ impl Body for Chunks {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(self.0.pop_front().map(|c| Ok(Frame::data(c))))
     }
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// An Anthropic stream reporting `input` tokens at its start and `output` at its end, cut into
@@ -180,6 +183,20 @@ async fn a_stream_read_to_its_end_settles_at_its_usage() {
     assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
     // The agent's scope came from its header.
     assert!(limiter.scope_stats("agent:7").is_some());
+}
+
+/// A consumer that stops reading after the last byte (as a server writing a body of known
+/// length does) without polling for the end still settles the call at its usage.
+#[tokio::test(start_paused = true)]
+async fn a_body_read_to_its_last_byte_settles_without_the_final_poll() {
+    let (limiter, _, svc) = stack(limits(), StatusCode::OK, anthropic_stream(42, 7));
+    let mut res = svc.oneshot(request("/v1/messages", MESSAGE)).await.unwrap();
+    while !res.body().is_end_stream() {
+        res.body_mut().frame().await.unwrap().unwrap();
+    }
+    assert_eq!(global(&limiter), (100_000.0 - 42.0, 10_000.0 - 7.0, 0));
+    drop(res);
+    assert_eq!(global(&limiter), (100_000.0 - 42.0, 10_000.0 - 7.0, 0));
 }
 
 /// A body dropped before its end (the client went away) settles at the input the stream
