@@ -17,7 +17,10 @@ pin_project! {
     /// The call's [`Permit`] travels in the body, so the call keeps its concurrency slot and its
     /// charge until the last byte has gone to the client:
     /// * **The body ends** with the answer's final usage read: the call is settled at that usage
-    ///   (the difference to the estimate is refunded or charged as debt).
+    ///   (the difference to the estimate is refunded or charged as debt). The end is the frame
+    ///   after which the inner body says [`is_end_stream`](Body::is_end_stream), or the end of
+    ///   the frames, whichever comes first: a server that writes a body of known length stops
+    ///   reading it after its last byte.
     /// * **The body ends, errs, or is dropped before the final usage** (the client went away, the
     ///   connection broke): the call is settled at the input tokens the answer reported, if it
     ///   reported them (Anthropic's `message_start` does), else the estimated ones, and at the
@@ -36,9 +39,8 @@ pin_project! {
     impl<B> PinnedDrop for UsageBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(permit) = this.permit.take() {
-                settle(permit, this.reader.as_ref(), false);
-            }
+            // A JSON answer kept whole is read; a cut one does not parse and reports nothing.
+            ended(this.reader, this.permit);
         }
     }
 }
@@ -74,7 +76,7 @@ impl<B> UsageBody<B> {
         if self.reader.is_some() {
             self.permit = Some(permit);
         } else {
-            settle(permit, None, false);
+            settle(permit, None);
         }
     }
 
@@ -107,25 +109,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
                 if let (Some(data), Some((_, reader))) = (f.data_ref(), this.reader.as_mut()) {
                     reader.feed(data);
                 }
-            }
-            None => {
-                if let Some((_, reader)) = this.reader.as_mut() {
-                    reader.finish();
-                }
-                if let Some(permit) = this.permit.take() {
-                    settle(permit, this.reader.as_ref(), true);
+                // A consumer that knows the length (a server writing `content-length` bytes)
+                // stops polling after the last byte: the end is here.
+                if this.inner.is_end_stream() {
+                    ended(this.reader, this.permit);
                 }
             }
+            None => ended(this.reader, this.permit),
             Some(Err(_)) => {
                 if let Some(permit) = this.permit.take() {
-                    settle(permit, this.reader.as_ref(), false);
+                    settle(permit, this.reader.as_ref());
                 }
             }
         }
@@ -141,9 +141,20 @@ where
     }
 }
 
+/// The body ended: the reader reads what it kept, and the permit (if not settled yet) is
+/// settled from it.
+fn ended(reader: &mut Option<(Provider, UsageReader)>, permit: &mut Option<Permit>) {
+    if let Some((_, reader)) = reader.as_mut() {
+        reader.finish();
+    }
+    if let Some(permit) = permit.take() {
+        settle(permit, reader.as_ref());
+    }
+}
+
 /// Settles `permit` from what `reader` saw (see [`UsageBody`] for the rule when the final usage
 /// never came).
-fn settle(permit: Permit, reader: Option<&(Provider, UsageReader)>, _ended: bool) {
+fn settle(permit: Permit, reader: Option<&(Provider, UsageReader)>) {
     let estimate = permit.estimate();
     let Some((provider, reader)) = reader else {
         // Nothing to read: the estimate stays charged.

@@ -54,9 +54,7 @@ impl<B> EstimateCost<Request<B>> for HttpHooks {
 
 impl<B> CallMeta<Request<B>> for HttpHooks {
     fn model<'r>(&self, req: &'r Request<B>) -> Option<&'r str> {
-        req.extensions()
-            .get::<CallInfo>()
-            .map(|i| i.model.as_str())
+        req.extensions().get::<CallInfo>().map(|i| i.model.as_str())
     }
 }
 

@@ -131,7 +131,9 @@ where
                     parts.extensions.insert(info);
                     match rewritten {
                         Some(body) => {
-                            parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+                            parts
+                                .headers
+                                .insert(http::header::CONTENT_LENGTH, body.len().into());
                             body
                         }
                         None => bytes,

@@ -292,9 +292,27 @@ fn with_line_ends(stream: &str, eol: &str) -> String {
     stream.replace('\n', eol)
 }
 
+/// Anthropic events whose JSON has no `type`: only the `event:` line names them, so a line end
+/// read wrong (an `\r\n` taken for two) loses them.
+const ANTHROPIC_UNTYPED: &str = "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+event: message_delta\ndata: {\"usage\":{\"output_tokens\":2}}\n\n";
+
+const ANTHROPIC_UNTYPED_USAGE: SeenUsage = SeenUsage {
+    input_tokens: Some(3),
+    output_tokens: Some(2),
+    cache_read: None,
+    cache_write: None,
+    complete: true,
+};
+
 fn sample() -> impl Strategy<Value = (Provider, String, SeenUsage)> {
     let streams = [
         (Provider::Anthropic, ANTHROPIC_STREAM, ANTHROPIC_USAGE),
+        (
+            Provider::Anthropic,
+            ANTHROPIC_UNTYPED,
+            ANTHROPIC_UNTYPED_USAGE,
+        ),
         (Provider::OpenAiChat, CHAT_STREAM, CHAT_USAGE),
         (Provider::OpenAiResponses, RESPONSES_STREAM, RESPONSES_USAGE),
     ];

@@ -49,7 +49,7 @@
 //!
 //! # Features
 //!
-//! - `http` (off by default): [`http`](crate::http), the mock as an HTTP server speaking the
+//! - `http` (off by default): the module `http`, the mock as an HTTP server speaking the
 //!   Anthropic Messages, OpenAI Chat Completions and OpenAI Responses APIs (JSON and SSE), and the
 //!   `tollgate-mock` binary that runs it. Off, the crate pulls in no HTTP server, so the simulator
 //!   does not pay for it.

@@ -48,12 +48,14 @@ pub(crate) fn openai_rule(model: &str) -> TextRule {
 }
 
 /// Which encoding an OpenAI model uses, by name prefix (a fine-tuned `ft:` prefix is skipped).
+#[cfg(any(test, feature = "tiktoken"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Encoding {
     O200k,
     Cl100k,
 }
 
+#[cfg(any(test, feature = "tiktoken"))]
 pub(crate) fn encoding_for_model(model: &str) -> Option<Encoding> {
     const O200K: [&str; 8] = [
         "gpt-4o",

@@ -34,32 +34,22 @@ struct Details {
     cached_tokens: Option<u64>,
 }
 
-/// OpenAI chat `usage`.
+/// OpenAI `usage`: chat names its fields `prompt_…` and `completion_…`, Responses `input_…` and
+/// `output_…`.
 #[derive(Deserialize)]
-struct ChatUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    prompt_tokens_details: Option<Details>,
-}
-
-/// A chat completion, or a chunk of one.
-#[derive(Deserialize)]
-struct ChatBody {
-    usage: Option<ChatUsage>,
-}
-
-/// OpenAI Responses `usage`.
-#[derive(Deserialize)]
-struct ResponsesUsage {
+struct OpenAiUsage {
+    #[serde(alias = "prompt_tokens")]
     input_tokens: Option<u64>,
+    #[serde(alias = "completion_tokens")]
     output_tokens: Option<u64>,
+    #[serde(alias = "prompt_tokens_details")]
     input_tokens_details: Option<Details>,
 }
 
-/// A response object.
+/// A chat completion or a chunk of one; a response object.
 #[derive(Deserialize)]
-struct ResponseBody {
-    usage: Option<ResponsesUsage>,
+struct OpenAiBody {
+    usage: Option<OpenAiUsage>,
 }
 
 /// A Responses stream event.
@@ -67,7 +57,7 @@ struct ResponseBody {
 struct ResponsesEvent {
     #[serde(rename = "type")]
     kind: Option<String>,
-    response: Option<ResponseBody>,
+    response: Option<OpenAiBody>,
 }
 
 /// Anthropic `usage` replaces the fields it has; values are cumulative, never added.
@@ -85,17 +75,7 @@ fn apply_anthropic(seen: &mut SeenUsage, usage: &AnthropicUsage) {
     }
 }
 
-fn apply_chat(seen: &mut SeenUsage, usage: &ChatUsage) {
-    seen.input_tokens = usage.prompt_tokens;
-    seen.output_tokens = usage.completion_tokens;
-    seen.cache_read = usage
-        .prompt_tokens_details
-        .as_ref()
-        .and_then(|d| d.cached_tokens);
-    seen.complete = true;
-}
-
-fn apply_responses(seen: &mut SeenUsage, usage: &ResponsesUsage) {
+fn apply_openai(seen: &mut SeenUsage, usage: &OpenAiUsage) {
     seen.input_tokens = usage.input_tokens;
     seen.output_tokens = usage.output_tokens;
     seen.cache_read = usage
@@ -150,8 +130,8 @@ pub(super) fn apply_event(provider: Provider, seen: &mut SeenUsage, name: &[u8],
             }
         }
         Provider::OpenAiChat => {
-            if let Ok(ChatBody { usage: Some(usage) }) = serde_json::from_slice(data) {
-                apply_chat(seen, &usage);
+            if let Ok(OpenAiBody { usage: Some(usage) }) = serde_json::from_slice(data) {
+                apply_openai(seen, &usage);
             }
         }
         Provider::OpenAiResponses => {
@@ -166,7 +146,7 @@ pub(super) fn apply_event(provider: Provider, seen: &mut SeenUsage, name: &[u8],
                 b"response.completed" | b"response.incomplete" | b"response.failed"
             ) {
                 if let Some(usage) = event.response.and_then(|r| r.usage) {
-                    apply_responses(seen, &usage);
+                    apply_openai(seen, &usage);
                 }
             }
         }
@@ -184,14 +164,10 @@ pub(super) fn from_body(provider: Provider, body: &[u8]) -> Option<SeenUsage> {
             apply_anthropic(&mut seen, &usage);
             seen.complete = true;
         }
-        Provider::OpenAiChat => apply_chat(
-            &mut seen,
-            &serde_json::from_slice::<ChatBody>(body).ok()?.usage?,
-        ),
-        Provider::OpenAiResponses => apply_responses(
-            &mut seen,
-            &serde_json::from_slice::<ResponseBody>(body).ok()?.usage?,
-        ),
+        Provider::OpenAiChat | Provider::OpenAiResponses => {
+            let usage = serde_json::from_slice::<OpenAiBody>(body).ok()?.usage?;
+            apply_openai(&mut seen, &usage);
+        }
     }
     Some(seen)
 }

@@ -55,6 +55,10 @@ impl SseParser {
 
     /// Parses `chunk`, calling `on_event` for each event it completes.
     pub(crate) fn feed(&mut self, mut chunk: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
+        if chunk.is_empty() {
+            // Nothing to read, and a pending `\r` must still meet the next byte.
+            return;
+        }
         if self.after_cr && chunk.first() == Some(&b'\n') {
             chunk = &chunk[1..];
         }
@@ -187,8 +191,21 @@ mod tests {
     #[test]
     fn split_crlf_is_one_line_end() {
         let mut p = SseParser::new(1 << 20);
-        let got = events(&mut p, &[b"data: 1\r", b"\n", b"\r", b"\ndata: 2\n\n"]);
-        assert_eq!(got, vec![pair("", "1"), pair("", "2")]);
+        let got = events(
+            &mut p,
+            &[b"event: a\r", b"\ndata: 1\r", b"\n\r", b"\ndata: 2\n\n"],
+        );
+        // Read as two line ends, the `\n` would end the event before its data.
+        assert_eq!(got, vec![pair("a", "1"), pair("", "2")]);
+    }
+
+    /// Regression: an empty chunk between a `\r` and its `\n` forgot the `\r`, so the `\n` ended
+    /// a second (blank) line and the event lost its name.
+    #[test]
+    fn an_empty_chunk_inside_crlf_changes_nothing() {
+        let mut p = SseParser::new(1 << 20);
+        let got = events(&mut p, &[b"event: a\r", b"", b"\ndata: 1\n\n"]);
+        assert_eq!(got, vec![pair("a", "1")]);
     }
 
     #[test]

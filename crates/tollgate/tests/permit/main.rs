@@ -1,10 +1,12 @@
 //! Deferred settlement: an answer whose usage comes later carries the call's `Permit`, and the
 //! call keeps its charge and its concurrency slot until the permit is settled or dropped.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use tollgate::spend::{CallLog, CallRecord};
+use support::Buf;
+use tollgate::spend::CallLog;
 use tollgate::{Cost, Dimension, Limit, OnFailure, Permit, ReadUsage, ScopeLimits, ThrottleLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
@@ -140,33 +142,9 @@ async fn a_deferred_settle_is_logged_with_its_usage() {
         None,
     );
     calls.flush();
-    let text = buf.text();
-    let records: Vec<CallRecord> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a record"))
-        .collect();
+    let records = buf.records();
     assert_eq!(records.len(), 1);
     let actual = records[0].actual.as_ref().expect("usage reported");
     assert_eq!((actual.input_tokens, actual.output_tokens), (40, 7));
     assert_eq!(records[0].outcome, "ok");
-}
-
-/// A writer shared with the test.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }

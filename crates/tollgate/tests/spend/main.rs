@@ -10,7 +10,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use support::*;
 use tokio::time::Instant;
-use tollgate::spend::{BudgetAlert, CallLog, CallRecord, OnCap, Replay};
+use tollgate::spend::{BudgetAlert, CallLog, OnCap, Replay};
 use tollgate::{
     Budget, Micros, Price, PriceTable, ThrottleBuilder, ThrottleError, ThrottleLayer, UnknownModel,
     WindowClock,
@@ -58,29 +58,6 @@ fn spawn(svc: &Client, c: Call) -> tokio::task::JoinHandle<Result<Reply, tollgat
 async fn run_tasks() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
-    }
-}
-
-/// A writer shared with the test.
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn records(&self) -> Vec<CallRecord> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("every line is a record"))
-            .collect()
     }
 }
 
@@ -355,7 +332,7 @@ async fn the_log_never_holds_bodies_or_credentials() {
         .unwrap();
     svc.oneshot(req).await.unwrap();
     log.flush();
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let text = buf.text();
     assert_eq!(text.lines().count(), 1);
     for secret in [
         "sk-secret-token",

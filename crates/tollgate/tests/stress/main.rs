@@ -28,19 +28,43 @@ struct Progress {
     in_flight: AtomicUsize,
 }
 
+/// The inner service of a run.
+type Inner = tower::util::BoxCloneSyncService<u64, u64, Infallible>;
+
+/// Runs [`CALLS`] calls through a new layer from `make`, from 64 tasks on 2 workers and then
+/// from 4 tasks on 4 workers: every call finishes, and the scope ends with every call admitted
+/// and none in flight. Fails on a stall.
+fn assert_never_stalls<H>(make: impl Fn() -> ThrottleLayer<H>)
+where
+    ThrottleLayer<H>: Layer<Inner> + Send + 'static,
+    <ThrottleLayer<H> as Layer<Inner>>::Service:
+        Service<u64, Response = u64> + Clone + Send + 'static,
+    <<ThrottleLayer<H> as Layer<Inner>>::Service as Service<u64>>::Error: std::fmt::Debug + Send,
+    <<ThrottleLayer<H> as Layer<Inner>>::Service as Service<u64>>::Future: Send,
+{
+    for (workers, tasks) in [(2, 64), (4, 4)] {
+        let layer = make();
+        let limiter = layer.limiter().clone();
+        let finished = run(layer, workers, tasks, CALLS).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(finished, CALLS);
+        let global = limiter.scope_stats("global").expect("the scope");
+        assert_eq!((global.admitted, global.in_flight), (CALLS, 0));
+    }
+}
+
 /// Runs `calls` calls from `tasks` tasks on `workers` workers through `layer` over a service
 /// that answers at once or after one or two yields; returns the calls that finished, or the
 /// stall the watcher saw.
 fn run<L>(layer: L, workers: usize, tasks: u64, calls: u64) -> Result<u64, String>
 where
-    L: Layer<tower::util::BoxCloneSyncService<u64, u64, Infallible>> + Send + 'static,
+    L: Layer<Inner> + Send + 'static,
     L::Service: Service<u64, Response = u64> + Clone + Send + 'static,
     <L::Service as Service<u64>>::Error: std::fmt::Debug + Send,
     <L::Service as Service<u64>>::Future: Send,
 {
     let progress = Arc::new(Progress::default());
     let p = progress.clone();
-    let inner = tower::util::BoxCloneSyncService::new(service_fn(move |n: u64| {
+    let inner = Inner::new(service_fn(move |n: u64| {
         let p = p.clone();
         async move {
             p.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -113,20 +137,12 @@ where
 /// woken only by the settle of the call that holds the slot.
 #[test]
 fn a_concurrency_cap_of_one_never_stalls() {
-    let layer = || {
+    assert_never_stalls(|| {
         ThrottleLayer::builder()
             .scope("global", ScopeLimits::new().concurrency(1))
             .build()
             .expect("valid limits")
-    };
-    for (workers, tasks) in [(2, 64), (4, 4)] {
-        let limiter = layer();
-        let stats = limiter.limiter().clone();
-        let finished = run(limiter, workers, tasks, CALLS).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(finished, CALLS);
-        let global = stats.scope_stats("global").expect("the scope");
-        assert_eq!((global.admitted, global.in_flight), (CALLS, 0));
-    }
+    });
 }
 
 /// One input-token bucket exactly one call's estimate big, refilling over a minute, and every
@@ -134,7 +150,7 @@ fn a_concurrency_cap_of_one_never_stalls() {
 /// call refused by it must be woken by the refund, not sleep the minute the refusal named.
 #[test]
 fn a_bucket_refunded_in_full_never_stalls() {
-    let layer = || {
+    assert_never_stalls(|| {
         ThrottleLayer::builder()
             .scope(
                 "global",
@@ -148,13 +164,5 @@ fn a_bucket_refunded_in_full_never_stalls() {
             .read_usage(|_: &u64| Some(Cost::request()))
             .build()
             .expect("valid limits")
-    };
-    for (workers, tasks) in [(2, 64), (4, 4)] {
-        let limiter = layer();
-        let stats = limiter.limiter().clone();
-        let finished = run(limiter, workers, tasks, CALLS).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(finished, CALLS);
-        let global = stats.scope_stats("global").expect("the scope");
-        assert_eq!((global.admitted, global.in_flight), (CALLS, 0));
-    }
+    });
 }

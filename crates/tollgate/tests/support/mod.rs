@@ -212,3 +212,32 @@ impl tollgate::Store for TestStore {
         *self.cuts.lock().unwrap()
     }
 }
+
+/// A writer shared with the test (for a call log).
+#[derive(Clone, Default)]
+pub struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    /// What was written.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The call log's records written so far.
+    pub fn records(&self) -> Vec<tollgate::spend::CallRecord> {
+        self.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is a record"))
+            .collect()
+    }
+}
