@@ -8,6 +8,7 @@
 #                                    # of them a simulated hour of 500 agents)
 #   scripts/bench.sh overhead/1-task # only the benchmarks whose id matches (criterion's filter)
 #   scripts/bench.sh sim             # only the simulator
+#   scripts/bench.sh proxy           # only the gateway (benches/proxy.rs → results/bench/proxy.md)
 #   scripts/bench.sh redis           # only the Redis store (benches/redis.rs, ~10 s; starts its own
 #                                    # redis-server; skipped with a note when none is installed)
 #
@@ -18,6 +19,24 @@
 # first; on a 2-core machine a concurrent build shows up in every figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# `scripts/bench.sh proxy`: the gateway against the mock called directly (benches/proxy.rs, about
+# 25 s after the build), written to results/bench/proxy.md.
+if [ "${1:-}" = proxy ]; then
+    target="${CARGO_TARGET_DIR:-target}"
+    echo "== building tollgate-mock and tollgate-proxy (release)"
+    cargo build --release -p tollgate-mock --features http --bin tollgate-mock
+    cargo build --release -p tollgate-proxy --bin tollgate-proxy
+    loadavg="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
+    commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!results' || echo ' + uncommitted changes')"
+    echo "== running the gateway bench (load average before: $loadavg)"
+    TOLLGATE_MOCK_BIN="$target/release/tollgate-mock" TOLLGATE_PROXY_BIN="$target/release/tollgate-proxy" \
+        TOLLGATE_BENCH_OUT=results/bench/proxy.md TOLLGATE_BENCH_LOADAVG="$loadavg" \
+        TOLLGATE_BENCH_COMMIT="$commit" \
+        TOLLGATE_BENCH_COMMAND="scripts/bench.sh proxy → cargo bench -p tollgate-benches --bench proxy" \
+        cargo bench -p tollgate-benches --bench proxy
+    exit 0
+fi
 
 target="${CARGO_TARGET_DIR:-target}"
 criterion_args=(--warm-up-time 1 --measurement-time 3 "$@")
