@@ -20,9 +20,10 @@ if ! command -v redis-server >/dev/null && [ -z "${TOLLGATE_REDIS_SERVER:-}" ]; 
     fi
 fi
 
-# The SDK tests (crates/tollgate-mock/tests/sdk) run the official Python SDKs against the mock
-# server: scripts/sdk-venv.sh makes their venv once (pip, from the package index) and is instant
-# after. TOLLGATE_SKIP_SDK=1 skips them; without either, those tests fail on purpose.
+# The SDK tests (crates/tollgate-mock/tests/sdk, and the gateway's fleet in
+# crates/tollgate-proxy/tests/e2e, which also runs the tollgate-mock binary this build makes) run
+# the official Python SDKs against the mock server: scripts/sdk-venv.sh makes their venv once
+# (pip, from the package index) and is instant after. TOLLGATE_SKIP_SDK=1 skips them; without either, those tests fail on purpose.
 if [ "${TOLLGATE_SKIP_SDK:-}" != 1 ]; then
     echo "== python venv with the pinned SDKs (scripts/sdk-venv.sh)"
     TOLLGATE_SDK_PYTHON="$(./scripts/sdk-venv.sh | tail -n 1)"
