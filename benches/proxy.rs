@@ -184,17 +184,29 @@ fn env(name: &str) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that does not name this bench skips it.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if args.iter().any(|a| !a.starts_with('-') && !"proxy".contains(a.as_str())) {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !"proxy".contains(a.as_str()))
+    {
         return;
     }
     let (mock_bin, proxy_bin) = (env("TOLLGATE_MOCK_BIN"), env("TOLLGATE_PROXY_BIN"));
     let out = env("TOLLGATE_BENCH_OUT");
-    let (_mock, mock) = start(&mock_bin, &["--listen", "127.0.0.1:0", "--rpm", "100000000"]);
+    let (_mock, mock) = start(
+        &mock_bin,
+        &["--listen", "127.0.0.1:0", "--rpm", "100000000"],
+    );
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let cfg = config(&dir, &mock);
-    let (_proxy, proxy) = start(&proxy_bin, &["--config", cfg.to_str().expect("a UTF-8 path")]);
+    let (_proxy, proxy) = start(
+        &proxy_bin,
+        &["--config", cfg.to_str().expect("a UTF-8 path")],
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

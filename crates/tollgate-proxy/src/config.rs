@@ -300,7 +300,10 @@ impl ProxyConfig {
                 return Err(ConfigError::new(key, "header and kind go together"));
             }
             let names = [&s.header, &s.kind, &s.api_key, &s.fixed];
-            if names.iter().any(|n| n.as_deref().is_some_and(str::is_empty)) {
+            if names
+                .iter()
+                .any(|n| n.as_deref().is_some_and(str::is_empty))
+            {
                 return Err(ConfigError::new(key, "an empty name"));
             }
             if let Some(h) = &s.header {
@@ -310,11 +313,17 @@ impl ProxyConfig {
         }
         if let Some(h) = &self.priority_header {
             http::HeaderName::try_from(h.as_str()).map_err(|_| {
-                ConfigError::new("proxy.priority_header", format!("`{h}` is not a header name"))
+                ConfigError::new(
+                    "proxy.priority_header",
+                    format!("`{h}` is not a header name"),
+                )
             })?;
         }
         if self.max_body == 0 {
-            return Err(ConfigError::new("proxy.max_body", "must be at least 1 byte"));
+            return Err(ConfigError::new(
+                "proxy.max_body",
+                "must be at least 1 byte",
+            ));
         }
         if self.retry.max_retries > 10 {
             return Err(ConfigError::new(
@@ -366,7 +375,11 @@ impl KeysConfig {
             }
         }
         let envs = [
-            ("proxy.keys.anthropic_env", &self.anthropic_env, &upstream.anthropic),
+            (
+                "proxy.keys.anthropic_env",
+                &self.anthropic_env,
+                &upstream.anthropic,
+            ),
             ("proxy.keys.openai_env", &self.openai_env, &upstream.openai),
         ];
         for (key, env, up) in envs {
@@ -425,13 +438,22 @@ mod tests {
         assert_eq!(err("max_body = 0").key(), "proxy.max_body");
         assert_eq!(err("log = \"loud\"").key(), "proxy.log");
         assert_eq!(err("redis_url = \"http://x\"").key(), "proxy.redis_url");
-        assert_eq!(err("[proxy.retry]\nmax_retries = 11").key(), "proxy.retry.max_retries");
-        assert_eq!(err("[[proxy.scopes]]\nheader = \"x-a\"").key(), "proxy.scopes[0]");
+        assert_eq!(
+            err("[proxy.retry]\nmax_retries = 11").key(),
+            "proxy.retry.max_retries"
+        );
+        assert_eq!(
+            err("[[proxy.scopes]]\nheader = \"x-a\"").key(),
+            "proxy.scopes[0]"
+        );
         assert_eq!(
             err("[[proxy.scopes]]\nfixed = \"a\"\napi_key = \"k\"").key(),
             "proxy.scopes[0]"
         );
-        assert_eq!(err("[proxy.keys]\nmode = \"proxy\"").key(), "proxy.keys.clients");
+        assert_eq!(
+            err("[proxy.keys]\nmode = \"proxy\"").key(),
+            "proxy.keys.clients"
+        );
         let e = err(
             "[proxy.keys]\nmode = \"proxy\"\nanthropic_env = \"TOLLGATE_TEST_UNSET_1\"\n\
              openai_env = \"TOLLGATE_TEST_UNSET_2\"\nclients = [{ name = \"a\", key = \"k\" }]",

@@ -24,7 +24,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>, outcome: &'static str) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        message: impl Into<String>,
+        outcome: &'static str,
+    ) -> Self {
         ApiError {
             status,
             message: message.into(),

@@ -3,7 +3,7 @@
 //! or the first 16 hex digits of a key's SHA-256 leave this module.
 
 use crate::config::{KeyMode, KeysConfig};
-use http::header::{AUTHORIZATION, HeaderValue};
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use tollgate_http::Provider;
@@ -99,9 +99,7 @@ impl Credentials {
     ) -> Result<Option<CallerId>, Unauthorized> {
         let key = presented(headers);
         match self {
-            Credentials::Passthrough => Ok(key
-                .filter(|_| hash)
-                .map(|k| CallerId(key_hash(k)))),
+            Credentials::Passthrough => Ok(key.filter(|_| hash).map(|k| CallerId(key_hash(k)))),
             Credentials::Proxy { clients, .. } => {
                 let key = key.ok_or(Unauthorized)?;
                 // Compare with every key, so the time does not tell which one nearly matched.
@@ -157,7 +155,12 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
@@ -175,7 +178,10 @@ mod tests {
         ] {
             assert_eq!(c.identify(&bad, true), Err(Unauthorized));
         }
-        let mut h = headers(&[("x-api-key", "pk-alice"), ("authorization", "Bearer pk-alice")]);
+        let mut h = headers(&[
+            ("x-api-key", "pk-alice"),
+            ("authorization", "Bearer pk-alice"),
+        ]);
         c.apply(Provider::Anthropic, &mut h);
         assert_eq!(h.get("x-api-key").unwrap(), "sk-ant-real");
         assert!(h.get("authorization").is_none());

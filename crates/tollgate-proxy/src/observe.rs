@@ -110,7 +110,11 @@ pub(crate) struct End {
 
 impl End {
     fn finish<B>(self, body: &UsageBody<B>, how: &'static str) {
-        let data = self.call.as_ref().map(|c| c.trace.get()).unwrap_or_default();
+        let data = self
+            .call
+            .as_ref()
+            .map(|c| c.trace.get())
+            .unwrap_or_default();
         let settled = match self.provider {
             Some(p) if self.status.is_success() && body.reads_usage() => {
                 Some(charge(p, body.seen(), data.estimate).0)

@@ -61,10 +61,7 @@ impl ScopeRules {
         let keyed = caller
             .into_iter()
             .flat_map(|c| self.key_kinds.iter().map(move |k| format!("{k}:{}", c.0)));
-        for key in keyed
-            .map(ScopeKey::from)
-            .chain(self.fixed.iter().cloned())
-        {
+        for key in keyed.map(ScopeKey::from).chain(self.fixed.iter().cloned()) {
             if !scopes.contains(&key) {
                 scopes.push(key);
             }
@@ -82,9 +79,10 @@ pub(crate) struct FromExtensions;
 
 impl<B> ExtractScopes<Request<B>> for FromExtensions {
     fn scopes(&self, req: &Request<B>) -> Scopes {
-        req.extensions()
-            .get::<CallScopes>()
-            .map_or_else(|| Scopes::from_iter([ScopeKey::GLOBAL]), |c| c.scopes.clone())
+        req.extensions().get::<CallScopes>().map_or_else(
+            || Scopes::from_iter([ScopeKey::GLOBAL]),
+            |c| c.scopes.clone(),
+        )
     }
 }
 

@@ -33,7 +33,8 @@ use tollgate::spend::CallLog;
 use tollgate::{BoxError, Hooks, Store, ThrottleLayer};
 use tollgate_core::{Backoff, RetryBudget};
 use tollgate_http::{
-    EstimateOptions, HttpHooks, Provider, ReadRequestLayer, ThrottleBuilderExt, UsageBody, UsageLayer,
+    EstimateOptions, HttpHooks, Provider, ReadRequestLayer, ThrottleBuilderExt, UsageBody,
+    UsageLayer,
 };
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -88,9 +89,8 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway, StartError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| StartError(format!("{what}: {e}"));
         let proxy = &config.proxy;
-        let credentials = Arc::new(
-            Credentials::from_config(&proxy.keys).map_err(|e| fail("proxy.keys", &e))?,
-        );
+        let credentials =
+            Arc::new(Credentials::from_config(&proxy.keys).map_err(|e| fail("proxy.keys", &e))?);
         let call_log = match &config.call_log {
             Some(path) => Some(
                 CallLog::append_to_file(path)
@@ -202,8 +202,7 @@ fn stack<St: Store>(
     forward: Forward,
     handle: metrics_exporter_prometheus::PrometheusHandle,
     budgets: Vec<String>,
-) -> (Stack, Metrics)
-{
+) -> (Stack, Metrics) {
     let limiter = layer.limiter().clone();
     let spend_limiter = limiter.clone();
     let stats = Arc::new(move || limiter.stats());
@@ -287,7 +286,11 @@ async fn handle_call(State(app): State<App>, mut req: Request<Body>) -> Response
         Err(Unauthorized) => {
             m::call_done("unauthorized");
             tracing::warn!(path = req.uri().path(), "call refused: no valid proxy key");
-            let e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid x-api-key", "unauthorized");
+            let e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid x-api-key",
+                "unauthorized",
+            );
             return e.into_response(Some(provider));
         }
     };

@@ -141,7 +141,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// the throttle's classifier).
 fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
     let num = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    let secs = num("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| num("retry-after"))?;
+    let secs = num("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| num("retry-after"))?;
     std::time::Duration::try_from_secs_f64(secs).ok()
 }
 

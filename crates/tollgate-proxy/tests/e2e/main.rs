@@ -12,7 +12,14 @@ use support::{admissions, busiest, fleet, get, python, request, scratch, Mock, P
 /// The mock: 60 requests and 3,400 input tokens a minute (each bucket holds a minute's worth),
 /// 300 ms per answer.
 const MOCK: [&str; 8] = [
-    "--rpm", "60", "--itpm", "3400", "--latency", "300ms", "--seed", "1",
+    "--rpm",
+    "60",
+    "--itpm",
+    "3400",
+    "--latency",
+    "300ms",
+    "--seed",
+    "1",
 ];
 /// The gateway's limits: the mock's at 95 %. The fleet's 40 calls of 95 input tokens (3,800 by
 /// the mock's count) offered within 5 s are more than the mock takes in 5 s (3,400 + 283), so
@@ -48,7 +55,10 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
     let report = fleet(&python, &[&proxy.url, "20", "2", "8"]);
     eprintln!("fleet: {report}");
     assert_eq!(report["calls"], 40, "{report}");
-    assert_eq!(report["rate_limited"], 0, "a 429 reached a client: {report}");
+    assert_eq!(
+        report["rate_limited"], 0,
+        "a 429 reached a client: {report}"
+    );
     assert_eq!(report["ok"], 40, "{report}");
     let stats = mock.stats();
     eprintln!("mock: {}", stats["provider"]);
@@ -147,8 +157,14 @@ fn unknown_proxy_keys_get_401_and_no_key_is_ever_written() {
         ("REAL_OPENAI", "sk-REAL-SECRET-3"),
     ];
     let mut proxy = Proxy::start(&dir, &cfg, &env);
-    for key in ["x-api-key: pk-bob-SECRET-4", "x-api-key: pk-alice-SECRET-", ""] {
-        let head = format!("POST /v1/messages HTTP/1.1\r\n{key}").trim().to_owned();
+    for key in [
+        "x-api-key: pk-bob-SECRET-4",
+        "x-api-key: pk-alice-SECRET-",
+        "",
+    ] {
+        let head = format!("POST /v1/messages HTTP/1.1\r\n{key}")
+            .trim()
+            .to_owned();
         let (status, _, body) = request(&proxy.url, &head, ANTHROPIC_CALL);
         assert_eq!(status, 401, "{body}");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -200,10 +216,17 @@ fn oversized_malformed_and_over_max_wait_calls_are_answered_by_the_gateway() {
         mock.url
     );
     let proxy = Proxy::start(&dir, &cfg, &[]);
-    let big = format!(r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(300));
+    let big = format!(
+        r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(300)
+    );
     let (status, _, body) = request(&proxy.url, "POST /v1/messages HTTP/1.1", &big);
     assert_eq!(status, 413, "{body}");
-    let (status, _, body) = request(&proxy.url, "POST /v1/chat/completions HTTP/1.1", "{\"model\":");
+    let (status, _, body) = request(
+        &proxy.url,
+        "POST /v1/chat/completions HTTP/1.1",
+        "{\"model\":",
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["type"],
@@ -232,7 +255,14 @@ fn oversized_malformed_and_over_max_wait_calls_are_answered_by_the_gateway() {
 #[test]
 fn sigterm_lets_a_stream_in_flight_finish() {
     let dir = scratch("sigterm");
-    let mock = Mock::start(&["--rpm", "100", "--latency", "1500ms", "--latency-per-token", "20ms"]);
+    let mock = Mock::start(&[
+        "--rpm",
+        "100",
+        "--latency",
+        "1500ms",
+        "--latency-per-token",
+        "20ms",
+    ]);
     let cfg = format!(
         "[scopes.global]\nrequests_per_minute = 100\n[proxy]\nlisten = \"127.0.0.1:0\"\n\
          shutdown_grace = \"30s\"\nupstream = {{ openai = \"{}\" }}\n",
@@ -249,16 +279,27 @@ fn sigterm_lets_a_stream_in_flight_finish() {
     while mock.stats()["provider"]["received"] == 0 {
         polls += 1;
         assert!(polls < 500, "the call never reached the mock");
+        #[allow(clippy::disallowed_methods)] // a real process on the real clock
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     proxy.terminate();
     let (status, _, body) = stream.join().expect("the streaming call");
     assert_eq!(status, 200);
-    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream was cut: {body}");
+    assert!(
+        body.trim_end().ends_with("data: [DONE]"),
+        "the stream was cut: {body}"
+    );
     assert!(proxy.wait(), "exit status");
     let addr = proxy.url.trim_start_matches("http://").to_owned();
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting");
-    assert!(proxy.log().contains("every call finished"), "{}", proxy.log());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting"
+    );
+    assert!(
+        proxy.log().contains("every call finished"),
+        "{}",
+        proxy.log()
+    );
 }
 
 /// A bad configuration exits with code 2 and names the key.

@@ -39,7 +39,10 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
 
 /// Starts `bin` with `args`, reads the URL it prints first.
 fn spawn(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start the binary");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     BufReader::new(stdout)
@@ -171,7 +174,9 @@ pub(crate) fn request(url: &str, head: &str, body: &str) -> (u16, String, String
     )
     .expect("send the request");
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read the answer");
+    stream
+        .read_to_string(&mut response)
+        .expect("read the answer");
     let (h, b) = response.split_once("\r\n\r\n").expect("an HTTP answer");
     let status = h[9..12].parse().expect("a status");
     (status, h.to_owned(), b.to_owned())
@@ -216,7 +221,10 @@ pub(crate) fn admissions(logs: &[&Path]) -> Vec<(u64, u64)> {
         .map(|c| {
             let end = c["unix_ms"].as_u64().unwrap_or(0);
             let latency = c["latency_ms"].as_u64().unwrap_or(0);
-            (end - latency, c["actual"]["input_tokens"].as_u64().unwrap_or(0))
+            (
+                end - latency,
+                c["actual"]["input_tokens"].as_u64().unwrap_or(0),
+            )
         })
         .collect();
     calls.sort_unstable();
