@@ -6,13 +6,21 @@
 //! The binary (`tollgate-proxy --config tollgate.toml`) reads a [`Config`]: the throttle's TOML
 //! plus a `[proxy]` table, and runs a [`Gateway`] until SIGTERM or ctrl-c.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = tollgate_proxy::Config::from_file("tollgate.toml".as_ref())?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = tollgate_proxy::Config::from_toml(r#"
+//!     max_wait = "30s"
+//!     [scopes.global]
+//!     requests_per_minute = 50
+//!     [proxy]
+//!     listen = "127.0.0.1:0"
+//!     upstream = { anthropic = "https://api.anthropic.com" }
+//! "#)?;
 //! let gateway = tollgate_proxy::Gateway::start(config).await?;
-//! println!("listening on {}", gateway.local_addr());
-//! tokio::signal::ctrl_c().await?;
-//! gateway.shutdown().await;
+//! assert_ne!(gateway.local_addr().port(), 0);
+//! // A program waits for its stop signal here (the binary: SIGTERM or ctrl-c).
+//! assert!(gateway.shutdown().await, "no call was in flight");
 //! # Ok(())
 //! # }
 //! ```

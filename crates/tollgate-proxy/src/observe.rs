@@ -182,15 +182,9 @@ where
         let how = match &frame {
             None => Some("ok"),
             Some(Err(_)) => Some("stream_error"),
-            // A server stops asking once a body of known length has all passed, so the inner
-            // body's last `None` (where the usage is read and the call settled) is read here.
-            Some(Ok(_)) if this.end.is_some() && this.inner.is_end_stream() => {
-                match this.inner.as_mut().poll_frame(cx) {
-                    Poll::Ready(None) => Some("ok"),
-                    _ => None,
-                }
-            }
-            Some(Ok(_)) => None,
+            // A server writing a body of known length stops polling after its last byte: the
+            // inner body has settled the call here, and so the call ends here.
+            Some(Ok(_)) => this.inner.is_end_stream().then_some("ok"),
         };
         if let Some(how) = how {
             if let Some(end) = this.end.take() {
@@ -200,11 +194,8 @@ where
         Poll::Ready(frame)
     }
 
-    /// Ends only once the inner body has said so by its last `None` frame, so that the server
-    /// polls it to the end (where the usage is read and the call settled) even when the length
-    /// is known and all of it has passed.
     fn is_end_stream(&self) -> bool {
-        self.end.is_none() && self.inner.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

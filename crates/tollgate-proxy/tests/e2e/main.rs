@@ -307,28 +307,26 @@ fn sigterm_lets_a_stream_in_flight_finish() {
 fn a_bad_config_exits_2_naming_the_key() {
     let dir = scratch("badconfig");
     let path = dir.join("bad.toml");
-    std::fs::write(
-        &path,
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = { openai = \"ftp://x\" }\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-proxy"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("proxy.upstream.openai"), "{err}");
-    let zero = "[scopes.global]\nrequests_per_minute = 0\n[proxy]\nlisten = \"127.0.0.1:0\"\n\
-                upstream = { openai = \"http://127.0.0.1:9\" }\n";
-    std::fs::write(&path, zero).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-proxy"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("global"), "{err}");
+    let cases = [
+        (
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = { openai = \"ftp://x\" }\n",
+            "proxy.upstream.openai",
+        ),
+        (
+            "[scopes.global]\nrequests_per_minute = 0\n[proxy]\nlisten = \"127.0.0.1:0\"\n\
+             upstream = { openai = \"http://127.0.0.1:9\" }\n",
+            "global",
+        ),
+    ];
+    for (config, key) in cases {
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate-proxy"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{err}");
+    }
 }
