@@ -178,7 +178,7 @@ impl std::fmt::Debug for ClientKey {
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
-    /// Retries of an upstream 429, 529 or 5xx before it is passed on (default 2, at most 10).
+    /// Retries of an upstream 429, 529 or 5xx before it is passed on: 1 to 10 (default 2).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
 }
@@ -224,7 +224,7 @@ impl Config {
     /// A [`ConfigError`] naming the key: TOML that does not parse, an unknown key or a value of
     /// the wrong type; a missing `[proxy]` table or `listen`; an upstream that is not an
     /// `http(s)://host` URL (or none at all); a scope entry with not exactly one source, or a
-    /// `header` without `kind`; a `max_body` of 0; more than 10 retries; an unknown log level; in
+    /// `header` without `kind`; a `max_body` of 0; retries not in 1 to 10; an unknown log level; in
     /// proxy mode, no client keys, an empty or repeated key, or an environment variable that is
     /// not set. The throttle's own rules are checked when its layer is built.
     ///
@@ -325,10 +325,13 @@ impl ProxyConfig {
                 "must be at least 1 byte",
             ));
         }
-        if self.retry.max_retries > 10 {
+        if !(1..=10).contains(&self.retry.max_retries) {
             return Err(ConfigError::new(
                 "proxy.retry.max_retries",
-                format!("at most 10, got {}", self.retry.max_retries),
+                format!(
+                    "1 to 10 (the gateway's retries keep upstream 429s from the clients), got {}",
+                    self.retry.max_retries
+                ),
             ));
         }
         if crate::log_level(&self.log).is_none() {

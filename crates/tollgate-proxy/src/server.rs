@@ -120,7 +120,7 @@ impl Gateway {
         let (stack, metrics) = match &proxy.redis_url {
             None => {
                 let layer = builder.build().map_err(|e| fail("throttle", &e))?;
-                stack(layer, &config, forward, handle, budgets)
+                stack(layer, &config, forward, handle, budgets)?
             }
             Some(url) => {
                 let store = tollgate_redis::RedisStore::builder(url.as_str())
@@ -131,7 +131,7 @@ impl Gateway {
                 let layer = builder
                     .build_with_store(store)
                     .map_err(|e| fail("throttle", &e))?;
-                stack(layer, &config, forward, handle, budgets)
+                stack(layer, &config, forward, handle, budgets)?
             }
         };
         let app = App {
@@ -202,7 +202,7 @@ fn stack<St: Store>(
     forward: Forward,
     handle: metrics_exporter_prometheus::PrometheusHandle,
     budgets: Vec<String>,
-) -> (Stack, Metrics) {
+) -> Result<(Stack, Metrics), StartError> {
     let limiter = layer.limiter().clone();
     let spend_limiter = limiter.clone();
     let stats = Arc::new(move || limiter.stats());
@@ -216,14 +216,15 @@ fn stack<St: Store>(
         .throttle
         .max_provider_delay
         .unwrap_or(tollgate::DEFAULT_MAX_PROVIDER_DELAY);
-    let backoff = Backoff::sdk_default();
+    // The official SDKs' backoff, with the configured number of retries (checked to be 1 to 10).
+    let sdk = Backoff::sdk_default();
     let backoff = Backoff::builder()
-        .jitter(backoff.jitter())
-        .base(backoff.base())
-        .cap(backoff.cap())
+        .jitter(sdk.jitter())
+        .base(sdk.base())
+        .cap(sdk.cap())
         .max_retries(config.proxy.retry.max_retries)
         .build()
-        .unwrap_or(backoff);
+        .map_err(|e| StartError(format!("proxy.retry: {e}")))?;
     let retry = RetryPolicy::new(
         HttpClassifier::new(),
         backoff,
@@ -242,10 +243,10 @@ fn stack<St: Store>(
         .map_request(admitted)
         .layer(UsageLayer::new())
         .service(forward);
-    (
+    Ok((
         BoxCloneSyncService::new(svc),
         Metrics::new(handle, stats, spend),
-    )
+    ))
 }
 
 async fn render_metrics(State(app): State<App>) -> Response {

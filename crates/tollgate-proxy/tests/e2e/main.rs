@@ -250,6 +250,33 @@ fn oversized_malformed_and_over_max_wait_calls_are_answered_by_the_gateway() {
     assert_eq!(mock.stats()["provider"]["received"], 1);
 }
 
+/// A gateway configured above the provider's real limit meets upstream 429s: it retries them
+/// after the provider's `retry-after` (the shared cooldown holds the other calls), and the
+/// client never sees one.
+#[test]
+fn upstream_429s_are_retried_by_the_gateway_not_passed_on() {
+    let dir = scratch("upstream429");
+    let mock = Mock::start(&["--rpm", "60"]);
+    let cfg = format!(
+        "[scopes.global]\nrequests_per_minute = 100000\n[proxy]\nlisten = \"127.0.0.1:0\"\n\
+         upstream = {{ anthropic = \"{}\" }}\n",
+        mock.url
+    );
+    let proxy = Proxy::start(&dir, &cfg, &[]);
+    // The mock's bucket holds 60 calls and refills one a second: the 61st and 62nd are refused.
+    for i in 0..62 {
+        let (status, _, body) = request(&proxy.url, ANTHROPIC_HEAD, ANTHROPIC_CALL);
+        assert_eq!(status, 200, "call {i}: {body}");
+    }
+    let stats = mock.stats();
+    let refused = stats["provider"]["rate_limited"].as_u64().unwrap_or(0);
+    assert!(refused >= 1, "the mock refused nothing: {stats}");
+    assert_eq!(stats["provider"]["ok"], 62, "{stats}");
+    let (_, metrics) = get(&proxy.url, "/metrics");
+    let line = format!("tollgate_proxy_upstream_rate_limited_total{{status=\"429\"}} {refused}");
+    assert!(metrics.contains(&line), "{metrics}");
+}
+
 /// SIGTERM while a stream is in flight: the gateway takes no new connection, the stream ends
 /// whole (`[DONE]`), and the gateway exits cleanly.
 #[test]
