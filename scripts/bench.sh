@@ -23,7 +23,9 @@ cd "$(dirname "$0")/.."
 # `scripts/bench.sh proxy`: the gateway against the mock called directly (benches/proxy.rs, about
 # 25 s after the build), written to results/bench/proxy.md.
 if [ "${1:-}" = proxy ]; then
-    target="${CARGO_TARGET_DIR:-target}"
+    # Absolute paths: cargo runs a bench in its package's directory.
+    mkdir -p "${CARGO_TARGET_DIR:-target}"
+    target="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)"
     echo "== building tollgate-mock and tollgate-proxy (release)"
     cargo build --release -p tollgate-mock --features http --bin tollgate-mock
     cargo build --release -p tollgate-proxy --bin tollgate-proxy
@@ -31,7 +33,7 @@ if [ "${1:-}" = proxy ]; then
     commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!results' || echo ' + uncommitted changes')"
     echo "== running the gateway bench (load average before: $loadavg)"
     TOLLGATE_MOCK_BIN="$target/release/tollgate-mock" TOLLGATE_PROXY_BIN="$target/release/tollgate-proxy" \
-        TOLLGATE_BENCH_OUT=results/bench/proxy.md TOLLGATE_BENCH_LOADAVG="$loadavg" \
+        TOLLGATE_BENCH_OUT="$PWD/results/bench/proxy.md" TOLLGATE_BENCH_LOADAVG="$loadavg" \
         TOLLGATE_BENCH_COMMIT="$commit" \
         TOLLGATE_BENCH_COMMAND="scripts/bench.sh proxy → cargo bench -p tollgate-benches --bench proxy" \
         cargo bench -p tollgate-benches --bench proxy
