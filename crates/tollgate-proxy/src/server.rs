@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
@@ -153,6 +154,10 @@ impl Gateway {
         let addr = listener
             .local_addr()
             .map_err(|e| fail("proxy.listen", &e))?;
+        // Answers go out as soon as they are written, not held for coalescing.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (stop, mut stopped) = watch::channel(false);
         let served = tokio::spawn(async move {
             axum::serve(listener, router)
