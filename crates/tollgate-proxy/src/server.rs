@@ -139,8 +139,8 @@ impl Gateway {
             stack,
             credentials,
             rules: Arc::new(ScopeRules::from_config(proxy)),
-            anthropic: proxy.upstream.anthropic.as_deref().map(parse_base),
-            openai: proxy.upstream.openai.as_deref().map(parse_base),
+            anthropic: base(&proxy.upstream.anthropic, "proxy.upstream.anthropic")?,
+            openai: base(&proxy.upstream.openai, "proxy.upstream.openai")?,
             metrics,
         };
         let router = Router::new()
@@ -192,12 +192,13 @@ impl Gateway {
     }
 }
 
-/// A base URL that [`Config::from_toml`] checked.
-fn parse_base(url: &str) -> Base {
-    match Base::parse(url) {
-        Ok(b) => b,
-        Err(_) => unreachable!("upstream URLs are checked when the configuration is read"),
-    }
+/// An upstream base URL (checked by [`Config::from_toml`] already, unless the configuration was
+/// built in code).
+fn base(url: &Option<String>, key: &str) -> Result<Option<Base>, StartError> {
+    url.as_deref()
+        .map(Base::parse)
+        .transpose()
+        .map_err(|e| StartError(format!("{key}: {e}")))
 }
 
 /// The stack under the gateway's checks, on any store, and the metrics reading its limiter.
