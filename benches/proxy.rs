@@ -5,11 +5,15 @@
 //! `scripts/bench.sh proxy` builds the release binaries and runs it; it writes
 //! `results/bench/proxy.md`.
 //!
-//! * **Throughput**: 32 connections, each sending its next call when the last one answered, for
-//!   5 s (after 1 s of warm-up); calls per second direct and through the gateway.
-//! * **Latency at 1,000 calls a second**: one call started every millisecond for 5 s (open loop:
-//!   a slow answer does not delay the next start); p50 and p99 of each call's time, direct and
-//!   through the gateway, and the differences.
+//! * **Throughput**: 32 connections, each sending its next call when the last one answered;
+//!   calls per second direct and through the gateway.
+//! * **Latency at 1,000 calls a second**: one call started every millisecond (open loop: a slow
+//!   answer does not delay the next start); p50 and p99 of each call's time, direct and through
+//!   the gateway, and the differences.
+//!
+//! Each measurement alternates: 5 rounds of 1 s direct then 1 s through the gateway (after a
+//! warm-up of each), pooled per side, so that a change in the machine's load during the run
+//! touches both sides alike.
 //!
 //! Each call is a small non-streaming `POST /v1/chat/completions` (the gateway counts its input
 //! with the model's BPE); the mock answers at once. The generator, the mock and the gateway
@@ -29,7 +33,8 @@ use std::time::{Duration, Instant};
 const BODY: &str = r#"{"model":"gpt-4o-mini","max_completion_tokens":16,"messages":[{"role":"user","content":"How many requests fit in a minute?"}]}"#;
 const CONNECTIONS: usize = 32;
 const WARM_UP: Duration = Duration::from_secs(1);
-const MEASURE: Duration = Duration::from_secs(5);
+const ROUND: Duration = Duration::from_secs(1);
+const ROUNDS: u32 = 5;
 const RATE_PER_S: u64 = 1_000;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -82,8 +87,8 @@ fn client() -> HttpClient {
         .build(http)
 }
 
-/// Calls per second of `CONNECTIONS` closed loops, and the failed calls.
-async fn throughput(url: &str) -> (f64, u64) {
+/// Calls answered by `CONNECTIONS` closed loops in `time` (after `warm_up`), and the failed calls.
+async fn throughput(url: &str, warm_up: Duration, time: Duration) -> (u64, u64) {
     let client = client();
     let stop = Arc::new(AtomicBool::new(false));
     let counting = Arc::new(AtomicBool::new(false));
@@ -105,24 +110,19 @@ async fn throughput(url: &str) -> (f64, u64) {
             })
         })
         .collect();
-    tokio::time::sleep(WARM_UP).await;
+    tokio::time::sleep(warm_up).await;
     counting.store(true, Ordering::Relaxed);
-    let start = Instant::now();
-    tokio::time::sleep(MEASURE).await;
+    tokio::time::sleep(time).await;
     counting.store(false, Ordering::Relaxed);
-    let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
     }
-    (
-        done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
-        failed.load(Ordering::Relaxed),
-    )
+    (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
 }
 
-/// Each call's time at `RATE_PER_S` started calls a second (sorted), and the failed calls.
-async fn latencies(url: &str) -> (Vec<Duration>, u64) {
+/// Each call's time at `RATE_PER_S` started calls a second for `time`, and the failed calls.
+async fn latencies(url: &str, time: Duration) -> (Vec<Duration>, u64) {
     let client = client();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE_PER_S));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -130,7 +130,7 @@ async fn latencies(url: &str) -> (Vec<Duration>, u64) {
     for _ in 0..CONNECTIONS {
         call(&client, url).await;
     }
-    let n = RATE_PER_S * MEASURE.as_secs();
+    let n = (RATE_PER_S as f64 * time.as_secs_f64()) as u64;
     let mut tasks = Vec::with_capacity(n as usize);
     for _ in 0..n {
         tick.tick().await;
@@ -149,8 +149,52 @@ async fn latencies(url: &str) -> (Vec<Duration>, u64) {
             _ => failed += 1,
         }
     }
-    times.sort_unstable();
     (times, failed)
+}
+
+/// Both sides measured in alternating rounds.
+struct Figures {
+    rps: [f64; 2],
+    latencies: [Vec<Duration>; 2],
+    failed: u64,
+}
+
+async fn measure(urls: [&str; 2]) -> Figures {
+    let mut calls = [0u64; 2];
+    let mut times = [Vec::new(), Vec::new()];
+    let mut failed = 0;
+    for url in urls {
+        throughput(url, WARM_UP, Duration::ZERO).await;
+        latencies_warm(url).await;
+    }
+    for _ in 0..ROUNDS {
+        for (side, url) in urls.iter().enumerate() {
+            let (done, bad) = throughput(url, Duration::from_millis(200), ROUND).await;
+            calls[side] += done;
+            failed += bad;
+        }
+    }
+    for _ in 0..ROUNDS {
+        for (side, url) in urls.iter().enumerate() {
+            let (round, bad) = latencies(url, ROUND).await;
+            times[side].extend(round);
+            failed += bad;
+        }
+    }
+    for t in &mut times {
+        t.sort_unstable();
+    }
+    let secs = (ROUND * ROUNDS).as_secs_f64();
+    Figures {
+        rps: calls.map(|c| c as f64 / secs),
+        latencies: times,
+        failed,
+    }
+}
+
+/// A second of calls at the open-loop rate, not counted.
+async fn latencies_warm(url: &str) {
+    latencies(url, WARM_UP).await;
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
@@ -211,14 +255,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let (direct_rps, direct_failed) = rt.block_on(throughput(&mock));
-    let (proxy_rps, proxy_failed) = rt.block_on(throughput(&proxy));
-    let (direct_lat, direct_lat_failed) = rt.block_on(latencies(&mock));
-    let (proxy_lat, proxy_lat_failed) = rt.block_on(latencies(&proxy));
-    let (d50, d99) = (quantile(&direct_lat, 0.5), quantile(&direct_lat, 0.99));
-    let (p50, p99) = (quantile(&proxy_lat, 0.5), quantile(&proxy_lat, 0.99));
+    let figures = rt.block_on(measure([&mock, &proxy]));
+    let [direct_rps, proxy_rps] = figures.rps;
+    let [direct_lat, proxy_lat] = &figures.latencies;
+    let failed = figures.failed;
+    let (d50, d99) = (quantile(direct_lat, 0.5), quantile(direct_lat, 0.99));
+    let (p50, p99) = (quantile(proxy_lat, 0.5), quantile(proxy_lat, 0.99));
     let added = |p: Duration, d: Duration| ms(p) - ms(d);
-    let failed = direct_failed + proxy_failed + direct_lat_failed + proxy_lat_failed;
     let report = format!(
         "# tollgate-proxy: throughput and added latency\n\n\
          Generated by `{command}` (`benches/proxy.rs`); do not edit. The gateway in front of \
@@ -226,10 +269,10 @@ fn main() {
          release builds; the generator, the mock and the gateway share the machine.\n\n\
          ## Machine\n\n| | |\n|---|---|\n| CPUs (`nproc`) | {cpus} |\n\
          | load average before the run | {load} |\n| commit | {commit} |\n\n\
-         ## Throughput ({conns} connections, closed loop, {secs} s)\n\n\
+         ## Throughput ({conns} connections, closed loop, {secs} s a side in {rounds} alternating rounds)\n\n\
          | | calls/s |\n|---|---:|\n| direct | {direct_rps:.0} |\n| through the gateway | {proxy_rps:.0} |\n\
          | **ratio** (gateway ÷ direct; target ≥ 0.7) | **{ratio:.2}** |\n\n\
-         ## Latency at {rate} calls/s (open loop, {secs} s)\n\n\
+         ## Latency at {rate} calls/s (open loop, {secs} s a side in {rounds} alternating rounds)\n\n\
          | | p50 ms | p99 ms |\n|---|---:|---:|\n| direct | {d50:.3} | {d99:.3} |\n\
          | through the gateway | {p50:.3} | {p99:.3} |\n\
          | **added** (target p99 ≤ 1 ms) | **{a50:.3}** | **{a99:.3}** |\n\n\
@@ -239,7 +282,8 @@ fn main() {
         load = std::env::var("TOLLGATE_BENCH_LOADAVG").unwrap_or_default(),
         commit = std::env::var("TOLLGATE_BENCH_COMMIT").unwrap_or_default(),
         conns = CONNECTIONS,
-        secs = MEASURE.as_secs(),
+        secs = (ROUND * ROUNDS).as_secs(),
+        rounds = ROUNDS,
         ratio = proxy_rps / direct_rps,
         rate = RATE_PER_S,
         d50 = ms(d50),
