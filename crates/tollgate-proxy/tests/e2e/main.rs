@@ -32,10 +32,14 @@ requests_per_minute = 60
 input_tokens_per_minute = 3400
 "#;
 
+/// The fleet's API key, passed through to the mock.
+const FLEET_KEY: &str = "sk-fleet-SECRET-key";
+
 fn config(mock: &Mock, extra: &str) -> String {
     format!(
         "{extra}\n{LIMITS}\n[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = {{ anthropic = \"{0}\", openai = \"{0}\" }}\n\
-         [[proxy.scopes]]\nheader = \"x-agent-id\"\nkind = \"agent\"\n",
+         [[proxy.scopes]]\nheader = \"x-agent-id\"\nkind = \"agent\"\n\
+         [[proxy.scopes]]\napi_key = \"key\"\n",
         mock.url
     )
 }
@@ -52,7 +56,7 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
     let log = dir.join("calls.jsonl");
     let extra = format!("call_log = {:?}", log.display().to_string());
     let mut proxy = Proxy::start(&dir, &config(&mock, &extra), &[]);
-    let report = fleet(&python, &[&proxy.url, "20", "2", "8"]);
+    let report = fleet(&python, &[&proxy.url, "20", "2", "8", FLEET_KEY]);
     eprintln!("fleet: {report}");
     assert_eq!(report["calls"], 40, "{report}");
     assert_eq!(
@@ -65,8 +69,22 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
     assert_eq!(stats["provider"]["rate_limited"], 0, "{stats}");
     assert_eq!(stats["provider"]["ok"], 40, "{stats}");
 
+    let (_, metrics) = get(&proxy.url, "/metrics");
+    assert!(metrics.contains("scope=\"agent:agent-7\""), "{metrics}");
     proxy.terminate();
     assert!(proxy.wait(), "the gateway exits cleanly on SIGTERM");
+    // The clients' own key passed through: only its hash names their scope.
+    let written = [proxy.log(), metrics, std::fs::read_to_string(&log).unwrap()];
+    assert!(
+        written[2].contains("\"key:"),
+        "no key scope in the call log"
+    );
+    for text in written {
+        assert!(
+            !text.contains(FLEET_KEY),
+            "the client's key was written: {text}"
+        );
+    }
     let calls = admissions(&[&log]);
     assert_eq!(calls.len(), 40, "every call is in the flushed call log");
     // In any 10 s: at most the burst plus 10 s of the rate (0.95 × 60 requests and
@@ -147,7 +165,7 @@ fn unknown_proxy_keys_get_401_and_no_key_is_ever_written() {
     let log = dir.join("calls.jsonl");
     let extra = format!("call_log = {:?}", log.display().to_string());
     let cfg = format!(
-        "{}[[proxy.scopes]]\napi_key = \"key\"\n[proxy.keys]\nmode = \"proxy\"\n\
+        "{}[proxy.keys]\nmode = \"proxy\"\n\
          anthropic_env = \"REAL_ANTHROPIC\"\nopenai_env = \"REAL_OPENAI\"\n\
          clients = [{{ name = \"alice\", key = \"pk-alice-SECRET-1\" }}]\n",
         config(&mock, &extra).replace("[proxy]\n", "[proxy]\nlog = \"debug\"\n")
