@@ -206,6 +206,47 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// CPU seconds (user + system) the process `pid` used so far, from `/proc` (Linux; clock ticks
+/// of 1/100 s).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// The body of `GET url`.
+async fn get_text(url: &str) -> String {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let req = http::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .expect("a request");
+    match client.request(req).await {
+        Ok(res) => match res.into_body().collect().await {
+            Ok(body) => String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+            Err(_) => String::new(),
+        },
+        Err(_) => String::new(),
+    }
+}
+
+/// Calls each process answered in all: the gateway's `ok` calls and the mock's admitted ones.
+async fn served(mock: &str, proxy: &str) -> (f64, f64) {
+    let metrics = get_text(&format!("{proxy}/metrics")).await;
+    let proxied = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_proxy_calls_total{outcome=\"ok\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    let stats = get_text(&format!("{mock}/mock/stats")).await;
+    let mocked = serde_json::from_str::<serde_json::Value>(&stats)
+        .ok()
+        .and_then(|v| v["provider"]["ok"].as_f64())
+        .unwrap_or(f64::NAN);
+    (proxied, mocked)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -241,22 +282,27 @@ fn main() {
     }
     let (mock_bin, proxy_bin) = (env("TOLLGATE_MOCK_BIN"), env("TOLLGATE_PROXY_BIN"));
     let out = env("TOLLGATE_BENCH_OUT");
-    let (_mock, mock) = start(
+    let (mock_child, mock) = start(
         &mock_bin,
         &["--listen", "127.0.0.1:0", "--rpm", "100000000"],
     );
+    let mock_pid = mock_child.0.id();
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let cfg = config(&dir, &mock);
-    let (_proxy, proxy) = start(
+    let (proxy_child, proxy) = start(
         &proxy_bin,
         &["--config", cfg.to_str().expect("a UTF-8 path")],
     );
+    let proxy_pid = proxy_child.0.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let figures = rt.block_on(measure([&mock, &proxy]));
+    let (proxied, mocked) = rt.block_on(served(&mock, &proxy));
+    let per_call = |pid: u32, calls: f64| cpu_secs(pid).map_or(f64::NAN, |s| s / calls * 1e6);
+    let (proxy_cpu, mock_cpu) = (per_call(proxy_pid, proxied), per_call(mock_pid, mocked));
     let [direct_rps, proxy_rps] = figures.rps;
     let [direct_lat, proxy_lat] = &figures.latencies;
     let failed = figures.failed;
@@ -279,7 +325,7 @@ fn main() {
          | | p50 ms | p99 ms |\n|---|---:|---:|\n| direct | {d50:.3} | {d99:.3} |\n\
          | through the gateway | {p50:.3} | {p99:.3} |\n\
          | **added** (target p99 ≤ 1 ms) | **{a50:.3}** | **{a99:.3}** |\n\n\
-         Calls that failed: {failed}.\n",
+         ## CPU per call\n\n         | | µs of CPU per call answered (user + system, whole run) |\n|---|---:|\n         | the mock | {mock_cpu:.1} |\n| the gateway | {proxy_cpu:.1} |\n\n         The gateway serves each call as a server and sends it on as a client, so on a machine          whose cores are all busy its CPU per call, beside the mock's and the generator's, bounds          the throughput ratio.\n\n         Calls that failed: {failed}.\n",
         command = std::env::var("TOLLGATE_BENCH_COMMAND").unwrap_or_default(),
         cpus = std::thread::available_parallelism().map_or(0, |n| n.get()),
         load = std::env::var("TOLLGATE_BENCH_LOADAVG").unwrap_or_default(),
