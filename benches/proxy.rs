@@ -325,7 +325,13 @@ fn main() {
          | | p50 ms | p99 ms |\n|---|---:|---:|\n| direct | {d50:.3} | {d99:.3} |\n\
          | through the gateway | {p50:.3} | {p99:.3} |\n\
          | **added** (target p99 ≤ 1 ms) | **{a50:.3}** | **{a99:.3}** |\n\n\
-         ## CPU per call\n\n         | | µs of CPU per call answered (user + system, whole run) |\n|---|---:|\n         | the mock | {mock_cpu:.1} |\n| the gateway | {proxy_cpu:.1} |\n\n         The gateway serves each call as a server and sends it on as a client, so on a machine          whose cores are all busy its CPU per call, beside the mock's and the generator's, bounds          the throughput ratio.\n\n         Calls that failed: {failed}.\n",
+         ## CPU per call\n\n\
+         | | µs of CPU per call answered (user + system, whole run) |\n|---|---:|\n\
+         | the mock | {mock_cpu:.1} |\n| the gateway | {proxy_cpu:.1} |\n\n\
+         The gateway serves each call as a server and sends it on as a client, so on a machine \
+         whose cores are all busy its CPU per call, beside the mock's and the generator's, \
+         bounds the throughput ratio.\n\n\
+         Calls that failed: {failed}.\n",
         command = std::env::var("TOLLGATE_BENCH_COMMAND").unwrap_or_default(),
         cpus = std::thread::available_parallelism().map_or(0, |n| n.get()),
         load = std::env::var("TOLLGATE_BENCH_LOADAVG").unwrap_or_default(),
