@@ -10,7 +10,7 @@
 //! | `tollgate_proxy_calls_total` | counter | `outcome` |
 //! | `tollgate_proxy_upstream_responses_total` | counter | `status` |
 //! | `tollgate_proxy_upstream_rate_limited_total` | counter | `status` (429, 529, 503) |
-//! | `tollgate_proxy_tokens_estimated_total`, `_settled_total` | counter | `dimension` |
+//! | `tollgate_proxy_tokens_estimated_total`, `_settled_total` | counter | `scope`, `dimension` |
 //! | `tollgate_proxy_queued`, `_in_flight`, `_refused` | gauge | `scope` |
 //! | `tollgate_proxy_available` | gauge | `scope`, `dimension` |
 //! | `tollgate_proxy_spend_usd` | gauge | `scope` (budgets of exact keys) |
@@ -128,17 +128,19 @@ pub(crate) fn upstream_answer(status: u16, retry_after: Option<Duration>) {
     }
 }
 
-fn tokens(name: &'static str, cost: Cost) {
-    counter!(name, "dimension" => "input").increment(cost.input_tokens);
-    counter!(name, "dimension" => "output").increment(cost.output_tokens);
+fn tokens(name: &'static str, scope: &str, cost: Cost) {
+    counter!(name, "scope" => scope.to_owned(), "dimension" => "input")
+        .increment(cost.input_tokens);
+    counter!(name, "scope" => scope.to_owned(), "dimension" => "output")
+        .increment(cost.output_tokens);
 }
 
-/// The estimate charged when an attempt was admitted.
-pub(crate) fn tokens_estimated(cost: Cost) {
-    tokens("tollgate_proxy_tokens_estimated_total", cost);
+/// The estimate charged in `scope` when an attempt was admitted.
+pub(crate) fn tokens_estimated(scope: &str, cost: Cost) {
+    tokens("tollgate_proxy_tokens_estimated_total", scope, cost);
 }
 
-/// What a call was settled at.
-pub(crate) fn tokens_settled(cost: Cost) {
-    tokens("tollgate_proxy_tokens_settled_total", cost);
+/// What a call was settled at in `scope`.
+pub(crate) fn tokens_settled(scope: &str, cost: Cost) {
+    tokens("tollgate_proxy_tokens_settled_total", scope, cost);
 }

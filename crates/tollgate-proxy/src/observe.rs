@@ -73,9 +73,9 @@ pub(crate) fn admitted<B>(req: Request<B>) -> Request<B> {
         }
         for scope in &call.scopes {
             m::admitted(scope.as_str(), wait);
+            m::tokens_estimated(scope.as_str(), estimate);
         }
     }
-    m::tokens_estimated(estimate);
     req
 }
 
@@ -121,8 +121,10 @@ impl End {
             }
             _ => None,
         };
-        if let Some(s) = settled {
-            m::tokens_settled(s);
+        if let (Some(s), Some(call)) = (settled, &self.call) {
+            for scope in &call.scopes {
+                m::tokens_settled(scope.as_str(), s);
+            }
         }
         let outcome = match (self.status.as_u16(), how) {
             (200..=299, "ok") => "ok",

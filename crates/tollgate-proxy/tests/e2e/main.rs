@@ -71,6 +71,21 @@ fn a_fleet_of_sdk_clients_never_sees_a_429() {
 
     let (_, metrics) = get(&proxy.url, "/metrics");
     assert!(metrics.contains("scope=\"agent:agent-7\""), "{metrics}");
+    // Every call settled at the usage its answer reported: the mock's own count, below the
+    // estimates the calls were admitted with.
+    let counter = |name: &str| -> u64 {
+        let prefix = format!("{name}{{scope=\"global\",dimension=\"input\"}} ");
+        let line = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()));
+        line.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    let settled = counter("tollgate_proxy_tokens_settled_total");
+    assert_eq!(settled, stats["provider"]["input_tokens_ok"], "{metrics}");
+    assert!(
+        counter("tollgate_proxy_tokens_estimated_total") > settled,
+        "{metrics}"
+    );
     proxy.terminate();
     assert!(proxy.wait(), "the gateway exits cleanly on SIGTERM");
     // The clients' own key passed through: only its hash names their scope.
