@@ -6,6 +6,7 @@ mod attempts;
 mod calls;
 mod drive;
 mod measure;
+mod throttling;
 mod runtime;
 
 pub use runtime::{block_on, Finished};
