@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p tollgate-sim
 rm -rf results/sim
-for scenario in reference launch-spike shared-key max-tokens-skew priority runaway; do
+for scenario in reference launch-spike shared-key max-tokens-skew priority runaway no-headers; do
     ./target/release/sim --scenario "$scenario" --sweep 0.7:1.0:0.1 --out "results/sim/$scenario"
 done

@@ -112,6 +112,15 @@ pub struct Provider {
     /// The probability of a 529 above that threshold.
     #[serde(default)]
     pub overload_probability: f64,
+    /// Whether answers carry rate-limit headers (`limit`, `remaining`, `reset`; default true).
+    /// Without them a client learns the limit from 429s alone, which still carry
+    /// `retry-after`.
+    #[serde(default = "default_true")]
+    pub rate_limit_headers: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_algorithm() -> ProviderAlgorithm {
@@ -260,6 +269,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("priority", include_str!("../scenarios/priority.toml")),
     ("runaway", include_str!("../scenarios/runaway.toml")),
+    ("no-headers", include_str!("../scenarios/no-headers.toml")),
 ];
 
 impl Scenario {
@@ -344,6 +354,7 @@ fn unreachable_default() -> Scenario {
             latency_jitter: default_jitter(),
             overload_in_flight: 0,
             overload_probability: 0.0,
+            rate_limit_headers: true,
         },
         agents: vec![AgentGroup {
             count: 5,

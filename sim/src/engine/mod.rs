@@ -6,8 +6,8 @@ mod attempts;
 mod calls;
 mod drive;
 mod measure;
-mod throttling;
 mod runtime;
+mod throttling;
 
 pub use runtime::{block_on, Finished};
 
@@ -66,12 +66,13 @@ pub(crate) fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
         .latency(p.latency, p.latency_per_token, p.latency_jitter)
         .seed(scenario.seed)
         .epoch_unix_secs(EPOCH_UNIX_SECS)
-        // Every strategy reads an answer's status, `retry-after` and (tollgate's header sync) the
-        // `remaining` headers; the limit and reset headers and the OpenAI family, which repeats
-        // Anthropic's requests and input tokens, change no outcome, and formatting and parsing
-        // them was half the instructions of a simulated call.
+        // Every strategy reads an answer's status and `retry-after`; tollgate's header sync reads
+        // the `remaining` headers, and its adaptive mode the `reset` headers beside them. The
+        // OpenAI family repeats Anthropic's requests and input tokens and changes no outcome;
+        // formatting and parsing it was a quarter of the instructions of a simulated call.
+        .anthropic_headers(p.rate_limit_headers)
         .openai_headers(false)
-        .limit_and_reset_headers(false)
+        .limit_and_reset_headers(true)
         .event_log(true);
     if p.overload_in_flight > 0 {
         b = b.overload(OverloadConfig {
