@@ -1,6 +1,7 @@
 //! [`Scenario`]: who sends what, when, to which provider — from a TOML file, a built-in name, or
 //! CLI flags.
 
+mod locate;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -296,10 +297,34 @@ impl Scenario {
     ///
     /// # Errors
     /// TOML that does not parse, or a scenario that breaks a rule of [`validate`](Self::validate).
+    /// The message names the line of the file and the field (`line 5, field provider.rpm: …`),
+    /// when the file gives the field.
+    ///
+    /// ```
+    /// use tollgate_sim::scenario::Scenario;
+    /// let text = "name = \"x\"\nduration = \"1m\"\n\n[provider]\nrpm = \"many\"\n";
+    /// let err = Scenario::from_toml(text).unwrap_err().to_string();
+    /// assert!(err.starts_with("scenario: line 5, field provider.rpm: "), "{err}");
+    /// ```
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario =
-            toml::from_str(text).map_err(|e| ScenarioError(format!("scenario: {e}")))?;
-        s.validate()?;
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            let place = match e.span().map(|span| locate::field_at(text, span.start)) {
+                Some((line, Some(field))) => format!("line {line}, field {field}: "),
+                Some((line, None)) => format!("line {line}: "),
+                None => String::new(),
+            };
+            ScenarioError(format!("scenario: {place}{}", e.message().trim_end()))
+        })?;
+        s.validate().map_err(|ScenarioError(m)| {
+            // The message is `scenario `name`: <field> must …`.
+            let rest = m.split_once("`: ").map_or(m.as_str(), |(_, r)| r);
+            let line = locate::leading_path(rest)
+                .and_then(|path| Some((locate::line_of(text, path)?, path)));
+            ScenarioError(match line {
+                Some((line, path)) => format!("scenario: line {line}, field {path}: {rest}"),
+                None => m.clone(),
+            })
+        })?;
         Ok(s)
     }
 
