@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates results/sim/: every built-in scenario with every strategy (table, JSON, CSV time
-# series, PNG and SVG plots), with a headroom sweep on each. Deterministic: same bytes every run.
+# series, PNG and SVG plots, index.html), with a headroom sweep on each. Deterministic: same
+# bytes every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p tollgate-sim

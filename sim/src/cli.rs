@@ -240,7 +240,8 @@ pub fn strategies(arg: &str) -> Result<Vec<StrategyKind>, String> {
     Ok(out)
 }
 
-/// Writes every output of `report` into `dir`.
+/// Writes every output of `report` into `dir`: the table, JSON, CSV, the plots, and
+/// `index.html`, which shows the table and the plots in one page.
 ///
 /// # Errors
 /// An I/O or drawing error, as text.
@@ -260,7 +261,19 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String
     if !report.sweep.is_empty() {
         write("sweep.csv", report.sweep_csv())?;
     }
-    files.extend(crate::plot::write_plots(report, dir).map_err(|e| e.to_string())?);
+    let plots = crate::plot::write_plots(report, dir).map_err(|e| e.to_string())?;
+    // The page shows the plots in the order they tell the story, the frontier last.
+    let mut svgs = Vec::new();
+    for name in ["throughput", "rate_limited", "queue_depth", "frontier"] {
+        let path = dir.join(format!("{name}.svg"));
+        if plots.contains(&path) {
+            let svg =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            svgs.push((name.to_owned(), svg));
+        }
+    }
+    write("index.html", crate::html::index_html(report, &svgs))?;
+    files.extend(plots);
     files.sort();
     Ok(files)
 }
