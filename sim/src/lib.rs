@@ -15,6 +15,7 @@ pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod strategy;
+pub mod traffic;
 
 use report::{Report, SweepPoint};
 use scenario::Scenario;
@@ -66,6 +67,8 @@ pub fn simulate_with_progress(
         for h in headrooms {
             let mut s = scenario.clone();
             s.headroom = h;
+            // The call log is the strategy's run on the scenario, not the sweep's.
+            s.call_log = None;
             runs.push((s, k, format!("{} at headroom {h}", k.name())));
         }
     }

@@ -191,6 +191,13 @@ pub struct Scenario {
     /// Spend caps, applied by the tollgate strategies (the others have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// Recorded traffic to replay instead of the agents' arrival processes (`sim --replay`):
+    /// its calls arrive when they did, each agent group being one agent of the log.
+    #[serde(skip)]
+    pub traffic: Option<std::sync::Arc<crate::traffic::Traffic>>,
+    /// Where the tollgate strategies' layer writes its call log (`sim --call-log`), if anywhere.
+    #[serde(skip)]
+    pub call_log: Option<std::path::PathBuf>,
 }
 
 /// The `[budget]` of a scenario: spend caps per agent and for the whole fleet, per window, at
@@ -395,5 +402,7 @@ fn unreachable_default() -> Scenario {
         headroom: 1.0,
         prices: Prices::default(),
         budget: None,
+        traffic: None,
+        call_log: None,
     }
 }

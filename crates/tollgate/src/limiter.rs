@@ -1331,7 +1331,11 @@ impl<St: Store> Limiter<St> {
         };
         let unix_ms = self.unix_ms(now);
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // It reached the layer `waited` before its admission (or before now, if never admitted).
+        let arrived = account.admitted.unwrap_or(now).checked_sub(waited);
         log.write(CallRecord {
+            v: CallRecord::FORMAT_VERSION,
+            arrived_unix_ms: arrived.map(|a| self.unix_ms(a)),
             time: crate::spend::rfc3339_ms(unix_ms),
             unix_ms,
             scopes: account.keys.iter().map(|k| k.as_str().to_owned()).collect(),

@@ -87,14 +87,23 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
     let start = Instant::now();
     start_wall_clock(start);
     let provider = provider(scenario)?;
+    // The tollgate strategies' call log, when asked for.
+    let log = match &scenario.call_log {
+        Some(path) if kind.is_tollgate() => Some(
+            tollgate::spend::CallLog::append_to_file(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     // One future polls every call: tokio's budget of operations per task poll would make it
     // yield again and again (a strategy's herd of waiters polls thousands of timers at once).
     let records = match kind {
-        StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
+        k if k.is_tollgate() => {
             // One instance for every call, as a client that keeps its service (no clone of the
             // stack per call): a call makes it ready and calls it in the same poll, so no other
             // call comes between, and the borrow ends before the call's future is awaited.
-            let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
+            let svc = strategy::layer(kind, scenario, provider.clone(), log.clone())?;
+            let svc = std::cell::RefCell::new(svc);
             let send = |call, rng| {
                 let (svc, provider) = (&svc, &provider);
                 async move {
@@ -130,6 +139,9 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
             tokio::task::unconstrained(drive::drive(scenario, start, send)).await
         }
     };
+    if let Some(log) = &log {
+        log.flush();
+    }
     let events = provider.events();
     let stats = provider.stats();
     Ok(measure::measure(
