@@ -48,7 +48,7 @@ fn without_rate_limit_headers_the_adaptive_mode_learns_from_429s_alone() {
 
 /// On every built-in scenario the adaptive mode has no more 429s than the layer without it, and
 /// uses the provider as fully, but for what the plain layer gains by pushing into 429s on a key
-/// whose limit it over-estimates (at most 1.5 points of utilization, on `shared-key` and
+/// whose limit it over-estimates (at most 1 point of utilization, on `shared-key` and
 /// `no-headers`, where it takes 5 % and 30 % 429s for them).
 #[test]
 fn the_adaptive_mode_is_never_worse_than_the_layer_without_it() {

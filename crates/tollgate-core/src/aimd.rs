@@ -4,7 +4,8 @@
 use crate::{ConfigError, Nanos, Rule};
 use std::time::Duration;
 
-/// A client rate, in units (requests or tokens) per second, that halves on a throttle and then
+/// A client rate, in units (requests or tokens) per second, that drops to β = 0.7 of itself on a
+/// throttle and then
 /// climbs back linearly at a speed set by the provider's period `P`, between a floor and a
 /// ceiling.
 ///
@@ -23,9 +24,12 @@ use std::time::Duration;
 /// each cycle ends with a throttle: the slower the climb, the fewer throttles per unit sent. The
 /// cycle settles where the rate at the next throttle equals the rate at the last,
 /// `W = 2ρ / (1 + β)`, and lasts `2·P / (1 − β)`; over it the client sends exactly `ρ` on
-/// average. `β = ½` makes the cycle `4·P` (four minutes for a per-minute limit, some 280 calls
-/// at 70 requests a minute for one or two throttles) and recovers from a cut to the old rate
-/// in the same `4·P`; a larger `β` gives longer cycles but overshoots less and recovers slower.
+/// average. `β = 0.7` (the AWS SDKs' β too) makes the cycle `2·P / 0.3 ≈ 6.7·P` (400 s for a
+/// per-minute limit: some 470 calls at 70 requests a minute for one or two throttles), overshoots
+/// the real rate by `2/1.7 ≈ 1.18` at its top, and recovers from a cut to the old rate in the same
+/// 6.7·P. A smaller `β` recovers faster but cycles sooner and overshoots more: with `β = ½`
+/// (cycle `4·P`, overshoot 1.33) the simulator's `no-headers` scenario gave 0.3 % of attempts
+/// 429 at 98.7 % utilization, with 0.7 0.2 % at 99.2 %.
 ///
 /// Units per second at LLM rates (one or two requests a second) make the AWS SDKs' CUBIC
 /// constants ([`AdaptiveRate`](crate::AdaptiveRate)) probe back within about a second of every
@@ -40,12 +44,12 @@ use std::time::Duration;
 /// let per_s = 100.0 / 60.0;
 /// let mut rate = AimdRate::new(per_s, per_s / 10.0, Duration::from_secs(60))?;
 /// assert_eq!(rate.rate(Nanos::ZERO), per_s);
-/// // A throttle at t = 10 s halves the rate ...
+/// // A throttle at t = 10 s cuts the rate to 0.7 of itself ...
 /// let t0 = Nanos::from_secs(10);
-/// assert_eq!(rate.on_throttle(t0, None), per_s / 2.0);
-/// // ... which is back at W after 2·P / (1 − β) = 4 minutes.
-/// assert_eq!(rate.recovery_time(), Some(Duration::from_secs(240)));
-/// let back = rate.rate(t0 + Nanos::from_secs(240));
+/// assert!((rate.on_throttle(t0, None) - 0.7 * per_s).abs() < 1e-12);
+/// // ... which is back at W after 2·P / (1 − β) = 400 s.
+/// assert_eq!(rate.recovery_time(), Some(Duration::from_secs(400)));
+/// let back = rate.rate(t0 + Nanos::from_secs(400));
 /// assert!((back - per_s).abs() < 1e-9);
 /// # Ok::<(), tollgate_core::ConfigError>(())
 /// ```
@@ -69,7 +73,7 @@ struct Cut {
 
 impl AimdRate {
     /// β: the fraction of the rate kept after a throttle.
-    pub const BETA: f64 = 0.5;
+    pub const BETA: f64 = 0.7;
     /// The time after a cut, as a fraction of `P`, in which further throttles cut no further
     /// (3 s for a per-minute limit): they answer calls sent at the old rate.
     pub const GRACE: f64 = 0.05;
@@ -150,12 +154,12 @@ impl AimdRate {
     /// use tollgate_core::{AimdRate, Nanos};
     ///
     /// let mut rate = AimdRate::new(10.0, 1.0, Duration::from_secs(60))?;
-    /// assert_eq!(rate.on_throttle(Nanos::from_secs(1), None), 5.0);
+    /// assert_eq!(rate.on_throttle(Nanos::from_secs(1), None), 7.0);
     /// // An answer to a call sent before the cut: no second cut (the rate has climbed a little).
     /// let climbed = rate.on_throttle(Nanos::from_secs(2), None);
-    /// assert!(climbed > 5.0 && climbed < 5.1);
+    /// assert!(climbed > 7.0 && climbed < 7.1);
     /// // Later, from the (slightly climbed) current rate, never below the floor.
-    /// assert!(rate.on_throttle(Nanos::from_secs(30), None) < 3.0);
+    /// assert!(rate.on_throttle(Nanos::from_secs(30), None) < 5.1);
     /// assert_eq!(rate.on_throttle(Nanos::from_secs(60), Some(0.5)), 1.0);
     /// # Ok::<(), tollgate_core::ConfigError>(())
     /// ```
@@ -254,40 +258,46 @@ mod tests {
 
     /// The derivation's claims, on a fluid model: a provider bucket of one period's worth,
     /// refilled at `ρ`, a client sending at the rate whenever the bucket has room. Over the
-    /// settled cycle nothing overflows (no capacity lost) and the throttles come every `4·P`.
+    /// settled cycle nothing overflows (no capacity lost) and the throttles come every
+    /// `2·P / (1 − β)`, at `W = 2ρ / (1 + β)`.
     #[test]
-    fn the_settled_cycle_loses_no_capacity_and_throttles_every_four_periods() {
+    fn the_settled_cycle_loses_no_capacity_and_throttles_every_cycle() {
         let rho = 70.0 / 60.0;
         let mut rate = AimdRate::new(100.0 / 60.0, 0.1, MINUTE).unwrap();
         let (mut bucket, full) = (rho * 60.0, rho * 60.0);
         let dt = 0.01;
         let mut throttles = Vec::new();
         let mut lost = 0.0;
-        for i in 0..(40 * 60 * 100) {
+        for i in 0..(200 * 60 * 100) {
             let now = Nanos::new((i as f64 * dt * 1e9) as u64);
             let r = rate.rate(now);
             bucket += (rho - r) * dt;
             if bucket > full {
-                if i > 20 * 60 * 100 {
+                if i > 100 * 60 * 100 {
                     lost += bucket - full;
                 }
                 bucket = full;
             }
             if bucket < 0.0 {
                 bucket = 0.0;
-                throttles.push(i as f64 * dt);
+                let before = rate.last_throttle();
                 rate.on_throttle(now, None);
+                if rate.last_throttle() != before {
+                    throttles.push((i as f64 * dt, rate.last_max_rate().unwrap()));
+                }
             }
         }
         assert!(lost < 1e-9, "capacity lost: {lost}");
-        let settled: Vec<f64> = throttles.windows(2).map(|w| w[1] - w[0]).collect();
-        let last = settled.last().copied().unwrap();
+        // The cycle converges to its fixed point, alternating about it: the mean of the last two
+        // cycles is the settled one.
+        let n = throttles.len();
+        let cycle = (throttles[n - 1].0 - throttles[n - 3].0) / 2.0;
         assert!(
-            (last - 240.0).abs() < 1.0,
-            "cycle {last} s, throttles {throttles:?}"
+            (cycle - 400.0).abs() < 4.0,
+            "cycle {cycle} s, throttles {throttles:?}"
         );
-        let w = rate.last_max_rate().unwrap();
-        assert!((w - 2.0 * rho / 1.5).abs() < 0.01 * rho, "W = {w}");
+        let w = (throttles[n - 1].1 + throttles[n - 2].1) / 2.0;
+        assert!((w - 2.0 * rho / 1.7).abs() < 0.01 * rho, "W = {w}");
     }
 
     proptest! {

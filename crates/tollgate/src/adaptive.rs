@@ -6,7 +6,8 @@
 //! * **what the answers report**: each answer's `remaining` and `reset` of a limit give the rate
 //!   it really refills at for this client ([`RefillEstimate`]: `ρ = remaining / (P − reset)`
 //!   for a bucket of one period `P`'s worth); once the samples agree, the limit is scaled to it;
-//! * **throttles**: a rate-limited or overloaded answer halves the rate, which then climbs back
+//! * **throttles**: a rate-limited or overloaded answer cuts the rate to 0.7 of itself, which then
+//!   climbs back
 //!   linearly in the provider's own period ([`AimdRate`], whose documentation derives its
 //!   constants); this alone learns a limit from a provider that reports nothing.
 

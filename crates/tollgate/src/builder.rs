@@ -409,7 +409,8 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// * the answers' `remaining` and `reset`: each bounds the rate the limit really refills at
     ///   ([`RefillEstimate`](tollgate_core::RefillEstimate)); once the recent answers agree on a
     ///   rate below the configured one, the limits are scaled to it;
-    /// * rate-limited or overloaded answers: the rate halves and climbs back linearly in the
+    /// * rate-limited or overloaded answers: the rate drops to 0.7 of itself and climbs back
+    ///   linearly in the
     ///   limit's own period ([`AimdRate`](tollgate_core::AimdRate), which derives its
     ///   constants); a 429 also empties the local bucket of that limit.
     ///
