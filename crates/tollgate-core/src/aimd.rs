@@ -95,21 +95,7 @@ impl AimdRate {
     /// assert!(AimdRate::new(2.0, 2.0, minute).is_ok());
     /// ```
     pub fn new(ceiling: f64, floor: f64, period: Duration) -> Result<AimdRate, ConfigError> {
-        if !(floor.is_finite() && floor > 0.0) {
-            return Err(ConfigError::new(
-                Rule::RateOutOfRange,
-                format!("an adaptive rate's floor must be positive and finite, got {floor}"),
-            ));
-        }
-        if !(ceiling.is_finite() && ceiling >= floor) {
-            return Err(ConfigError::new(
-                Rule::RateOutOfRange,
-                format!(
-                    "an adaptive rate's ceiling must be finite and at least its floor ({floor}), \
-                     got {ceiling}"
-                ),
-            ));
-        }
+        crate::adaptive::check_bounds(ceiling, floor)?;
         if period.is_zero() {
             return Err(ConfigError::new(
                 Rule::RateOutOfRange,
