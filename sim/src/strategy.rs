@@ -711,7 +711,7 @@ mod tests {
         scenario.headroom = 1.0;
         let (second, third) = crate::engine::block_on(async move {
             let start = Instant::now();
-            let provider = crate::engine::provider(&scenario).unwrap();
+            let provider = crate::engine::provider(&scenario, false).unwrap();
             let client = Client::new(StrategyKind::Cookbook, &scenario, provider, start).unwrap();
             let client = &client;
             let send = |agent: u32, after_ms: u64, input: u64, max_tokens: u64| async move {
