@@ -4,10 +4,12 @@
 use crate::report::Report;
 use crate::scenario::{Arrival, Scenario, Spike};
 
+mod flags;
 mod values;
 use crate::strategy::StrategyKind;
 use clap::error::ErrorKind;
 use clap::Parser;
+pub use flags::scenario;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +22,7 @@ use std::time::Duration;
 ///   sim --scenario launch-spike --strategy tollgate,none --out results/launch-spike
 ///   sim --scenario my.toml --json
 ///   sim --agents 20 --rpm 500 --sweep 0.6:1.0:0.1 --out sweep
+///   sim --replay sim/replay/example-calls.jsonl --rpm 60
 ///
 /// Bounds (beyond them sim exits with code 2 naming the flag; a scenario's fields have the same):
 ///   --agents 1 to 100,000; --rpm 1 to 1,000,000; --tpm, --itpm, --otpm 0 (none) to
@@ -30,15 +33,28 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, verbatim_doc_comment)]
 pub struct Args {
-    /// A built-in scenario (reference, launch-spike, shared-key, max-tokens-skew, priority, runaway) or a
-    /// TOML file. Without it, the default scenario built from --agents and --rpm.
+    /// A built-in scenario (reference, launch-spike, shared-key, max-tokens-skew, priority, runaway,
+    /// no-headers) or a TOML file. Without it, the default scenario built from --agents and --rpm.
     #[arg(long, value_name = "NAME|FILE")]
     pub scenario: Option<String>,
+    /// Replay the calls of a call log (the layer's JSON lines, format version 1) open-loop, with
+    /// their arrival times, token sizes, scopes (one agent per distinct set) and priorities,
+    /// against the provider of --rpm, --itpm, --otpm (default: the reference scenario's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["scenario", "agents", "arrival", "spike", "duration"]
+    )]
+    pub replay: Option<PathBuf>,
+    /// Write the call log of the tollgate strategy's run (format version 1) to FILE, appending;
+    /// --strategy must name one of tollgate and tollgate-adaptive.
+    #[arg(long, value_name = "FILE")]
+    pub call_log: Option<PathBuf>,
     /// Number of agents, 1 to 100,000 (default scenario: 5).
     #[arg(long, value_parser = values::agents, allow_hyphen_values = true)]
     pub agents: Option<u32>,
     /// The provider's requests per minute, 1 to 1,000,000 (default scenario: 50).
-    #[arg(long, value_parser = values::rpm, allow_hyphen_values = true)]
+    #[arg(long, alias = "provider-rpm", value_parser = values::rpm, allow_hyphen_values = true)]
     pub rpm: Option<u64>,
     /// Tokens per minute: the provider's input-token limit (as OpenAI's `tokens` counts the
     /// prompt); same as --itpm. 0 (none) to 10,000,000,000.
@@ -146,6 +162,11 @@ where
     let bad = |e: String| Stop::BadInput(format!("sim: {e}"));
     let scenario = scenario(&args).map_err(bad)?;
     let strategies = strategies(&args.strategy).map_err(bad)?;
+    if args.call_log.is_some() && strategies.iter().filter(|k| k.is_tollgate()).count() != 1 {
+        return Err(bad(
+            "--call-log needs exactly one of tollgate and tollgate-adaptive in --strategy".into(),
+        ));
+    }
     let sweep = args.sweep.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     for &h in &sweep {
         scenario.check_headroom("--sweep point", h).map_err(bad)?;
@@ -156,67 +177,6 @@ where
         strategies,
         sweep,
     })
-}
-
-/// The scenario the flags describe, checked by [`Scenario::validate`].
-///
-/// # Errors
-/// A message for the user (exit code 2).
-pub fn scenario(args: &Args) -> Result<Scenario, String> {
-    let mut s = match &args.scenario {
-        Some(name) if Path::new(name).is_file() => {
-            let text = std::fs::read_to_string(name).map_err(|e| format!("{name}: {e}"))?;
-            Scenario::from_toml(&text).map_err(|e| format!("{name}: {e}"))?
-        }
-        Some(name) => Scenario::built_in(name).map_err(|e| e.to_string())?,
-        None => Scenario::from_flags(args.agents.unwrap_or(5), args.rpm.unwrap_or(50)),
-    };
-    if args.scenario.is_some() {
-        if let Some(n) = args.agents {
-            let total = s.agent_count().max(1);
-            for g in &mut s.agents {
-                // Scale each group, keeping at least one agent in groups that had some.
-                let scaled = (g.count as u64 * n as u64 + total as u64 / 2) / total as u64;
-                g.count = if g.count > 0 { scaled.max(1) as u32 } else { 0 };
-            }
-        }
-        if let Some(r) = args.rpm {
-            s.provider.rpm = r;
-        }
-    }
-    if let Some(t) = args.tpm.or(args.itpm) {
-        s.provider.itpm = t;
-    }
-    if let Some(t) = args.otpm {
-        s.provider.otpm = t;
-    }
-    if let Some(d) = args.duration {
-        s.duration = d;
-    }
-    if let Some(seed) = args.seed {
-        s.seed = seed;
-    }
-    if let Some(a) = args.arrival {
-        let default_rate = 1.5 * s.provider.rpm as f64 / s.agent_count().max(1) as f64;
-        for g in &mut s.agents {
-            g.arrival = a;
-            if a != Arrival::Closed && g.rate_per_min <= 0.0 {
-                g.rate_per_min = default_rate;
-            }
-            if a == Arrival::Closed && g.think_time.is_zero() {
-                g.think_time = DEFAULT_CLOSED_THINK_TIME;
-            }
-        }
-    }
-    if !args.spike.is_empty() {
-        s.spikes = args.spike.clone();
-    }
-    if let Some(h) = args.headroom {
-        s.check_headroom("--headroom", h)?;
-        s.headroom = h;
-    }
-    s.validate().map_err(|e| e.to_string())?;
-    Ok(s)
 }
 
 /// The strategies the flag names.
@@ -240,7 +200,8 @@ pub fn strategies(arg: &str) -> Result<Vec<StrategyKind>, String> {
     Ok(out)
 }
 
-/// Writes every output of `report` into `dir`.
+/// Writes every output of `report` into `dir`: the table, JSON, CSV, the plots, and
+/// `index.html`, which shows the table and the plots in one page.
 ///
 /// # Errors
 /// An I/O or drawing error, as text.
@@ -260,7 +221,19 @@ pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, String
     if !report.sweep.is_empty() {
         write("sweep.csv", report.sweep_csv())?;
     }
-    files.extend(crate::plot::write_plots(report, dir).map_err(|e| e.to_string())?);
+    let plots = crate::plot::write_plots(report, dir).map_err(|e| e.to_string())?;
+    // The page shows the plots in the order they tell the story, the frontier last.
+    let mut svgs = Vec::new();
+    for name in ["throughput", "rate_limited", "queue_depth", "frontier"] {
+        let path = dir.join(format!("{name}.svg"));
+        if plots.contains(&path) {
+            let svg =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            svgs.push((name.to_owned(), svg));
+        }
+    }
+    write("index.html", crate::html::index_html(report, &svgs))?;
+    files.extend(plots);
     files.sort();
     Ok(files)
 }

@@ -10,10 +10,12 @@
 pub mod bounds;
 pub mod cli;
 pub mod engine;
+pub mod html;
 pub mod plot;
 pub mod report;
 pub mod scenario;
 pub mod strategy;
+pub mod traffic;
 
 use report::{Report, SweepPoint};
 use scenario::Scenario;
@@ -65,6 +67,8 @@ pub fn simulate_with_progress(
         for h in headrooms {
             let mut s = scenario.clone();
             s.headroom = h;
+            // The call log is the strategy's run on the scenario, not the sweep's.
+            s.call_log = None;
             runs.push((s, k, format!("{} at headroom {h}", k.name())));
         }
     }

@@ -29,7 +29,8 @@ pub struct StrategyResult {
     pub goodput_tpm: f64,
     /// Successful requests ÷ what the provider would have admitted while demand was waiting.
     pub utilization: f64,
-    /// The fraction of the provider's free capacity left unused while the client held calls back.
+    /// The fraction of the provider's capacity left unused while the client held calls back,
+    /// counted per minute up to the calls held back (see the README).
     pub over_throttling: f64,
     /// Median time a request was held by the client.
     pub wait_p50_ms: f64,

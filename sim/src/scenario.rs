@@ -1,6 +1,7 @@
 //! [`Scenario`]: who sends what, when, to which provider — from a TOML file, a built-in name, or
 //! CLI flags.
 
+mod locate;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -112,6 +113,15 @@ pub struct Provider {
     /// The probability of a 529 above that threshold.
     #[serde(default)]
     pub overload_probability: f64,
+    /// Whether answers carry rate-limit headers (`limit`, `remaining`, `reset`; default true).
+    /// Without them a client learns the limit from 429s alone, which still carry
+    /// `retry-after`.
+    #[serde(default = "default_true")]
+    pub rate_limit_headers: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_algorithm() -> ProviderAlgorithm {
@@ -181,6 +191,13 @@ pub struct Scenario {
     /// Spend caps, applied by the tollgate strategies (the others have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// Recorded traffic to replay instead of the agents' arrival processes (`sim --replay`):
+    /// its calls arrive when they did, each agent group being one agent of the log.
+    #[serde(skip)]
+    pub traffic: Option<std::sync::Arc<crate::traffic::Traffic>>,
+    /// Where the tollgate strategies' layer writes its call log (`sim --call-log`), if anywhere.
+    #[serde(skip)]
+    pub call_log: Option<std::path::PathBuf>,
 }
 
 /// The `[budget]` of a scenario: spend caps per agent and for the whole fleet, per window, at
@@ -260,6 +277,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("priority", include_str!("../scenarios/priority.toml")),
     ("runaway", include_str!("../scenarios/runaway.toml")),
+    ("no-headers", include_str!("../scenarios/no-headers.toml")),
 ];
 
 impl Scenario {
@@ -286,10 +304,34 @@ impl Scenario {
     ///
     /// # Errors
     /// TOML that does not parse, or a scenario that breaks a rule of [`validate`](Self::validate).
+    /// The message names the line of the file and the field (`line 5, field provider.rpm: …`),
+    /// when the file gives the field.
+    ///
+    /// ```
+    /// use tollgate_sim::scenario::Scenario;
+    /// let text = "name = \"x\"\nduration = \"1m\"\n\n[provider]\nrpm = \"many\"\n";
+    /// let err = Scenario::from_toml(text).unwrap_err().to_string();
+    /// assert!(err.starts_with("scenario: line 5, field provider.rpm: "), "{err}");
+    /// ```
     pub fn from_toml(text: &str) -> Result<Self, ScenarioError> {
-        let s: Scenario =
-            toml::from_str(text).map_err(|e| ScenarioError(format!("scenario: {e}")))?;
-        s.validate()?;
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            let place = match e.span().map(|span| locate::field_at(text, span.start)) {
+                Some((line, Some(field))) => format!("line {line}, field {field}: "),
+                Some((line, None)) => format!("line {line}: "),
+                None => String::new(),
+            };
+            ScenarioError(format!("scenario: {place}{}", e.message().trim_end()))
+        })?;
+        s.validate().map_err(|ScenarioError(m)| {
+            // The message is `scenario `name`: <field> must …`.
+            let rest = m.split_once("`: ").map_or(m.as_str(), |(_, r)| r);
+            let line = locate::leading_path(rest)
+                .and_then(|path| Some((locate::line_of(text, path)?, path)));
+            ScenarioError(match line {
+                Some((line, path)) => format!("scenario: line {line}, field {path}: {rest}"),
+                None => m.clone(),
+            })
+        })?;
         Ok(s)
     }
 
@@ -344,6 +386,7 @@ fn unreachable_default() -> Scenario {
             latency_jitter: default_jitter(),
             overload_in_flight: 0,
             overload_probability: 0.0,
+            rate_limit_headers: true,
         },
         agents: vec![AgentGroup {
             count: 5,
@@ -359,5 +402,7 @@ fn unreachable_default() -> Scenario {
         headroom: 1.0,
         prices: Prices::default(),
         budget: None,
+        traffic: None,
+        call_log: None,
     }
 }

@@ -73,6 +73,14 @@ impl StrategyKind {
         }
     }
 
+    /// Whether the strategy sends through tollgate's layer (and so can write its call log).
+    pub const fn is_tollgate(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::Tollgate | StrategyKind::TollgateAdaptive
+        )
+    }
+
     /// Whether the strategy takes the scenario's headroom (and so varies in a sweep).
     pub const fn takes_headroom(self) -> bool {
         matches!(
@@ -420,6 +428,7 @@ pub(crate) fn layer(
     kind: StrategyKind,
     scenario: &Scenario,
     provider: MockProvider,
+    log: Option<tollgate::spend::CallLog>,
 ) -> Result<impl Service<Call, Response = Answer, Error = BoxError> + Clone, BoxError> {
     let p = &scenario.provider;
     let mut limits = ScopeLimits::new().limit(Limit::per_minute(Dimension::Requests, p.rpm));
@@ -438,14 +447,28 @@ pub(crate) fn layer(
     if let Some(budget) = &scenario.budget {
         builder = with_budget(builder, scenario, budget)?;
     }
-    // Calls belong to their agent's scope only when a budget counts per agent.
+    let attempts = log.as_ref().map(|_| Arc::default());
+    if let Some(log) = log {
+        builder = builder.call_log(log).wall_clock(EPOCH_UNIX_SECS * 1000);
+    }
+    // Calls belong to their agent's scope only when a budget counts per agent; recorded calls to
+    // the scopes they had (and to the provider's, `global`, which the limits are on).
     let per_agent = scenario.budget.is_some();
+    let traffic = scenario.traffic.clone();
     let throttle = builder
         .extract_scopes(move |c: &Call| {
             let mut scopes = tollgate::Scopes::new();
             scopes.push(tollgate::ScopeKey::GLOBAL);
-            if per_agent {
-                scopes.push(tollgate::ScopeKey::from(format!("agent:{}", c.agent)));
+            match traffic.as_ref().and_then(|t| t.scopes_of(c.agent)) {
+                Some(recorded) => {
+                    for key in recorded.iter().filter(|k| *k != "global") {
+                        scopes.push(tollgate::ScopeKey::from(key.clone()));
+                    }
+                }
+                None if per_agent => {
+                    scopes.push(tollgate::ScopeKey::from(format!("agent:{}", c.agent)));
+                }
+                None => {}
             }
             scopes
         })
@@ -463,6 +486,7 @@ pub(crate) fn layer(
         })
         .assign_priority(|c: &Call| Priority(c.priority))
         .classify(HttpClassifier::with_clock(wall::now))
+        .call_meta(Attempts(attempts))
         .build()?;
     let retry = RetryPolicy::new(
         HttpClassifier::with_clock(wall::now),
@@ -476,6 +500,26 @@ pub(crate) fn layer(
         .layer(throttle)
         .map_request(|c: Call| c.req)
         .service(provider))
+}
+
+/// The call log's attempt numbers: each pass of a request through the layer is its next attempt
+/// (the retry policy outside the layer sends the same request again). Counted only while a call
+/// log is written.
+#[derive(Clone, Debug)]
+struct Attempts(Option<Arc<Mutex<std::collections::BTreeMap<u64, u32>>>>);
+
+impl tollgate::CallMeta<Call> for Attempts {
+    fn model<'r>(&self, _: &'r Call) -> Option<&'r str> {
+        None
+    }
+
+    fn attempt(&self, call: &Call) -> u32 {
+        let Some(seen) = &self.0 else { return 1 };
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let n = seen.entry(call.req.tag).or_insert(0);
+        *n += 1;
+        *n
+    }
 }
 
 /// The scenario's budget on a layer: its prices, per-agent and fleet caps, windows starting at
@@ -667,7 +711,7 @@ mod tests {
         scenario.headroom = 1.0;
         let (second, third) = crate::engine::block_on(async move {
             let start = Instant::now();
-            let provider = crate::engine::provider(&scenario).unwrap();
+            let provider = crate::engine::provider(&scenario, false).unwrap();
             let client = Client::new(StrategyKind::Cookbook, &scenario, provider, start).unwrap();
             let client = &client;
             let send = |agent: u32, after_ms: u64, input: u64, max_tokens: u64| async move {

@@ -98,21 +98,7 @@ impl AdaptiveRate {
     /// assert!(AdaptiveRate::new(2.0, 2.0).is_ok());
     /// ```
     pub fn new(ceiling: f64, floor: f64) -> Result<AdaptiveRate, ConfigError> {
-        if !(floor.is_finite() && floor > 0.0) {
-            return Err(ConfigError::new(
-                Rule::RateOutOfRange,
-                format!("an adaptive rate's floor must be positive and finite, got {floor}"),
-            ));
-        }
-        if !(ceiling.is_finite() && ceiling >= floor) {
-            return Err(ConfigError::new(
-                Rule::RateOutOfRange,
-                format!(
-                    "an adaptive rate's ceiling must be finite and at least its floor ({floor}), \
-                     got {ceiling}"
-                ),
-            ));
-        }
+        check_bounds(ceiling, floor)?;
         Ok(AdaptiveRate {
             ceiling,
             floor,
@@ -230,6 +216,26 @@ impl AdaptiveRate {
     pub fn recovery_time(&self) -> Option<Duration> {
         self.recovering.map(|r| Duration::from_secs_f64(r.k))
     }
+}
+
+/// An adaptive rate's bounds: `floor` positive and finite, `ceiling` finite and at least `floor`.
+pub(crate) fn check_bounds(ceiling: f64, floor: f64) -> Result<(), ConfigError> {
+    if !(floor.is_finite() && floor > 0.0) {
+        return Err(ConfigError::new(
+            Rule::RateOutOfRange,
+            format!("an adaptive rate's floor must be positive and finite, got {floor}"),
+        ));
+    }
+    if !(ceiling.is_finite() && ceiling >= floor) {
+        return Err(ConfigError::new(
+            Rule::RateOutOfRange,
+            format!(
+                "an adaptive rate's ceiling must be finite and at least its floor ({floor}), \
+                 got {ceiling}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The SDKs' estimate of the rate actually sent (botocore `RateClocker`): events are counted in

@@ -8,7 +8,9 @@
 //!   [`release_atomic`]: the same over an [`AtomicScopeState`], by compare-and-swap, without a lock.
 //! * [`ConfigError`]: every rule a configuration must follow, checked when it is compiled.
 //! * Backoff and retry: [`Backoff`] (full, equal and decorrelated jitter, the SDKs' preset),
-//!   [`RetryBudget`] (the AWS retry quota), [`AdaptiveRate`] (the AWS SDKs' CUBIC rate).
+//!   [`RetryBudget`] (the AWS retry quota), [`AdaptiveRate`] (the AWS SDKs' CUBIC rate),
+//!   [`AimdRate`] (the layer's adaptive rate, its constants in the provider's period) and
+//!   [`RefillEstimate`] (the rate a limit really refills at, from `remaining` and `reset`).
 //! * Money: [`Micros`], [`Price`], [`PriceTable`], [`Budget`] and [`BudgetState`] (reserve, then
 //!   settle, against a cap per hour, day or month at a UTC offset, with alerts at thresholds).
 //!
@@ -36,6 +38,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod adaptive;
+mod aimd;
 mod atomic;
 mod backoff;
 mod budget;
@@ -43,10 +46,12 @@ mod cost;
 mod error;
 mod limit;
 mod nanos;
+mod refill;
 mod retry_budget;
 mod scope;
 
 pub use adaptive::{AdaptiveRate, MeasuredRate};
+pub use aimd::AimdRate;
 pub use atomic::{
     admit_atomic, release_atomic, settle_atomic, AtomicScopeState, Retired, Stranded,
 };
@@ -61,6 +66,7 @@ pub use error::{ConfigError, Rule};
 pub use limit::{Gcra, Limit};
 pub use nanos::Nanos;
 pub use rand_core;
+pub use refill::RefillEstimate;
 pub use retry_budget::{RetryBudget, RetryBudgetBuilder, RetryKind};
 pub use scope::{
     admit, release, settle, Admission, CompiledScope, NeverFits, ScopeLimits, ScopeState,

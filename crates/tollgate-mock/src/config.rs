@@ -237,10 +237,24 @@ impl MockProviderBuilder {
         self
     }
 
+    /// Send no rate-limit headers at all (`on` = false), as a provider or gateway that tells
+    /// nothing of its limits: neither family's `limit`, `remaining` or `reset`. A 429 still
+    /// carries `retry-after` and `retry-after-ms`. Same as turning off both
+    /// [`anthropic_headers`](Self::anthropic_headers) and
+    /// [`openai_headers`](Self::openai_headers).
+    ///
+    /// ```
+    /// let mock = tollgate_mock::MockProvider::builder().rate_limit_headers(false).build();
+    /// assert!(mock.is_ok());
+    /// ```
+    pub fn rate_limit_headers(self, on: bool) -> Self {
+        self.anthropic_headers(on).openai_headers(on)
+    }
+
     /// Send each family's `limit` and `reset` headers besides its `remaining` (default on). Off,
     /// an answer carries only the `remaining` headers (and `retry-after` / `retry-after-ms` on a
     /// 429): all that a client reads when it syncs what is left and waits what it is told, for
-    /// less formatting and parsing per call. The simulator turns them off.
+    /// less formatting and parsing per call.
     pub fn limit_and_reset_headers(mut self, on: bool) -> Self {
         self.limit_and_reset_headers = on;
         self

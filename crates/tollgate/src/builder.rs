@@ -402,12 +402,20 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
         self
     }
 
-    /// Turns on the adaptive mode, for limits that are unknown or shared with other clients: after
-    /// a rate-limited or overloaded answer the provider scope's limits are cut to 0.7 of the current
-    /// rate, then recover along the AWS SDKs' CUBIC curve (`rate(t) = 0.4·(t − K)³ + W`, `W` the
-    /// rate before the cut, `K = ∛(W·0.3/0.4)` seconds, the rate in requests per second), never
-    /// above the configured limits and never below `floor` × them. The rate is that of the
-    /// scope's request limit (or its first limit); every limit of the scope is scaled alike.
+    /// Turns on the adaptive mode, for limits that are unknown or shared with other clients: the
+    /// provider scope's rate follows what the provider really allows, never above the configured
+    /// limits and never below `floor` × them. Two sources, the stricter wins:
+    ///
+    /// * the answers' `remaining` and `reset`: each bounds the rate the limit really refills at
+    ///   ([`RefillEstimate`](tollgate_core::RefillEstimate)); once the recent answers agree on a
+    ///   rate below the configured one, the limits are scaled to it;
+    /// * rate-limited or overloaded answers: the rate drops to 0.7 of itself and climbs back
+    ///   linearly in the
+    ///   limit's own period ([`AimdRate`](tollgate_core::AimdRate), which derives its
+    ///   constants); a 429 also empties the local bucket of that limit.
+    ///
+    /// The rate is that of the scope's request limit (or its first limit); every limit of the
+    /// scope is scaled alike (their rates; their bursts stay as configured).
     ///
     /// ```
     /// # use tollgate::{Dimension, Limit, ScopeLimits, ThrottleLayer};

@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+mod adaptive;
 mod bounds;
 mod builder;
 mod config;

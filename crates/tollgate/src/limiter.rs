@@ -1,6 +1,7 @@
 //! [`Limiter`]: the state every clone of a layer shares — scope registry, store, queue — and a
 //! call's life in it, its `Ticket`: waiting for admission, then holding its charge until settled.
 
+pub(crate) use crate::adaptive::Adaptive;
 use crate::bounds;
 use crate::feedback::{Cooldown, Feedback};
 use crate::lane::Lane;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::{AdaptiveRate, Micros, Nanos, Price, TokenUsage};
+use tollgate_core::{Micros, Nanos, Price, TokenUsage};
 
 /// The layer's clock: tokio's, so its paused clock drives the layer in tests and the simulator.
 /// Every read of the limiter goes through here; tests count them on their thread.
@@ -72,56 +73,6 @@ pub(crate) struct WaitSettings {
     pub(crate) header_sync: bool,
     /// The longest delay a provider's answer (or [`Limiter::cool_down`]) may impose.
     pub(crate) max_provider_delay: Duration,
-}
-
-/// The adaptive mode's state: the CUBIC rate of the provider scope and the limits it scales.
-#[derive(Debug)]
-pub(crate) struct Adaptive {
-    pub(crate) rate: AdaptiveRate,
-    /// The provider scope's configured limits.
-    pub(crate) base: ScopeLimits,
-    /// The default headroom the base limits are read with.
-    pub(crate) headroom: f64,
-    /// The configured rate, per second, that the factor is relative to.
-    pub(crate) ceiling: f64,
-    /// The factor now applied.
-    pub(crate) factor: f64,
-}
-
-impl Adaptive {
-    /// The adaptive state for `base`, never below `floor` × its rate.
-    pub(crate) fn new(base: ScopeLimits, headroom: f64, floor: f64) -> Result<Self, ConfigError> {
-        let compiled = base.clone().with_default_headroom(headroom).compile()?;
-        let g = compiled
-            .gcras()
-            .iter()
-            .filter(|g| g.dimension() == crate::Dimension::Requests)
-            .chain(compiled.gcras())
-            .min_by_key(|g| (g.dimension() != crate::Dimension::Requests, g.period()))
-            .ok_or_else(|| {
-                ConfigError::new(
-                    tollgate_core::Rule::UnknownScope,
-                    "the adaptive mode needs a rate limit on the provider scope",
-                )
-            })?;
-        let ceiling = g.per_period() / g.period().as_duration().as_secs_f64();
-        Ok(Adaptive {
-            rate: AdaptiveRate::new(ceiling, ceiling * floor)?,
-            base,
-            headroom,
-            ceiling,
-            factor: 1.0,
-        })
-    }
-
-    /// The base limits scaled by `factor`.
-    fn scaled(&self, factor: f64) -> ScopeLimits {
-        let mut limits = self.base.clone();
-        for l in &mut limits.limits {
-            l.headroom = Some(l.headroom.unwrap_or(self.headroom) * factor);
-        }
-        limits
-    }
 }
 
 #[derive(Debug)]
@@ -456,7 +407,8 @@ impl<St: Store> Limiter<St> {
     /// Acts on a call's feedback: a shared cooldown of the provider scope after a rate-limited or
     /// overloaded answer, and header sync of its buckets.
     #[inline]
-    pub(crate) fn feedback(&self, feedback: &Feedback, lane: &Lane<St>) {
+    /// `admitted` is when the call was admitted: the moment the provider's report describes.
+    pub(crate) fn feedback(&self, feedback: &Feedback, lane: &Lane<St>, admitted: Option<Nanos>) {
         let shared = &self.shared;
         let Some(key) = &shared.settings.provider_scope else {
             return;
@@ -470,7 +422,7 @@ impl<St: Store> Limiter<St> {
             }
             return;
         }
-        self.learn(feedback, lane, key, success, syncs);
+        self.learn(feedback, lane, key, success, syncs, admitted);
     }
 
     /// The part of [`feedback`](Limiter::feedback) for an answer there is something to learn from.
@@ -481,6 +433,7 @@ impl<St: Store> Limiter<St> {
         key: &ScopeKey,
         success: bool,
         syncs: bool,
+        admitted: Option<Nanos>,
     ) {
         let shared = &self.shared;
         // The provider scope as the call's lane has it (no registry lookup), else from the
@@ -507,11 +460,22 @@ impl<St: Store> Limiter<St> {
             tracing::warn!(scope = %key, ?delay, outcome = ?feedback.outcome, "provider pushed back: every caller pauses");
             let until = self.nanos(bounds::after(now, delay));
             shared.store.cool_down(scope, at, until);
+            if let (Some(adaptive), crate::feedback::Outcome::RateLimited { .. }) =
+                (&shared.adaptive, feedback.outcome)
+            {
+                // The provider's bucket is empty: so is the local one, or what it banked at the
+                // old rate would overrun the cut.
+                let dimension = adaptive.lock().unwrap_or_else(|e| e.into_inner()).dimension;
+                shared.store.sync_remaining(scope, at, dimension, 0);
+            }
             let mut max_rate = None;
             self.adapt(scope, at, |a| {
-                let rate = a.rate.on_throttle(at, None);
+                a.observe(&feedback.limits, at.saturating_sub(admitted.unwrap_or(at)));
+                // `W` is no more than what the answers allowed.
+                let allowed = a.allowed(at);
+                a.rate.on_throttle(at, Some(allowed));
                 max_rate = a.rate.last_max_rate();
-                rate
+                a.factor_at(at)
             });
             if let Some(max_rate) = max_rate {
                 let at_unix_ms = self.unix_ms(now);
@@ -523,7 +487,11 @@ impl<St: Store> Limiter<St> {
             }
         } else if success {
             shared.consecutive_limited.store(0, Ordering::Relaxed);
-            self.adapt(scope, at, |a| a.rate.on_success(at));
+            self.adapt(scope, at, |a| {
+                a.observe(&feedback.limits, at.saturating_sub(admitted.unwrap_or(at)));
+                a.rate.on_success(at);
+                a.factor_at(at)
+            });
         }
         if syncs {
             shared.store.sync_reported(scope, at, &feedback.limits);
@@ -540,9 +508,10 @@ impl<St: Store> Limiter<St> {
         Some((Nanos::from(Duration::from_millis(since)), cut.max_rate))
     }
 
-    /// In the adaptive mode: moves the CUBIC rate with `step` and, when the factor it gives moved
-    /// by more than 1 % (or reached the ceiling), applies the scaled limits to the provider scope.
-    /// Before the step, the latest cut shared by other processes is adopted.
+    /// In the adaptive mode: moves the adaptive state with `step`, which returns the factor on the
+    /// configured limits, and when that moved by more than 1 % (or reached 1) applies the scaled
+    /// limits to the provider scope. Before the step, the latest cut shared by other processes is
+    /// adopted.
     fn adapt(&self, scope: &ScopeRef, now: Nanos, step: impl FnOnce(&mut Adaptive) -> f64) {
         let Some(adaptive) = &self.shared.adaptive else {
             return;
@@ -553,7 +522,7 @@ impl<St: Store> Limiter<St> {
         if let Some((cut_at, w)) = cut {
             a.rate.adopt(cut_at, w, now);
         }
-        let factor = (step(&mut a) / a.ceiling).clamp(0.0, 1.0);
+        let factor = step(&mut a).clamp(0.0, 1.0);
         let moved =
             (factor - a.factor).abs() > 0.01 * a.factor || (factor == 1.0 && a.factor < 1.0);
         if !moved {
@@ -1177,7 +1146,9 @@ impl<St: Store> Ticket<St> {
 
     /// Acts on the call's feedback (see [`Limiter::feedback`]).
     pub(crate) fn feedback(&self, feedback: &Feedback) {
-        self.lane.limiter.feedback(feedback, &self.lane);
+        self.lane
+            .limiter
+            .feedback(feedback, &self.lane, self.admitted);
     }
 
     /// What the call was charged when admitted.
@@ -1360,7 +1331,11 @@ impl<St: Store> Limiter<St> {
         };
         let unix_ms = self.unix_ms(now);
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        // It reached the layer `waited` before its admission (or before now, if never admitted).
+        let arrived = account.admitted.unwrap_or(now).checked_sub(waited);
         log.write(CallRecord {
+            v: CallRecord::FORMAT_VERSION,
+            arrived_unix_ms: arrived.map(|a| self.unix_ms(a)),
             time: crate::spend::rfc3339_ms(unix_ms),
             unix_ms,
             scopes: account.keys.iter().map(|k| k.as_str().to_owned()).collect(),

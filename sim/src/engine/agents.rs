@@ -1,7 +1,8 @@
 //! The agents' request processes: which agent sends its next request, and when.
 //!
 //! Closed agents send, wait for the answer, think, and send again; open agents (constant or
-//! Poisson arrivals) send on their own clock whether earlier requests finished or not. Every agent
+//! Poisson arrivals) send on their own clock whether earlier requests finished or not; the agents
+//! of recorded traffic send each call when it came, with its sizes and priority. Every agent
 //! draws from its own ChaCha stream, so adding an agent does not change the others' draws.
 
 use crate::scenario::{Arrival, Scenario};
@@ -123,15 +124,28 @@ impl<'a> Agents<'a> {
             let scenario = self.scenario;
             let agent = &mut self.agents[index as usize];
             let group = &scenario.agents[agent.group];
+            let recorded = scenario
+                .traffic
+                .as_ref()
+                .and_then(|t| t.call_of(agent.group, agent.seq));
+            let (priority, req) = match recorded {
+                Some(c) => (
+                    c.priority,
+                    MockRequest::new(c.input_tokens, c.max_tokens, c.output_tokens),
+                ),
+                None => (
+                    group.priority,
+                    MockRequest::new(
+                        group.input_tokens,
+                        group.max_tokens,
+                        self.output_tokens[agent.group],
+                    ),
+                ),
+            };
             let call = Call {
                 agent: index,
-                priority: group.priority,
-                req: MockRequest::new(
-                    group.input_tokens,
-                    group.max_tokens,
-                    self.output_tokens[agent.group],
-                )
-                .with_tag((u64::from(index) << 32) | agent.seq),
+                priority,
+                req: req.with_tag((u64::from(index) << 32) | agent.seq),
             };
             if group.arrival == Arrival::Closed {
                 PeekMut::pop(top);
@@ -180,6 +194,10 @@ impl<'a> Agents<'a> {
     /// Draws when open agent `a` sends next and returns it, unless it falls after the scenario's
     /// duration.
     fn arrival_after(scenario: &Scenario, a: &mut Agent) -> Option<Duration> {
+        if let Some(traffic) = &scenario.traffic {
+            // Recorded traffic: the agent's next call, when it came (one agent per group).
+            return traffic.call_of(a.group, a.seq).map(|c| c.at);
+        }
         let group = &scenario.agents[a.group];
         let rng = a.rng.as_mut().map(CallRng::get)?;
         let rate = group.rate_per_min / 60.0 * scenario.multiplier(a.at);

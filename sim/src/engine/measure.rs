@@ -3,6 +3,7 @@
 
 use super::attempts::{agent_of, Attempts};
 use super::drive::Record;
+use super::throttling::{over_throttling, window_of, Held};
 use super::Run;
 use crate::report::{GroupResult, Slot, StrategyResult, Timeline};
 use crate::scenario::Scenario;
@@ -115,7 +116,11 @@ pub(super) fn measure(
         if let Some(i) = index.record_of(e.tag) {
             let since = from[i];
             if e.at > since {
-                held_spans.push((since, e.at));
+                held_spans.push(Held {
+                    request: i,
+                    from: since,
+                    until: e.at,
+                });
             }
             from[i] = e.at + e.latency;
             at_provider[i] += e.latency;
@@ -162,7 +167,11 @@ pub(super) fn measure(
         if !r.ok {
             gave_up += 1;
             if done > from[i] {
-                held_spans.push((from[i], done));
+                held_spans.push(Held {
+                    request: i,
+                    from: from[i],
+                    until: done,
+                });
             }
         }
         let group = group_of.get(agent_of(r.tag)).map(|&g| &mut groups[g]);
@@ -205,11 +214,11 @@ pub(super) fn measure(
     let demand = union(demand);
     let waiting_secs = measure_of(&demand).as_secs_f64();
 
-    let held = union(held_spans);
-    let held_secs = measure_of(&held).as_secs_f64();
-    // Successes that arrived inside a held span; arrivals come in time order, so a cursor
-    // follows them through the sorted spans.
-    let mut ok_while_held = 0u64;
+    let held = union(held_spans.iter().map(|h| (h.from, h.until)).collect());
+    // Successes that arrived inside a held span, per window; arrivals come in time order, so a
+    // cursor follows them through the sorted spans.
+    let windows = window_of(makespan) + 1;
+    let mut ok_while_held = vec![0u64; windows];
     // `held[..cursor]` are the spans that start at or before the latest arrival.
     let mut cursor = 0;
     let mut last = Duration::ZERO;
@@ -222,16 +231,10 @@ pub(super) fn measure(
             cursor += 1;
         }
         if cursor > 0 && e.at < held[cursor - 1].1 {
-            ok_while_held += 1;
+            ok_while_held[window_of(e.at).min(windows - 1)] += 1;
         }
     }
-    let ok_while_held = ok_while_held as f64;
-    let offered = per_second * held_secs;
-    let over_throttling = if offered > 0.0 {
-        (offered - ok_while_held).max(0.0) / offered
-    } else {
-        0.0
-    };
+    let over_throttling = over_throttling(per_second, windows, &held_spans, &held, &ok_while_held);
     // An ideal bucket (burst = one minute's capacity, as the provider's) starts full, refills at
     // its rate while demand waits, and banks at most its burst through each idle gap.
     let banked: f64 = demand

@@ -7,6 +7,7 @@ mod calls;
 mod drive;
 mod measure;
 mod runtime;
+mod throttling;
 
 pub use runtime::{block_on, Finished};
 
@@ -44,7 +45,10 @@ pub fn run(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
     })
 }
 
-pub(crate) fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
+/// The mock provider of `scenario`; with `resets`, its answers carry the `limit` and `reset`
+/// headers beside `remaining` (only the adaptive mode reads them: they change no other
+/// strategy's outcome, and formatting them costs a fifth of a simulated call).
+pub(crate) fn provider(scenario: &Scenario, resets: bool) -> Result<MockProvider, BoxError> {
     let p = &scenario.provider;
     let mut b = MockProvider::builder().rpm(p.rpm);
     // A token limit of 0 means none: the provider neither limits nor reports that dimension.
@@ -65,12 +69,13 @@ pub(crate) fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
         .latency(p.latency, p.latency_per_token, p.latency_jitter)
         .seed(scenario.seed)
         .epoch_unix_secs(EPOCH_UNIX_SECS)
-        // Every strategy reads an answer's status, `retry-after` and (tollgate's header sync) the
-        // `remaining` headers; the limit and reset headers and the OpenAI family, which repeats
-        // Anthropic's requests and input tokens, change no outcome, and formatting and parsing
-        // them was half the instructions of a simulated call.
+        // Every strategy reads an answer's status and `retry-after`; tollgate's header sync reads
+        // the `remaining` headers, and its adaptive mode the `reset` headers beside them. The
+        // OpenAI family repeats Anthropic's requests and input tokens and changes no outcome;
+        // formatting and parsing it was a quarter of the instructions of a simulated call.
+        .anthropic_headers(p.rate_limit_headers)
         .openai_headers(false)
-        .limit_and_reset_headers(false)
+        .limit_and_reset_headers(resets)
         .event_log(true);
     if p.overload_in_flight > 0 {
         b = b.overload(OverloadConfig {
@@ -84,15 +89,24 @@ pub(crate) fn provider(scenario: &Scenario) -> Result<MockProvider, BoxError> {
 async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
     let start = Instant::now();
     start_wall_clock(start);
-    let provider = provider(scenario)?;
+    let provider = provider(scenario, kind == StrategyKind::TollgateAdaptive)?;
+    // The tollgate strategies' call log, when asked for.
+    let log = match &scenario.call_log {
+        Some(path) if kind.is_tollgate() => Some(
+            tollgate::spend::CallLog::append_to_file(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        _ => None,
+    };
     // One future polls every call: tokio's budget of operations per task poll would make it
     // yield again and again (a strategy's herd of waiters polls thousands of timers at once).
     let records = match kind {
-        StrategyKind::Tollgate | StrategyKind::TollgateAdaptive => {
+        k if k.is_tollgate() => {
             // One instance for every call, as a client that keeps its service (no clone of the
             // stack per call): a call makes it ready and calls it in the same poll, so no other
             // call comes between, and the borrow ends before the call's future is awaited.
-            let svc = std::cell::RefCell::new(strategy::layer(kind, scenario, provider.clone())?);
+            let svc = strategy::layer(kind, scenario, provider.clone(), log.clone())?;
+            let svc = std::cell::RefCell::new(svc);
             let send = |call, rng| {
                 let (svc, provider) = (&svc, &provider);
                 async move {
@@ -128,6 +142,9 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
             tokio::task::unconstrained(drive::drive(scenario, start, send)).await
         }
     };
+    if let Some(log) = &log {
+        log.flush();
+    }
     let events = provider.events();
     let stats = provider.stats();
     Ok(measure::measure(

@@ -44,6 +44,9 @@ struct Args {
     /// Chance in [0, 1] that such a call gets 529 / 503.
     #[arg(long, value_name = "P", value_parser = probability, requires = "overload_in_flight")]
     overload_probability: Option<f64>,
+    /// Send no rate-limit headers (a 429 still says `retry-after`).
+    #[arg(long)]
+    no_rate_limit_headers: bool,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -73,7 +76,8 @@ async fn run(args: Args) -> ExitCode {
         .rpm(args.rpm)
         .latency(args.latency, args.latency_per_token, 0.1)
         .seed(args.seed)
-        .epoch_unix_secs(unix_now());
+        .epoch_unix_secs(unix_now())
+        .rate_limit_headers(!args.no_rate_limit_headers);
     builder = match args.itpm {
         Some(n) => builder.input_tpm(n),
         None => builder.unlimited(Dimension::InputTokens),

@@ -179,6 +179,21 @@ async fn without_limit_and_reset_only_remaining_and_retry_headers_are_left() {
     assert_eq!(limited.headers().len(), 7);
 }
 
+/// A provider that tells nothing of its limits: no rate-limit header on any answer, but a 429
+/// still says when to retry.
+#[tokio::test(start_paused = true)]
+async fn without_rate_limit_headers_only_the_retry_delay_is_left() {
+    let provider = provider().rpm(1).rate_limit_headers(false).build().unwrap();
+    let ok = call(&provider, MockRequest::new(1, 1, 1)).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers().len(), 0, "{:?}", ok.headers());
+    let limited = call(&provider, MockRequest::new(1, 1, 1)).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let names: Vec<&str> = limited.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["retry-after", "retry-after-ms"]);
+    assert_eq!(header_u64(&limited, "retry-after"), 60);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_unlimited_dimension_admits_anything_and_is_not_reported() {
     use tollgate_mock::Dimension;

@@ -10,7 +10,8 @@
 //!   cooldown extends it to the later end, it never adds up.
 //! * **Header sync**: when the provider reports fewer requests or tokens remaining than the local
 //!   bucket believes (another client shares the key), the bucket is lowered to match. It is never
-//!   raised above the configured limit.
+//!   raised above the configured limit. In the adaptive mode the reported `remaining` and `reset`
+//!   also tell the rate the limit really refills at, and the limit follows it.
 //!
 //! [`HttpClassifier`] reads `http::Response`s with Anthropic's and OpenAI's semantics.
 

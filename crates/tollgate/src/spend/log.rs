@@ -14,9 +14,14 @@ use tollgate_core::Micros;
 /// Nothing of the request itself is written: no body, no headers (so no `authorization` or
 /// `x-api-key`), only what the layer measured. Fields that are unknown are `null`.
 ///
+/// **Format version 1** (`"v": 1`, [`FORMAT_VERSION`](Self::FORMAT_VERSION)): the fields below,
+/// with these names and meanings. A later version only adds fields; a reader of version 1 ignores
+/// fields it does not know. A line without `v` (written before the version was) reads as
+/// version 1 without `arrived_unix_ms`. The simulator replays such a log (`sim --replay`).
+///
 /// ```
 /// use tollgate::spend::CallRecord;
-/// let line = r#"{"time":"2026-11-22T10:00:00.000Z","unix_ms":1795348800000,"scopes":["global","agent:a"],"priority":0,"attempt":1,"model":"claude-sonnet-4-5","estimated":{"requests":1,"input_tokens":1000,"output_tokens":500},"actual":{"input_tokens":900,"output_tokens":120,"cache_read":0,"cache_write":0},"estimated_cost_micros":10500,"cost_micros":4500,"cost_usd":0.0045,"wait_ms":0,"latency_ms":820,"outcome":"ok"}"#;
+/// let line = r#"{"v":1,"arrived_unix_ms":1795348799180,"time":"2026-11-22T10:00:00.000Z","unix_ms":1795348800000,"scopes":["global","agent:a"],"priority":0,"attempt":1,"model":"claude-sonnet-4-5","estimated":{"requests":1,"input_tokens":1000,"output_tokens":500},"actual":{"input_tokens":900,"output_tokens":120,"cache_read":0,"cache_write":0},"estimated_cost_micros":10500,"cost_micros":4500,"cost_usd":0.0045,"wait_ms":0,"latency_ms":820,"outcome":"ok"}"#;
 /// let record: CallRecord = serde_json::from_str(line)?;
 /// assert_eq!(record.cost_micros, 4_500);
 /// assert_eq!(record.scopes, ["global", "agent:a"]);
@@ -24,6 +29,13 @@ use tollgate_core::Micros;
 /// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CallRecord {
+    /// The version of the log's format: [`CallRecord::FORMAT_VERSION`].
+    #[serde(default = "format_version_1")]
+    pub v: u32,
+    /// When the call reached the layer, in Unix milliseconds (`null` in lines written before
+    /// format version 1 had it).
+    #[serde(default)]
+    pub arrived_unix_ms: Option<u64>,
     /// When the call ended (RFC 3339, UTC, milliseconds).
     pub time: String,
     /// The same instant in Unix milliseconds.
@@ -57,6 +69,15 @@ pub struct CallRecord {
     /// Why the layer refused the call (its error message), for `refused` calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_because: Option<String>,
+}
+
+impl CallRecord {
+    /// The version of the format this layer writes.
+    pub const FORMAT_VERSION: u32 = 1;
+}
+
+fn format_version_1() -> u32 {
+    1
 }
 
 /// The estimate of a call in a [`CallRecord`].

@@ -57,8 +57,8 @@ pub struct Settlement {
 }
 
 /// A cut of a scope's adaptive rate: when it happened (wall clock) and the rate it cut from, in
-/// units per second of the scope's first limit (the CUBIC curve's `W`). Every process that
-/// learns of it follows the same recovery curve (see `AdaptiveRate::adopt` in tollgate-core).
+/// units per second of the scope's first limit (the AIMD rate's `W`). Every process that
+/// learns of it follows the same recovery line (see `AimdRate::adopt` in tollgate-core).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateCut {
     /// When the rate was cut, in Unix milliseconds.
