@@ -913,6 +913,10 @@ impl<St: Store> Ticket<St> {
             return Ok(Turn::Go);
         }
         q.set_state(self.priority, self.id, WaitState::Gated, Some(cx.waker()));
+        // A call that slept blocked held its refusing scopes; gated, it holds none. The call now
+        // ahead of it (tier precedence moves with every admission) may be gated too, and only a
+        // change of the queue wakes a gated call: this is one.
+        q.wake_eligible();
         let settings = &limiter.shared.settings;
         if let (true, Some(max)) = (settings.refuse_over_max_wait, settings.max_wait) {
             let due = q.due_ahead(self.id);

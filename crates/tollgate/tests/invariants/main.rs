@@ -814,3 +814,115 @@ proptest! {
         run_fifo_case(&case)?;
     }
 }
+
+/// Regression (found by invariant 4): three calls of one agent wait in three tiers, the lowest
+/// with a reserved share. The call that slept blocked on the agent's bucket wakes when its
+/// capacity is due, finds that the tier shares now put another tier's call ahead, and goes back
+/// to waiting its turn, gated; the call ahead, gated as well, was never woken (only a change of
+/// the queue wakes a gated call), and all three waited forever with nothing in flight.
+#[test]
+fn a_blocked_call_that_loses_its_turn_lets_the_call_ahead_go() {
+    let case = DetCase {
+        sim: SimCase {
+            rpm: (290, 5),
+            input_tpm: 37784,
+            output_tpm: 36539,
+            concurrency: 2,
+            agent_rpm: (90, 1),
+            agent_concurrency: 2,
+            calls: vec![
+                SimCall {
+                    at_ms: 19931,
+                    agent: 0,
+                    priority: 2,
+                    input: 0,
+                    max_output: 0,
+                    output_permille: 0,
+                    latency_ms: 0,
+                    fail: false,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 186,
+                    agent: 0,
+                    priority: 0,
+                    input: 0,
+                    max_output: 0,
+                    output_permille: 0,
+                    latency_ms: 1574,
+                    fail: false,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 4743,
+                    agent: 0,
+                    priority: 1,
+                    input: 0,
+                    max_output: 0,
+                    output_permille: 0,
+                    latency_ms: 0,
+                    fail: false,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 18358,
+                    agent: 0,
+                    priority: 0,
+                    input: 0,
+                    max_output: 0,
+                    output_permille: 0,
+                    latency_ms: 5491,
+                    fail: false,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 184,
+                    agent: 2,
+                    priority: 2,
+                    input: 5461,
+                    max_output: 10477,
+                    output_permille: 228,
+                    latency_ms: 14278,
+                    fail: false,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 185,
+                    agent: 1,
+                    priority: 0,
+                    input: 711,
+                    max_output: 1353,
+                    output_permille: 897,
+                    latency_ms: 19745,
+                    fail: false,
+                    abort_after_ms: Some(28738),
+                },
+                SimCall {
+                    at_ms: 12661,
+                    agent: 2,
+                    priority: 2,
+                    input: 9688,
+                    max_output: 5396,
+                    output_permille: 260,
+                    latency_ms: 3895,
+                    fail: true,
+                    abort_after_ms: None,
+                },
+                SimCall {
+                    at_ms: 4742,
+                    agent: 1,
+                    priority: 1,
+                    input: 6370,
+                    max_output: 11144,
+                    output_permille: 598,
+                    latency_ms: 5626,
+                    fail: false,
+                    abort_after_ms: Some(28442),
+                },
+            ],
+        },
+        max_wait_ms: None,
+        background_share: Some(0.37094804467591536),
+    };
+    run_det_case(&case).expect("every call finishes");
+}
