@@ -86,7 +86,7 @@ async fn call(layer: &Layered, start: Instant, log: &Log, req: Req) -> Result<u3
 fn sweeping_after_each_key() -> (Layered, Limiter) {
     let layer = layer(Duration::from_secs(1));
     let limiter = layer.limiter().clone();
-    limiter.registry().sweep_every(1);
+    limiter.shared().registry.sweep_every(1);
     (layer, limiter)
 }
 
@@ -107,7 +107,8 @@ fn run(calls: &[(u64, Req)], idle: Option<Duration>) -> (Run, u64, Limiter) {
         let layer = layer(idle.unwrap_or(Duration::from_secs(1)));
         let limiter = layer.limiter().clone();
         limiter
-            .registry()
+            .shared()
+            .registry
             .sweep_every(if idle.is_some() { 2 } else { usize::MAX });
         let (start, log) = (Instant::now(), Log::default());
         let tasks: Vec<_> = calls
@@ -126,7 +127,7 @@ fn run(calls: &[(u64, Req)], idle: Option<Duration>) -> (Run, u64, Limiter) {
             outcomes.push(t.await.expect("no panic"));
         }
         let entries = log.lock().unwrap().clone();
-        let evicted = limiter.registry().evicted();
+        let evicted = limiter.shared().registry.evicted();
         ((entries, outcomes), evicted, limiter)
     })
 }

@@ -99,16 +99,14 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
-mod adaptive;
 mod bounds;
 mod builder;
+mod clock;
 mod config;
 mod error;
 pub mod feedback;
 mod hooks;
-mod lane;
 mod limiter;
-mod permit;
 mod pick;
 mod queue;
 mod registry;
@@ -131,8 +129,7 @@ pub use hooks::{
     AssignPriority, CallMeta, EstimateCost, ExtractScopes, GlobalScope, Hooks, KeepEstimate,
     ModelFn, NoMeta, OneRequest, ReadUsage, SamePriority,
 };
-pub use limiter::{Limiter, OnFailure};
-pub use permit::Permit;
+pub use limiter::{Limiter, OnFailure, Permit};
 pub use registry::{ScopeId, ScopeRef, UnknownScopes};
 pub use scope::{Priority, ScopeKey, Scopes};
 pub use stats::{BucketStats, Pressure, ScopeStats};

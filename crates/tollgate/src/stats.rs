@@ -1,5 +1,7 @@
 //! Statistics per scope: counters kept as the layer works, and the [`ScopeStats`] snapshot.
 
+use crate::registry::Resolved;
+use crate::store::ScopeState;
 use crate::ScopeKey;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,5 +145,36 @@ pub(crate) fn pressure(buckets: &[BucketStats], queue_depth: u64) -> Pressure {
         Pressure::Medium
     } else {
         Pressure::Low
+    }
+}
+
+/// The stats of the scope `r`, whose state in the store is `state`.
+pub(crate) fn snapshot(r: &Resolved, state: Option<ScopeState>) -> ScopeStats {
+    let buckets: Vec<BucketStats> = (r.scope.limits.gcras().iter().enumerate())
+        .map(|(i, g)| BucketStats {
+            dimension: g.dimension(),
+            period: g.period().as_duration(),
+            available: state
+                .as_ref()
+                .and_then(|s| s.available.get(i).copied())
+                .unwrap_or(g.burst() as f64),
+            capacity: g.burst(),
+            per_period: g.per_period(),
+        })
+        .collect();
+    let (admitted, refused, queue_depth, mut waits) = r.counters.snapshot();
+    waits.sort_unstable();
+    ScopeStats {
+        key: r.scope.key.clone(),
+        pressure: pressure(&buckets, queue_depth),
+        buckets,
+        in_flight: state.map_or(0, |s| s.in_flight),
+        concurrency: r.scope.limits.concurrency(),
+        queue_depth,
+        admitted,
+        refused,
+        wait_p50: quantile(&waits, 0.50),
+        wait_p99: quantile(&waits, 0.99),
+        wait_max: waits.last().copied().unwrap_or_default(),
     }
 }

@@ -15,9 +15,12 @@
 //!
 //! [`HttpClassifier`] reads `http::Response`s with Anthropic's and OpenAI's semantics.
 
+pub(crate) mod adaptive;
 mod headers;
+mod react;
 
 pub use headers::{parse_go_duration, retry_delay, HttpClassifier, ProviderHeaders};
+pub(crate) use react::{pause, react};
 
 use crate::Dimension;
 use smallvec::SmallVec;

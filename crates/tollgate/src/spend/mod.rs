@@ -12,9 +12,11 @@
 //! with [`ThrottleBuilder::wall_clock`](crate::ThrottleBuilder::wall_clock)) plus the elapsed
 //! time of tokio's clock, so budgets follow tokio's paused clock in tests and in the simulator.
 
+mod account;
 mod ledger;
 mod log;
 
+pub(crate) use account::{Account, Billed, Caller};
 pub use ledger::{
     Alerts, BudgetRef, Ledger, LedgerFuture, LedgerHold, MemoryLedger, Refused, Reserve,
 };

@@ -1,7 +1,6 @@
 use crate::feedback::Classify;
 use crate::hooks::ReadUsage;
-use crate::limiter::Ticket;
-use crate::permit::Permit;
+use crate::limiter::{Admitted, Waiting};
 use crate::{BoxError, Store, ThrottleError};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -22,22 +21,22 @@ pin_project! {
         St: Store,
     {
         #[pin]
-        state: State<S, Req>,
-        // The call with the limiter (`None` for a call that failed before it had one).
-        ticket: Option<Ticket<St>>,
+        state: State<S, Req, St>,
         after: After<U, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, Req>
+    enum State<S, Req, St>
     where
         S: Service<Req>,
+        St: Store,
     {
         Failed { error: Option<ThrottleError> },
-        Waiting { svc: Option<S>, req: Option<Req> },
-        Calling { #[pin] fut: S::Future },
+        Waiting { waiting: Waiting<St>, svc: Option<S>, req: Option<Req> },
+        // The admitted call is `None` once settled or handed out as a permit.
+        Calling { #[pin] fut: S::Future, call: Option<Admitted<St>> },
         Done,
     }
 }
@@ -54,13 +53,13 @@ where
     S: Service<Req>,
     St: Store,
 {
-    pub(crate) fn waiting(ticket: Ticket<St>, svc: S, req: Req, after: After<U, C>) -> Self {
+    pub(crate) fn waiting(waiting: Waiting<St>, svc: S, req: Req, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Waiting {
+                waiting,
                 svc: Some(svc),
                 req: Some(req),
             },
-            ticket: Some(ticket),
             after,
         }
     }
@@ -68,7 +67,6 @@ where
     pub(crate) fn failed(error: ThrottleError, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
-            ticket: None,
             after,
         }
     }
@@ -113,46 +111,49 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e.into()));
                 }
-                StateProj::Waiting { svc, req } => {
-                    let admitted = match this.ticket.as_mut() {
-                        Some(ticket) => ready!(ticket.poll_acquire(cx)),
-                        None => Err(ThrottleError::polled_after_completion()),
-                    };
-                    if let Err(e) = admitted {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    let (Some(mut svc), Some(req)) = (svc.take(), req.take()) else {
+                StateProj::Waiting { waiting, svc, req } => {
+                    let admitted = ready!(waiting.poll_acquire(cx));
+                    let (call, Some(mut svc), Some(req)) = (admitted, svc.take(), req.take())
+                    else {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(ThrottleError::polled_after_completion().into()));
                     };
+                    let call = match call {
+                        Ok(call) => call,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e.into()));
+                        }
+                    };
                     let fut = svc.call(req);
-                    this.state.set(State::Calling { fut });
+                    this.state.set(State::Calling {
+                        fut,
+                        call: Some(call),
+                    });
                 }
-                StateProj::Calling { fut } => {
+                StateProj::Calling { fut, call } => {
                     let mut result = ready!(fut.poll(cx));
-                    if let Some(ticket) = this.ticket.as_mut() {
+                    if let Some(mut call) = call.take() {
                         let feedback = this.after.classify.classify(result.as_ref());
-                        ticket.feedback(&feedback);
+                        call.feedback(&feedback);
                         match &mut result {
+                            // Settled when the answer's usage is known.
                             Ok(res) if this.after.usage.defers(res) => {
-                                // Settled when the answer's usage is known.
-                                if let Some(ticket) = this.ticket.take() {
-                                    let permit = Permit::new(ticket, feedback.outcome);
-                                    this.after.usage.defer(res, permit);
-                                }
+                                this.after
+                                    .usage
+                                    .defer(res, call.into_permit(feedback.outcome));
                             }
                             Ok(res) => {
                                 let usage = this.after.usage.usage(res);
-                                let tokens = if ticket.wants_tokens() {
+                                let tokens = if call.wants_tokens() {
                                     this.after.usage.tokens(res)
                                 } else {
                                     None
                                 };
-                                ticket.answered(usage, tokens, &feedback.outcome);
+                                call.answered(usage, tokens, &feedback.outcome);
                             }
                             // Settled by the failure rule.
-                            Err(_) => ticket.fail(),
+                            Err(_) => call.fail(),
                         }
                     }
                     this.state.set(State::Done);

@@ -83,7 +83,7 @@ impl<S, H: Clone, St: Store> Layer<S> for ThrottleLayer<H, St> {
             inner,
             limiter: self.limiter.clone(),
             hooks: self.hooks.clone(),
-            lanes: crate::lane::LaneCache::new(),
+            lanes: crate::limiter::LaneCache::new(),
         }
     }
 }

@@ -2,7 +2,8 @@ use super::future::After;
 use super::ResponseFuture;
 use crate::feedback::Classify;
 use crate::hooks::{AssignPriority, CallMeta, EstimateCost, ExtractScopes, Hooks, ReadUsage};
-use crate::lane::LaneCache;
+use crate::limiter::{LaneCache, Waiting};
+use crate::spend::{Account, Caller};
 use crate::{BoxError, Limiter, MemoryStore, Store};
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -86,21 +87,36 @@ where
             usage: self.hooks.usage.clone(),
             classify: self.hooks.classify.clone(),
         };
-        let account = self.limiter.account(
-            &keys,
-            cost,
-            priority,
-            self.hooks.meta.model(&req),
-            self.hooks.meta.attempt(&req),
-        );
-        let lane = self.lanes.get(&self.limiter, keys);
-        match account.and_then(|a| self.limiter.ticket(lane, cost, priority, a)) {
-            Ok(ticket) => {
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::waiting(ticket, ready, req, after)
+        let shared = self.limiter.shared();
+        let account = match &shared.spend {
+            None => None,
+            Some(spend) => {
+                let caller = Caller {
+                    keys: &keys,
+                    always: shared.registry.always(),
+                    cost,
+                    priority,
+                    model: self.hooks.meta.model(&req),
+                    attempt: self.hooks.meta.attempt(&req),
+                };
+                match Account::open(spend, &shared.clock, caller) {
+                    Ok(account) => Some(account),
+                    Err(e) => return ResponseFuture::failed(e, after),
+                }
             }
-            Err(e) => ResponseFuture::failed(e, after),
-        }
+        };
+        let lane = match self.lanes.get(shared, keys) {
+            Ok(lane) => lane,
+            Err(e) => {
+                if let (Some(a), Some(spend)) = (&account, &shared.spend) {
+                    a.refused(spend, &shared.clock, None, &e);
+                }
+                return ResponseFuture::failed(e, after);
+            }
+        };
+        let waiting = Waiting::new(lane, cost, priority, account);
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::waiting(waiting, ready, req, after)
     }
 }

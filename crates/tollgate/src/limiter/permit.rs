@@ -1,9 +1,89 @@
-//! [`Permit`]: an admitted call whose settlement waits for the end of its answer.
+//! An admitted call: [`Admitted`], which holds the call's charge until it is settled (its `Drop`
+//! settles a call that ends without an answer by the failure rule), and [`Permit`], the same
+//! handed out to settle later, once a streamed answer's usage is known.
 
+use super::lane::Lane;
 use crate::feedback::Outcome;
-use crate::limiter::Ticket;
+use crate::spend::Account;
 use crate::{Cost, Store};
-use tollgate_core::TokenUsage;
+use std::sync::Arc;
+use tollgate_core::{Nanos, TokenUsage};
+
+/// An admitted call. It holds what the store reserved for it and the money reserved against its
+/// budgets until it is settled ([`answered`](Admitted::answered), [`fail`](Admitted::fail));
+/// dropped before, it is settled by the layer's [`OnFailure`](crate::OnFailure) rule as
+/// `dropped` (its future was dropped while the call was in flight).
+pub(crate) struct Admitted<St: Store> {
+    /// Its scopes and the limiter.
+    pub(super) lane: Arc<Lane<St>>,
+    /// What it was charged when admitted.
+    pub(super) cost: Cost,
+    /// When it was admitted, in the layer's time.
+    pub(super) at: Nanos,
+    /// What the store holds for it until it is settled.
+    pub(super) reservation: Option<St::Reservation>,
+    pub(super) account: Option<Box<Account>>,
+}
+
+impl<St: Store> Admitted<St> {
+    pub(super) fn new(
+        lane: Arc<Lane<St>>,
+        cost: Cost,
+        at: Nanos,
+        reservation: Option<St::Reservation>,
+        account: Option<Box<Account>>,
+    ) -> Self {
+        Admitted {
+            lane,
+            cost,
+            at,
+            reservation,
+            account,
+        }
+    }
+
+    /// What the call was charged when admitted.
+    pub(crate) fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    /// Whether the call's detailed token usage is wanted (the layer tracks spend or logs calls).
+    pub(crate) fn wants_tokens(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// Acts on the call's feedback (see [`crate::feedback`]).
+    pub(crate) fn feedback(&self, feedback: &crate::feedback::Feedback) {
+        crate::feedback::react(&self.lane.shared, feedback, &self.lane, Some(self.at));
+    }
+
+    /// The call, to be settled later through a [`Permit`].
+    pub(crate) fn into_permit(self, outcome: Outcome) -> Permit {
+        Permit {
+            call: Box::new(self),
+            outcome,
+        }
+    }
+}
+
+impl<St: Store> Drop for Admitted<St> {
+    fn drop(&mut self) {
+        if self.reservation.is_some() || self.account.is_some() {
+            // Not settled: the call's future (or its permit) was dropped while it ran.
+            self.dropped();
+        }
+    }
+}
+
+impl<St: Store> std::fmt::Debug for Admitted<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("scopes", &self.lane.keys)
+            .field("cost", &self.cost)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
 
 /// An admitted call that settles later, once its usage is known: a streamed answer reports its
 /// usage in its last events, so an HTTP adapter carries the permit in the response body and
@@ -66,29 +146,21 @@ pub(crate) trait Deferred {
     fn answered(&mut self, usage: Option<Cost>, tokens: Option<TokenUsage>, outcome: &Outcome);
 }
 
-impl<St: Store> Deferred for Ticket<St> {
+impl<St: Store> Deferred for Admitted<St> {
     fn estimate(&self) -> Cost {
         self.cost()
     }
 
     fn wants_tokens(&self) -> bool {
-        Ticket::wants_tokens(self)
+        Admitted::wants_tokens(self)
     }
 
     fn answered(&mut self, usage: Option<Cost>, tokens: Option<TokenUsage>, outcome: &Outcome) {
-        Ticket::answered(self, usage, tokens, outcome);
+        Admitted::answered(self, usage, tokens, outcome);
     }
 }
 
 impl Permit {
-    /// The permit of an admitted call whose answer was classified as `outcome`.
-    pub(crate) fn new<St: Store>(ticket: Ticket<St>, outcome: Outcome) -> Self {
-        Permit {
-            call: Box::new(ticket),
-            outcome,
-        }
-    }
-
     /// What the call was charged when admitted (its estimate).
     pub fn estimate(&self) -> Cost {
         self.call.estimate()

@@ -1,7 +1,7 @@
 //! Lanes: the scopes of one set of scope keys, resolved once and taken as they are by the calls
 //! that have the same keys, and the cache a service keeps them in.
 
-use crate::limiter::Limiter;
+use super::shared::Shared;
 use crate::stats::ScopeCounters;
 use crate::{Dimension, ScopeRef, Scopes, Store, ThrottleError};
 use arc_swap::ArcSwap;
@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The scopes of one set of scope keys, resolved against the registry at one generation, with the
-/// limiter they belong to. A call in a lane takes no registry lock, hashes no key and holds one
-/// reference count for its whole life instead of one per scope and one for the limiter.
+/// limiter state they belong to. A call in a lane takes no registry lock, hashes no key and holds
+/// one reference count for its whole life instead of one per scope and one for the limiter.
 pub(crate) struct Lane<St: Store> {
-    pub(crate) limiter: Limiter<St>,
+    pub(crate) shared: Arc<Shared<St>>,
     /// The keys the lane was resolved from, as the scope hook gave them.
     pub(crate) keys: Scopes,
     /// The registry generation they were resolved at.
@@ -33,16 +33,19 @@ impl<St: Store> Lane<St> {
     ///
     /// # Errors
     /// A key that is unknown when unknown keys are rejected, or more than 64 scopes.
-    pub(crate) fn resolve(limiter: &Limiter<St>, keys: Scopes) -> Result<Arc<Self>, ThrottleError> {
+    pub(crate) fn resolve(
+        shared: &Arc<Shared<St>>,
+        keys: Scopes,
+    ) -> Result<Arc<Self>, ThrottleError> {
         let mut scopes = SmallVec::new();
         let mut counters = SmallVec::new();
-        let registry = limiter.registry();
+        let registry = &shared.registry;
         let generation = registry.generation();
         let resolved = registry.resolve_into(&keys, &mut scopes, &mut counters);
         if registry.sweep_due() {
             // Amortised over the keys added; the scopes just resolved are held (`counters`), so
             // they stay.
-            let (now, store) = (limiter.elapsed(), limiter.store());
+            let (now, store) = (shared.clock.elapsed(), &shared.store);
             let evicted = registry.sweep(now, |scope, since| store.evict(scope, since));
             tracing::debug!(evicted, "idle keys of patterns evicted");
         }
@@ -50,7 +53,7 @@ impl<St: Store> Lane<St> {
             Err(key) => Err(ThrottleError::unknown_scope(key)),
             Ok(()) if scopes.len() > 64 => Err(ThrottleError::too_many_scopes(scopes.len())),
             Ok(()) => Ok(Arc::new(Lane::new(
-                limiter, keys, generation, scopes, counters,
+                shared, keys, generation, scopes, counters,
             ))),
         }
     }
@@ -58,17 +61,17 @@ impl<St: Store> Lane<St> {
     /// The lane of `scopes` (resolved from `keys` at `generation`), with what is derived from
     /// them: the store's handle, whether one caps the calls in flight, the dimensions limited.
     fn new(
-        limiter: &Limiter<St>,
+        shared: &Arc<Shared<St>>,
         keys: Scopes,
         generation: u64,
         scopes: SmallVec<[ScopeRef; 4]>,
         counters: SmallVec<[Arc<ScopeCounters>; 4]>,
     ) -> Self {
         Lane {
-            handle: limiter.store_handle(&scopes),
+            handle: shared.store.handle(&scopes, shared.clock.elapsed()),
             capped: capped(&scopes),
             dimensions: dimensions(&scopes),
-            limiter: limiter.clone(),
+            shared: shared.clone(),
             keys,
             generation,
             scopes,
@@ -84,17 +87,17 @@ impl<St: Store> Lane<St> {
 
     /// Whether no limit changed since the lane was resolved.
     pub(crate) fn is_current(&self) -> bool {
-        self.limiter.registry().generation() == self.generation
+        self.shared.registry.generation() == self.generation
     }
 
     /// The same lane with the limits its scopes have now.
     pub(crate) fn refreshed(&self) -> Self {
-        let registry = self.limiter.registry();
+        let registry = &self.shared.registry;
         let generation = registry.generation();
         let mut scopes = self.scopes.clone();
         registry.refresh(&mut scopes);
         Lane::new(
-            &self.limiter,
+            &self.shared,
             self.keys.clone(),
             generation,
             scopes,
@@ -258,20 +261,20 @@ impl<St: Store> LaneCache<St> {
     /// As [`Lane::resolve`].
     pub(crate) fn get(
         &mut self,
-        limiter: &Limiter<St>,
+        shared: &Arc<Shared<St>>,
         keys: Scopes,
     ) -> Result<Arc<Lane<St>>, ThrottleError> {
         if let Some(lane) = self.own.as_ref().filter(|l| l.fits(&keys)) {
             return Ok(lane.clone());
         }
-        let generation = limiter.registry().generation();
+        let generation = shared.registry.generation();
         // Every lane in a snapshot of the current generation was resolved at it: found by its
         // keys, it fits.
         let cached = self.shared.snapshot.load().get(&keys, generation).cloned();
         let lane = match cached.or_else(|| self.shared.find_locked(&keys, generation)) {
             Some(lane) => lane,
             None => {
-                let lane = Lane::resolve(limiter, keys)?;
+                let lane = Lane::resolve(shared, keys)?;
                 self.shared.insert(&lane);
                 lane
             }
@@ -319,7 +322,7 @@ mod tests {
     #[test]
     fn clones_share_lanes_by_key_set_within_a_bound() {
         let layer = ThrottleLayer::builder().build().expect("valid");
-        let limiter = layer.limiter().clone();
+        let limiter = layer.limiter().shared().clone();
         let mut cache = LaneCache::new();
         let first = cache.get(&limiter, agent(0)).expect("resolves");
         cache.get(&limiter, agent(1)).expect("resolves");
@@ -352,7 +355,7 @@ mod tests {
     #[test]
     fn lanes_asked_for_again_go_into_the_snapshot() {
         let layer = ThrottleLayer::builder().build().expect("valid");
-        let limiter = layer.limiter().clone();
+        let limiter = layer.limiter().shared().clone();
         let mut cache = LaneCache::new();
         let first = cache.get(&limiter, agent(0)).expect("resolves");
         cache.get(&limiter, agent(1)).expect("resolves");
@@ -375,13 +378,14 @@ mod tests {
     #[test]
     fn a_limit_change_makes_every_kept_lane_stale() {
         let layer = ThrottleLayer::builder().build().expect("valid");
-        let limiter = layer.limiter().clone();
+        let limiter = layer.limiter().shared().clone();
         let mut cache = LaneCache::new();
         let first = cache.get(&limiter, agent(0)).expect("resolves");
         cache.get(&limiter, agent(1)).expect("resolves");
         cache.get(&limiter, agent(0)).expect("resolves");
         assert_eq!(kept(&cache).0.len(), 2);
-        limiter
+        layer
+            .limiter()
             .set_limits("global", crate::ScopeLimits::new().concurrency(3))
             .expect("valid limits");
         let again = cache.get(&limiter, agent(0)).expect("resolves");
