@@ -39,6 +39,9 @@ echo "== cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 echo "== cargo test --workspace (unit, integration, property, doc and SDK tests)"
 cargo test --workspace --locked "${FEATURES[@]}"
+echo "== the minimal layer: tollgate without its optional features (no TOML, HTTP feedback, call log)"
+cargo clippy -p tollgate --no-default-features --all-targets --locked -- -D warnings
+cargo test -p tollgate --no-default-features --lib --tests --locked
 echo "== loom models of the wake protocol (crates/tollgate/src/wake; own target directory)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p tollgate --lib --release --locked -- wake::loom_models

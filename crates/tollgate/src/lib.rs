@@ -102,6 +102,7 @@
 mod bounds;
 mod builder;
 mod clock;
+#[cfg(feature = "toml")]
 mod config;
 mod error;
 pub mod feedback;
@@ -123,7 +124,11 @@ mod evict_tests;
 
 pub use bounds::{DEFAULT_MAX_PROVIDER_DELAY, MAX_DURATION};
 pub use builder::ThrottleBuilder;
-pub use config::{DetailedLimit, LimitValue, ScopeConfig, ThrottleConfig, TierConfig};
+#[cfg(feature = "toml")]
+pub use config::{
+    BudgetConfig, DetailedLimit, LimitValue, PriceConfig, PricesConfig, RefuseWord, ScopeConfig,
+    ThrottleConfig, TierConfig, UnknownModelConfig,
+};
 pub use error::{BoxError, ThrottleError};
 pub use hooks::{
     AssignPriority, CallMeta, EstimateCost, ExtractScopes, GlobalScope, Hooks, KeepEstimate,

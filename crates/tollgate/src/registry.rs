@@ -31,8 +31,9 @@ pub struct ScopeRef {
 }
 
 /// What happens to a scope key that is neither configured nor matched by a pattern.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "toml", derive(serde::Deserialize))]
+#[cfg_attr(feature = "toml", serde(rename_all = "snake_case"))]
 pub enum UnknownScopes {
     /// The key is not limited: the call is admitted on its other scopes alone. The default, so a
     /// new team or agent name never stops traffic; add a `kind:*` or `*` pattern to limit them.

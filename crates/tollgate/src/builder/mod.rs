@@ -5,7 +5,9 @@ mod build;
 
 use crate::feedback::{Cooldown, NoFeedback};
 use crate::hooks::{GlobalScope, Hooks, KeepEstimate, ModelFn, NoMeta, OneRequest, SamePriority};
-use crate::spend::{BudgetAlert, CallLog, OnCap, Replay, SpendSettings};
+use crate::spend::{BudgetAlert, OnCap, SpendSettings};
+#[cfg(feature = "call-log")]
+use crate::spend::{CallLog, Replay};
 use crate::{OnFailure, Priority, ScopeKey, ScopeLimits, UnknownScopes};
 use std::time::Duration;
 
@@ -536,6 +538,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     /// Writes one JSON line per call to `log` ([`CallLog`]). A log opened with
     /// [`CallLog::append_to_file`] also seeds the spend of the current windows from the calls it
     /// already holds, so a restart does not forget the day's spend.
+    #[cfg(feature = "call-log")]
     pub fn call_log(mut self, log: CallLog) -> Self {
         if let Some(replay) = log.replay() {
             self.spend.seed = Some(replay.clone());
@@ -559,6 +562,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     }
 
     /// Seeds the spend of the current windows from earlier calls (see [`Replay`]).
+    #[cfg(feature = "call-log")]
     pub fn seed_spend(mut self, replay: Replay) -> Self {
         self.spend.seed = Some(replay);
         self

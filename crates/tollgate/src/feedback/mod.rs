@@ -16,9 +16,11 @@
 //! [`HttpClassifier`] reads `http::Response`s with Anthropic's and OpenAI's semantics.
 
 pub(crate) mod adaptive;
+#[cfg(feature = "http")]
 mod headers;
 mod react;
 
+#[cfg(feature = "http")]
 pub use headers::{parse_go_duration, retry_delay, HttpClassifier, ProviderHeaders};
 pub(crate) use react::{pause, react};
 

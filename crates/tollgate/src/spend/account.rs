@@ -2,10 +2,9 @@
 //! settlement: its price and estimate, the money it reserves against its budgets (or waits for,
 //! held at a cap), what it is billed, and its line in the call log.
 
-use super::{
-    rfc3339_ms, CallBudgets, CallRecord, EstimateRecord, LedgerFuture, LedgerHold, MoneyStep,
-    OnCap, Refusal, Spend, TokensRecord,
-};
+#[cfg(feature = "call-log")]
+use super::{rfc3339_ms, CallRecord, EstimateRecord, TokensRecord};
+use super::{CallBudgets, LedgerFuture, LedgerHold, MoneyStep, OnCap, Refusal, Spend};
 use crate::clock::{self, Clock};
 use crate::{Cost, Priority, ScopeKey, Scopes, ThrottleError};
 use std::pin::Pin;
@@ -16,6 +15,7 @@ use tollgate_core::{Micros, Price, TokenUsage};
 
 /// The money and log side of one call, carried from its wait to its settlement. Only calls of a
 /// layer with budgets, prices or a call log have one.
+#[cfg_attr(not(feature = "call-log"), allow(dead_code))] // what only the log reads
 pub(crate) struct Account {
     /// Every scope key of the call (`always` first).
     keys: Scopes,
@@ -291,7 +291,12 @@ impl Account {
         self.log(spend, clock, &ending);
     }
 
+    /// Without the call log, nothing is written.
+    #[cfg(not(feature = "call-log"))]
+    fn log(&self, _: &Spend, _: &Clock, _: &Ending<'_>) {}
+
     /// Writes the call's record to the call log, if there is one.
+    #[cfg(feature = "call-log")]
     fn log(&self, spend: &Spend, clock: &Clock, end: &Ending<'_>) {
         let Some(log) = &spend.log else {
             return;
@@ -332,6 +337,7 @@ impl Account {
 }
 
 /// How a call ended, for its line in the call log.
+#[cfg_attr(not(feature = "call-log"), allow(dead_code))]
 struct Ending<'a> {
     now: Instant,
     /// How long it waited for admission (or until it was refused).

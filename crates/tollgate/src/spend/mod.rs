@@ -14,12 +14,14 @@
 
 mod account;
 mod ledger;
+#[cfg(feature = "call-log")]
 mod log;
 
 pub(crate) use account::{Account, Billed, Caller};
 pub use ledger::{
     Alerts, BudgetRef, Ledger, LedgerFuture, LedgerHold, MemoryLedger, Refused, Reserve,
 };
+#[cfg(feature = "call-log")]
 pub use log::{CallLog, CallRecord, EstimateRecord, Replay, ReplayedCall, TokensRecord};
 
 use crate::registry::pattern_kind;
@@ -32,8 +34,9 @@ use std::task::Waker;
 use tollgate_core::{Alert, Budget, BudgetExhausted, Micros, PriceTable};
 
 /// What a call does when one of its scopes is at its spend cap, or paused by hand.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "toml", derive(serde::Deserialize))]
+#[cfg_attr(feature = "toml", serde(rename_all = "snake_case"))]
 pub enum OnCap {
     /// Fail at once with a [`ThrottleError`](crate::ThrottleError) for which
     /// [`budget_exhausted`](crate::ThrottleError::budget_exhausted) (or
@@ -81,7 +84,9 @@ pub(crate) struct SpendSettings {
     pub(crate) prices: Option<PriceTable>,
     pub(crate) on_cap: OnCap,
     pub(crate) alert: Option<AlertSink>,
+    #[cfg(feature = "call-log")]
     pub(crate) log: Option<CallLog>,
+    #[cfg(feature = "call-log")]
     pub(crate) seed: Option<Replay>,
     pub(crate) ledger: Option<Arc<dyn Ledger>>,
 }
@@ -93,7 +98,7 @@ impl fmt::Debug for SpendSettings {
             .field("prices", &self.prices.as_ref().map(PriceTable::len))
             .field("on_cap", &self.on_cap)
             .field("alert", &self.alert.is_some())
-            .field("log", &self.log)
+            .field("log", &self.logs())
             .finish_non_exhaustive()
     }
 }
@@ -101,7 +106,15 @@ impl fmt::Debug for SpendSettings {
 impl SpendSettings {
     /// Whether anything of the money side is configured (otherwise calls skip it entirely).
     pub(crate) fn is_active(&self) -> bool {
-        !self.budgets.is_empty() || self.prices.is_some() || self.log.is_some()
+        !self.budgets.is_empty() || self.prices.is_some() || self.logs()
+    }
+
+    /// Whether calls are logged.
+    fn logs(&self) -> bool {
+        #[cfg(feature = "call-log")]
+        return self.log.is_some();
+        #[cfg(not(feature = "call-log"))]
+        return false;
     }
 }
 
@@ -130,6 +143,7 @@ pub(crate) struct Spend {
     pub(crate) prices: Option<PriceTable>,
     pub(crate) on_cap: OnCap,
     alerts: Alerts,
+    #[cfg(feature = "call-log")]
     pub(crate) log: Option<CallLog>,
     ledger: Arc<dyn Ledger>,
     local: Mutex<Local>,
@@ -162,6 +176,8 @@ fn refs(budgets: &CallBudgets) -> SmallVec<[BudgetRef<'_>; 4]> {
 
 impl Spend {
     pub(crate) fn new(settings: SpendSettings, ledger: Arc<dyn Ledger>, now_unix: u64) -> Self {
+        #[cfg(not(feature = "call-log"))]
+        let _ = now_unix; // only the call log's replay reads it
         let mut exact = HashMap::new();
         let mut patterns = Vec::new();
         for (key, budget) in settings.budgets {
@@ -179,10 +195,12 @@ impl Spend {
             prices: settings.prices,
             on_cap: settings.on_cap,
             alerts: Alerts::new(settings.alert),
+            #[cfg(feature = "call-log")]
             log: settings.log,
             ledger,
             local: Mutex::new(Local::default()),
         };
+        #[cfg(feature = "call-log")]
         if let Some(seed) = &settings.seed {
             spend.seed(seed, now_unix);
         }
@@ -226,6 +244,7 @@ impl Spend {
     }
 
     /// Seeds the spend of the current windows from earlier calls (a restart).
+    #[cfg(feature = "call-log")]
     fn seed(&self, replay: &Replay, now_unix: u64) {
         let mut sums: HashMap<ScopeKey, (Arc<Budget>, Micros)> = HashMap::new();
         for call in replay.calls() {
@@ -386,6 +405,7 @@ pub struct SpendStats {
 }
 
 /// `unix_ms` as RFC 3339 in UTC with milliseconds, e.g. `2026-11-22T10:00:00.000Z`.
+#[cfg(feature = "call-log")]
 pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
     humantime::format_rfc3339_millis(t).to_string()

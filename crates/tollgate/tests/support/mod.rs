@@ -234,6 +234,7 @@ impl Buf {
     }
 
     /// The call log's records written so far.
+    #[cfg(feature = "call-log")]
     pub fn records(&self) -> Vec<tollgate::spend::CallRecord> {
         self.text()
             .lines()
