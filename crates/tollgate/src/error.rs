@@ -1,6 +1,5 @@
 //! [`ThrottleError`]: why the layer did not let a call through.
 
-use crate::store::StoreError;
 use crate::ScopeKey;
 use std::fmt;
 use std::time::Duration;
@@ -272,5 +271,30 @@ impl std::error::Error for ThrottleError {
             Kind::UnknownModel(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// An error of a store that lives outside the process (the in-memory store never fails).
+#[derive(Debug)]
+pub struct StoreError {
+    inner: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError { inner: err.into() }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "limiter store failed: {}", self.inner)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.inner)
     }
 }

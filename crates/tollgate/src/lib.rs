@@ -104,6 +104,7 @@ mod builder;
 mod clock;
 #[cfg(feature = "toml")]
 mod config;
+mod counters;
 mod error;
 pub mod feedback;
 mod hooks;

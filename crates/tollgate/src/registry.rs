@@ -1,7 +1,7 @@
 //! The scope registry: which limits each scope key has, including keys instantiated from a
 //! `kind:*` or `*` pattern, and changes to them at run time.
 
-use crate::stats::ScopeCounters;
+use crate::counters::ScopeCounters;
 use crate::{ConfigError, ScopeKey, ScopeLimits, Scopes};
 use smallvec::SmallVec;
 use std::collections::HashMap;

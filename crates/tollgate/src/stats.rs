@@ -1,71 +1,10 @@
-//! Statistics per scope: counters kept as the layer works, and the [`ScopeStats`] snapshot.
+//! Statistics per scope: the [`ScopeStats`] snapshot, made from the [`ScopeCounters`](crate::counters::ScopeCounters) and the store's state.
 
 use crate::registry::Resolved;
 use crate::store::ScopeState;
 use crate::ScopeKey;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 use tollgate_core::Dimension;
-
-/// How many recent queue waits each scope keeps for its percentiles.
-const WAIT_SAMPLES: usize = 1024;
-
-/// Counters of one scope, updated without a lock except when a call had to wait.
-#[derive(Debug, Default)]
-pub(crate) struct ScopeCounters {
-    admitted: AtomicU64,
-    refused: AtomicU64,
-    queued: AtomicU64,
-    waits: Mutex<VecDeque<Duration>>,
-}
-
-impl ScopeCounters {
-    #[inline]
-    pub(crate) fn admitted(&self, waited: Option<Duration>) {
-        self.admitted.fetch_add(1, Ordering::Relaxed);
-        if let Some(w) = waited {
-            self.waited(w);
-        }
-    }
-
-    /// Keeps the wait of a call that queued, among the latest [`WAIT_SAMPLES`].
-    fn waited(&self, w: Duration) {
-        let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
-        if waits.len() == WAIT_SAMPLES {
-            waits.pop_front();
-        }
-        waits.push_back(w);
-    }
-
-    /// The calls admitted and refused so far: it changes whenever the scope is used.
-    pub(crate) fn calls(&self) -> u64 {
-        self.admitted.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn enqueued(&self) {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn dequeued(&self) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> (u64, u64, u64, Vec<Duration>) {
-        let waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
-        (
-            self.admitted.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-            self.queued.load(Ordering::Relaxed),
-            waits.iter().copied().collect(),
-        )
-    }
-}
 
 /// How close a scope is to its limits, from the fullness of its emptiest bucket: `High` below 30 %,
 /// `Medium` below 60 %, `Low` otherwise (or `High` while calls are queued).

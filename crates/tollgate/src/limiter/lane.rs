@@ -2,7 +2,7 @@
 //! that have the same keys, and the cache a service keeps them in.
 
 use super::shared::Shared;
-use crate::stats::ScopeCounters;
+use crate::counters::ScopeCounters;
 use crate::{Dimension, ScopeRef, Scopes, Store, ThrottleError};
 use arc_swap::ArcSwap;
 use smallvec::SmallVec;

@@ -6,8 +6,8 @@
 //! crossed. A ledger shared by several processes (Redis) makes the same decisions there, so a cap
 //! holds across them.
 
+use crate::error::StoreError;
 use crate::pick::pick_mut;
-use crate::store::StoreError;
 use crate::ScopeKey;
 use smallvec::SmallVec;
 use std::collections::HashMap;

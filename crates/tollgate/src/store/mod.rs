@@ -7,11 +7,11 @@
 
 mod memory;
 
+pub use crate::error::StoreError;
 pub use memory::{MemoryHandle, MemoryReservation, MemoryStore};
 
 use crate::feedback::ProviderLimit;
 use crate::ScopeRef;
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 use tollgate_core::{Cost, Dimension, Nanos, NeverFits};
@@ -74,31 +74,6 @@ pub struct ScopeState {
     pub available: Vec<f64>,
     /// Calls in flight.
     pub in_flight: u64,
-}
-
-/// An error of a store that lives outside the process (the in-memory store never fails).
-#[derive(Debug)]
-pub struct StoreError {
-    inner: Box<dyn std::error::Error + Send + Sync>,
-}
-
-impl StoreError {
-    /// Wraps the store's own error.
-    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        StoreError { inner: err.into() }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "limiter store failed: {}", self.inner)
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&*self.inner)
-    }
 }
 
 /// Where the buckets live.
