@@ -277,10 +277,108 @@ pub fn admit_atomic(
     cost: Cost,
     scopes: &[(&CompiledScope, &AtomicScopeState)],
 ) -> Result<Admission, Retired> {
+    if let [(limits, state)] = scopes {
+        if limits.gcras().len() <= ONE_SCOPE_BUCKETS {
+            return admit_one(now, cost, limits, state);
+        }
+    }
     loop {
         if let Pass::Done(admission) = admit_pass(now, cost, scopes)? {
             return Ok(admission);
         }
+    }
+}
+
+/// The most buckets [`admit_one`] takes.
+const ONE_SCOPE_BUCKETS: usize = 8;
+
+/// [`admit_atomic`] for a call in one scope (of at most [`ONE_SCOPE_BUCKETS`] buckets), the
+/// common case: each bucket's word is read once, checked, and charged by a compare-and-swap from
+/// the value read. When another call changed a word in between, what was charged is taken back
+/// and the call is checked again from the start.
+#[inline]
+fn admit_one(
+    now: Nanos,
+    cost: Cost,
+    limits: &CompiledScope,
+    state: &AtomicScopeState,
+) -> Result<Admission, Retired> {
+    let gcras = limits.gcras();
+    let scopes = [(limits, state)];
+    'again: loop {
+        let mut read = [0u64; ONE_SCOPE_BUCKETS];
+        let mut wait = Nanos::ZERO;
+        let mut blocked = false;
+        for ((g, tat), seen) in gcras.iter().zip(state.tats.iter()).zip(&mut read) {
+            let n = cost.amount(g.dimension());
+            if n > g.burst() {
+                return Ok(Admission::Never(NeverFits {
+                    scope: 0,
+                    dimension: g.dimension(),
+                    requested: n,
+                    capacity: g.burst(),
+                }));
+            }
+            let t = tat.load(Ordering::Acquire);
+            if t == RETIRED {
+                return Err(Retired::default());
+            }
+            *seen = t;
+            let w = g.wait(Nanos::new(t), now, n);
+            if w > Nanos::ZERO {
+                blocked = true;
+                wait = wait.max(w);
+            }
+        }
+        let cooldown = state.cooldown_until.load(Ordering::Acquire);
+        if cooldown == RETIRED {
+            return Err(Retired::default());
+        }
+        if cooldown > now.as_u64() {
+            blocked = true;
+            wait = wait.max(Nanos::new(cooldown) - now);
+        }
+        let max = limits.concurrency();
+        let mut full = false;
+        if let Some(max) = max {
+            match state.in_flight.load(Ordering::Acquire) {
+                RETIRED => return Err(Retired::default()),
+                f => full = f >= max,
+            }
+        }
+        if blocked || full {
+            return Ok(Admission::Wait {
+                wait: (!full).then_some(wait),
+                blocked: 1,
+            });
+        }
+        for (j, ((g, tat), seen)) in gcras.iter().zip(state.tats.iter()).zip(read).enumerate() {
+            let charged = live(g.charged(Nanos::new(seen), now, cost.amount(g.dimension())));
+            if tat
+                .compare_exchange(seen, charged, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                let stranded = undo(cost, &scopes, 0, j, 0);
+                if stranded.is_empty() {
+                    continue 'again;
+                }
+                return Err(Retired { stranded });
+            }
+        }
+        let max = max.unwrap_or(LATEST);
+        let mut full = false;
+        let taken = update(&state.in_flight, |f| {
+            full = f >= max;
+            (!full).then_some(f + 1)
+        });
+        if taken.is_err() || full {
+            let stranded = undo(cost, &scopes, 1, 0, 0);
+            if taken.is_ok() && stranded.is_empty() {
+                continue 'again;
+            }
+            return Err(Retired { stranded });
+        }
+        return Ok(Admission::Admitted);
     }
 }
 

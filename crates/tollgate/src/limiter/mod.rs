@@ -16,7 +16,7 @@ pub(crate) use permit::Admitted;
 pub use permit::Permit;
 pub use settle::OnFailure;
 pub(crate) use shared::{Shared, WaitSettings};
-pub(crate) use wait::Waiting;
+pub(crate) use wait::{admit_at_once, Waiting};
 
 use crate::clock;
 use crate::feedback::adaptive::Adaptive;

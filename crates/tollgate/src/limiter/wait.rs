@@ -1,6 +1,8 @@
-//! [`Waiting`]: a call on its way to admission. It reserves its money (if the layer counts any),
-//! takes its turn in the queue, asks the store, and sleeps until its capacity is due or it is
-//! woken (see [`crate::wake`]); admitted, it becomes an [`Admitted`] call.
+//! Admission. A call that can go at once is admitted when it is made ([`admit_at_once`]: one
+//! clock read and the store's compare-and-swaps, nothing else). Any other call is [`Waiting`]: it
+//! reserves its money (if the layer counts any), takes its turn in the queue, asks the store, and
+//! sleeps until its capacity is due or it is woken (see [`crate::wake`]); admitted, it becomes an
+//! [`Admitted`] call.
 //!
 //! # The wait rules, each written once
 //! * **Deadline** ([`Place::deadline`]): a call that has waited its maximum wait is refused with
@@ -28,6 +30,36 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tollgate_core::Nanos;
+
+/// Admits a call of `cost` in `lane` now, if it can go at once: nothing queued, limits unchanged
+/// since the lane was resolved, a store that decides in this process, and room in every bucket
+/// and under every cap. Otherwise hands the lane back, and the call waits (its first poll asks
+/// the store again). Only for a call without an account (the money side waits in [`Waiting`]).
+#[inline]
+pub(crate) fn admit_at_once<St: Store>(
+    lane: Arc<Lane<St>>,
+    cost: Cost,
+) -> Result<Admitted<St>, Arc<Lane<St>>> {
+    let shared = &lane.shared;
+    if !shared.waiters.is_empty() || lane.scopes.is_empty() || !lane.is_current() {
+        return Err(lane);
+    }
+    let at = shared.clock.nanos(clock::now());
+    let acquire = Acquire {
+        now: at,
+        scopes: &lane.scopes,
+        cost,
+    };
+    match shared.store.acquire_now(&lane.handle, &acquire) {
+        Some(Ok(Decision::Admitted(reservation))) => {
+            for c in &lane.counters {
+                c.admitted(None);
+            }
+            Ok(Admitted::new(lane, cost, at, Some(reservation), None))
+        }
+        _ => Err(lane),
+    }
+}
 
 /// A call waiting for admission. Dropped while it waits, it leaves the queue and lets the next
 /// call go, and gives back the money it reserved.

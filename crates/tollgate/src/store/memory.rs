@@ -168,6 +168,35 @@ impl MemoryStore {
         }
     }
 
+    /// Admits `call` through the cells of `handle` (see [`Store::acquire_with`]).
+    #[inline]
+    fn decide(&self, handle: &MemoryHandle, call: &Acquire<'_>) -> Decision<MemoryReservation> {
+        let fits = handle.cells.len() == call.scopes.len()
+            && handle
+                .cells
+                .iter()
+                .zip(call.scopes)
+                .all(|(c, s)| c.id == s.id && c.generation >= s.generation);
+        if !fits {
+            return Self::decision(call, self.acquire_locked(call));
+        }
+        let answer = match &handle.cells[..] {
+            // One scope (the common case): nothing to collect.
+            [one] => admit_atomic(call.now, call.cost, &[(&*one.limits, &one.state)]),
+            many => admit_atomic(call.now, call.cost, &pairs(many)),
+        };
+        let admission = match answer {
+            Ok(admission) => admission,
+            Err(Retired { stranded }) => {
+                // Limits changed: what the retired cells kept goes to their successors, and the
+                // call tries again in the current cells.
+                Self::forward(&self.table(), &handle.cells, call.now, &stranded);
+                self.acquire_locked(call)
+            }
+        };
+        Self::decision(call, admission)
+    }
+
     /// Settles and releases one cell; what a retired cell kept goes through the table.
     #[inline]
     fn settle_cell(&self, cell: &Arc<Cell>, charged: Cost, settlement: Settlement) {
@@ -215,30 +244,16 @@ impl Store for MemoryStore {
     }
 
     fn acquire_with(&self, handle: &MemoryHandle, call: &Acquire<'_>) -> Self::AcquireFuture {
-        let fits = handle.cells.len() == call.scopes.len()
-            && handle
-                .cells
-                .iter()
-                .zip(call.scopes)
-                .all(|(c, s)| c.id == s.id && c.generation >= s.generation);
-        if !fits {
-            return self.acquire(call);
-        }
-        let answer = match &handle.cells[..] {
-            // One scope (the common case): nothing to collect.
-            [one] => admit_atomic(call.now, call.cost, &[(&*one.limits, &one.state)]),
-            many => admit_atomic(call.now, call.cost, &pairs(many)),
-        };
-        let admission = match answer {
-            Ok(admission) => admission,
-            Err(Retired { stranded }) => {
-                // Limits changed: what the retired cells kept goes to their successors, and the
-                // call tries again in the current cells.
-                Self::forward(&self.table(), &handle.cells, call.now, &stranded);
-                self.acquire_locked(call)
-            }
-        };
-        ready(Ok(Self::decision(call, admission)))
+        ready(Ok(self.decide(handle, call)))
+    }
+
+    #[inline]
+    fn acquire_now(
+        &self,
+        handle: &MemoryHandle,
+        call: &Acquire<'_>,
+    ) -> Option<Result<Decision<MemoryReservation>, StoreError>> {
+        Some(Ok(self.decide(handle, call)))
     }
 
     fn settle(&self, reservation: MemoryReservation, settlement: Settlement) {

@@ -121,6 +121,19 @@ pub trait Store: Send + Sync + 'static {
         self.acquire(call)
     }
 
+    /// [`acquire_with`](Store::acquire_with), answered at once by a store that decides in this
+    /// process, without a future; `None` asks through `acquire_with` instead. The layer admits a
+    /// call that can go at once when it is made (in `call`, with no task to wake), and takes this
+    /// path only when it returns `Some`. The default: `None`.
+    fn acquire_now(
+        &self,
+        handle: &Self::Handle,
+        call: &Acquire<'_>,
+    ) -> Option<Result<Decision<Self::Reservation>, StoreError>> {
+        let _ = (handle, call);
+        None
+    }
+
     /// [`settle`](Store::settle) for a call admitted by [`acquire_with`](Store::acquire_with)
     /// with `handle`. The default ignores the handle.
     fn settle_with(

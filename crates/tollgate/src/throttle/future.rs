@@ -64,6 +64,16 @@ where
         }
     }
 
+    pub(crate) fn calling(fut: S::Future, call: Admitted<St>, after: After<U, C>) -> Self {
+        ResponseFuture {
+            state: State::Calling {
+                fut,
+                call: Some(call),
+            },
+            after,
+        }
+    }
+
     pub(crate) fn failed(error: ThrottleError, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Failed { error: Some(error) },

@@ -2,7 +2,7 @@ use super::future::After;
 use super::ResponseFuture;
 use crate::feedback::Classify;
 use crate::hooks::{AssignPriority, CallMeta, EstimateCost, ExtractScopes, Hooks, ReadUsage};
-use crate::limiter::{LaneCache, Waiting};
+use crate::limiter::{admit_at_once, LaneCache, Waiting};
 use crate::spend::{Account, Caller};
 use crate::{BoxError, Limiter, MemoryStore, Store};
 use std::task::{Context, Poll};
@@ -113,6 +113,14 @@ where
                 }
                 return ResponseFuture::failed(e, after);
             }
+        };
+        let lane = match account {
+            // A call that can go at once goes now, into the service made ready by `poll_ready`.
+            None => match admit_at_once(lane, cost) {
+                Ok(call) => return ResponseFuture::calling(self.inner.call(req), call, after),
+                Err(lane) => lane,
+            },
+            Some(_) => lane,
         };
         let waiting = Waiting::new(lane, cost, priority, account);
         let clone = self.inner.clone();
