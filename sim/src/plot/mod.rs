@@ -1,13 +1,13 @@
-//! Plots of a [`Report`] as PNG and SVG: throughput, 429 answers and the client's queue over
+//! Plots of a `Report` as PNG and SVG: throughput, 429 answers and the client's queue over
 //! time, one line per strategy, and the over-throttling/429 frontier of a headroom sweep.
 //!
 //! Text is drawn with DejaVu Sans embedded in the binary (the `dejavu` crate) through plotters'
 //! `ab_glyph` backend, so plotting needs no system fonts, fontconfig or freetype. The same report
 //! gives byte-identical files.
 //!
-//! One job per file: [`style`] holds the fonts and colours, [`axes`] the frame and tick labels
-//! every chart shares, [`legend`] the legend box, [`time`] the plots over time, [`frontier`] the
-//! sweep's frontier and [`placement`] where the frontier's point labels go.
+//! One job per file: `style` holds the fonts and colours, `axes` the frame and tick labels
+//! every chart shares, `legend` the legend box, `time` the plots over time, `frontier` the
+//! sweep's frontier and `placement` where the frontier's point labels go.
 
 mod axes;
 mod frontier;

@@ -1,6 +1,6 @@
 //! The client strategies the simulator compares, all against the same mock provider:
-//! today's remedies as the seeds describe them ([`baselines`]), and tollgate's own modes through
-//! the real layer ([`layer`]).
+//! today's remedies as the seeds describe them (`baselines`), and tollgate's own modes through
+//! the real layer (`layer`).
 
 mod baselines;
 mod layer;
