@@ -166,7 +166,7 @@ pub struct Scenario {
     /// What it shows.
     #[serde(default)]
     pub description: String,
-    /// The seed of every random draw.
+    /// The root seed: every random stream of a run is derived from it by name ([`crate::rng`]).
     #[serde(default)]
     pub seed: u64,
     /// How long requests arrive.

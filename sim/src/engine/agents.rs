@@ -3,10 +3,12 @@
 //! Closed agents send, wait for the answer, think, and send again; open agents (constant or
 //! Poisson arrivals) send on their own clock whether earlier requests finished or not; the agents
 //! of recorded traffic send each call when it came, with its sizes and priority. Every agent
-//! draws from its own ChaCha stream, so adding an agent does not change the others' draws.
+//! draws from its own stream, and every request of an open agent from its own (see
+//! [`crate::rng`]), so adding an agent does not change the others' draws.
 
+use crate::rng::{self, unit, CallRng};
 use crate::scenario::{Arrival, Scenario};
-use crate::strategy::{unit, Call, CallRng};
+use crate::strategy::Call;
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::time::Duration;
@@ -90,7 +92,7 @@ impl<'a> Agents<'a> {
                 let index = agents.agents.len() as u32;
                 agents.agents.push(Agent {
                     group,
-                    rng: Some(CallRng::new(scenario.seed, index)),
+                    rng: Some(CallRng::new(scenario.seed, rng::AGENT, index.into())),
                     seq: 0,
                     at: Duration::ZERO,
                 });
@@ -159,7 +161,7 @@ impl<'a> Agents<'a> {
                 return Some(Launch { call, rng });
             }
             agent.seq += 1;
-            let rng = CallRng::new(scenario.seed ^ call.req.tag, index);
+            let rng = CallRng::new(scenario.seed, rng::REQUEST, call.req.tag);
             // The agent's next arrival takes the place of this one in the schedule (one sift
             // instead of a pop and a push).
             match Self::arrival_after(scenario, agent) {

@@ -4,8 +4,9 @@
 
 use super::agents::{Agents, Launch};
 use super::calls::Calls;
+use crate::rng::CallRng;
 use crate::scenario::Scenario;
-use crate::strategy::{Call, CallRng};
+use crate::strategy::Call;
 use std::future::{poll_fn, Future};
 use std::task::Poll;
 use std::time::Duration;

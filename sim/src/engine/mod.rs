@@ -12,8 +12,9 @@ mod throttling;
 pub use runtime::{block_on, Finished};
 
 use crate::report::{StrategyResult, Timeline};
+use crate::rng;
 use crate::scenario::{ProviderAlgorithm, Scenario};
-use crate::strategy::{self, start_wall_clock, Client, StrategyKind, EPOCH_UNIX_SECS};
+use crate::strategy::{self, Client, StrategyKind, EPOCH_UNIX_SECS};
 use std::future::poll_fn;
 use tokio::time::Instant;
 use tollgate::BoxError;
@@ -67,7 +68,7 @@ pub(crate) fn provider(scenario: &Scenario, resets: bool) -> Result<MockProvider
         })
         .hidden_share(p.hidden_share)
         .latency(p.latency, p.latency_per_token, p.latency_jitter)
-        .seed(scenario.seed)
+        .seed(rng::seed(scenario.seed, rng::PROVIDER, 0))
         .epoch_unix_secs(EPOCH_UNIX_SECS)
         // Every strategy reads an answer's status and `retry-after`; tollgate's header sync reads
         // the `remaining` headers, and its adaptive mode the `reset` headers beside them. The
@@ -88,7 +89,6 @@ pub(crate) fn provider(scenario: &Scenario, resets: bool) -> Result<MockProvider
 
 async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxError> {
     let start = Instant::now();
-    start_wall_clock(start);
     let provider = provider(scenario, kind == StrategyKind::TollgateAdaptive)?;
     // The tollgate strategies' call log, when asked for.
     let log = match &scenario.call_log {
@@ -105,7 +105,7 @@ async fn run_async(scenario: &Scenario, kind: StrategyKind) -> Result<Run, BoxEr
             // One instance for every call, as a client that keeps its service (no clone of the
             // stack per call): a call makes it ready and calls it in the same poll, so no other
             // call comes between, and the borrow ends before the call's future is awaited.
-            let svc = strategy::layer(kind, scenario, provider.clone(), log.clone())?;
+            let svc = strategy::layer(kind, scenario, provider.clone(), log.clone(), start)?;
             let svc = std::cell::RefCell::new(svc);
             let send = |call, rng| {
                 let (svc, provider) = (&svc, &provider);

@@ -6,4 +6,5 @@ mod determinism;
 mod headers;
 mod invariants;
 mod limits;
+mod pinned;
 mod support;

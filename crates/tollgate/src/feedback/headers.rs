@@ -5,6 +5,8 @@ use super::{Classify, Feedback, Outcome, ProviderLimit};
 use crate::Dimension;
 use http::{HeaderMap, HeaderName};
 use smallvec::SmallVec;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
@@ -332,9 +334,9 @@ fn push(
 ///
 /// `x-should-retry: true` turns a fatal answer transient, `x-should-retry: false` turns any
 /// failure fatal (and a 429 into [`Outcome::SpendCapReached`]), as the official SDKs read it.
-/// HTTP dates and RFC 3339 resets are measured from the wall clock given by `now` (the system
-/// clock by default). Every delay and reset is at most [`max_delay`](Self::max_delay) (24 h by
-/// default).
+/// HTTP dates and RFC 3339 resets are measured from the classifier's wall clock: the system clock
+/// by default, any other with [`with_clock`](Self::with_clock). Every delay and reset is at most
+/// [`max_delay`](Self::max_delay) (24 h by default).
 ///
 /// ```
 /// use tollgate::feedback::{Classify, HttpClassifier, Outcome};
@@ -344,10 +346,39 @@ fn push(
 /// let fb = HttpClassifier::new().classify(Ok::<_, &std::io::Error>(&res));
 /// assert_eq!(fb.outcome, Outcome::RateLimited { retry_after: Some(Duration::from_secs(7)) });
 /// ```
-#[derive(Clone, Copy, Debug)]
+///
+/// # Clone
+///
+/// A clone shares the original's clock (a custom clock is held in an `Arc`).
+#[derive(Clone, Debug)]
 pub struct HttpClassifier {
-    now: fn() -> SystemTime,
+    now: Clock,
     max_delay: Duration,
+}
+
+/// The wall clock of a classifier.
+#[derive(Clone)]
+enum Clock {
+    System,
+    Custom(Arc<dyn Fn() -> SystemTime + Send + Sync>),
+}
+
+impl Clock {
+    fn now(&self) -> SystemTime {
+        match self {
+            Clock::System => system_now(),
+            Clock::Custom(now) => now(),
+        }
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Clock::System => "System",
+            Clock::Custom(_) => "Custom",
+        })
+    }
 }
 
 impl Default for HttpClassifier {
@@ -365,13 +396,30 @@ fn system_now() -> SystemTime {
 impl HttpClassifier {
     /// A classifier on the system clock.
     pub fn new() -> Self {
-        HttpClassifier::with_clock(system_now)
+        HttpClassifier {
+            now: Clock::System,
+            max_delay: crate::DEFAULT_MAX_PROVIDER_DELAY,
+        }
     }
 
-    /// A classifier whose wall clock is `now` (for tests and simulations).
-    pub fn with_clock(now: fn() -> SystemTime) -> Self {
+    /// A classifier whose wall clock is `now`, called once per answer classified: a function or a
+    /// closure, for tests and simulations whose time is not the system's.
+    ///
+    /// ```
+    /// use tollgate::feedback::{HttpClassifier, Outcome};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// // A clock that stands at 2026-01-01T00:00:00Z.
+    /// let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+    /// let c = HttpClassifier::with_clock(move || start);
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("retry-after", "Thu, 01 Jan 2026 00:00:30 GMT".parse().unwrap());
+    /// let fb = c.classify_parts(http::StatusCode::TOO_MANY_REQUESTS, &h);
+    /// assert_eq!(fb.outcome, Outcome::RateLimited { retry_after: Some(Duration::from_secs(30)) });
+    /// ```
+    pub fn with_clock(now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         HttpClassifier {
-            now,
+            now: Clock::Custom(Arc::new(now)),
             max_delay: crate::DEFAULT_MAX_PROVIDER_DELAY,
         }
     }
@@ -401,7 +449,7 @@ impl HttpClassifier {
 
     /// Classifies status and headers.
     pub fn classify_parts(&self, status: http::StatusCode, headers: &HeaderMap) -> Feedback {
-        let now = (self.now)();
+        let now = self.now.now();
         let scan = Scan::of(headers);
         let limits = scan.limits(now, self.max_delay);
         let delay = delay_of(scan.retry_after_ms, scan.retry_after, now, self.max_delay);
@@ -462,4 +510,42 @@ impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
 /// Whether a status is a failure (4xx or 5xx).
 fn is_failure(status: http::StatusCode) -> bool {
     status.is_client_error() || status.is_server_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A classifier reads its clock on every answer, and its clones read the same clock.
+    #[test]
+    fn a_closure_clock_is_read_on_every_answer_by_every_clone() {
+        let secs = Arc::new(AtomicU64::new(1_767_225_600));
+        let clock = {
+            let secs = Arc::clone(&secs);
+            move || SystemTime::UNIX_EPOCH + Duration::from_secs(secs.load(Ordering::Relaxed))
+        };
+        let c = HttpClassifier::with_clock(clock);
+        let clone = c.clone();
+        let mut h = HeaderMap::new();
+        // 2026-01-01T00:01:00Z.
+        h.insert(
+            RETRY_AFTER,
+            "Thu, 01 Jan 2026 00:01:00 GMT".parse().unwrap(),
+        );
+        let delay = |c: &HttpClassifier| match c
+            .classify_parts(http::StatusCode::TOO_MANY_REQUESTS, &h)
+            .outcome
+        {
+            Outcome::RateLimited { retry_after } => retry_after,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(delay(&c), Some(Duration::from_secs(60)));
+        secs.fetch_add(45, Ordering::Relaxed);
+        assert_eq!(delay(&c), Some(Duration::from_secs(15)));
+        assert_eq!(delay(&clone), Some(Duration::from_secs(15)));
+        secs.fetch_add(60, Ordering::Relaxed);
+        assert_eq!(delay(&clone), Some(Duration::ZERO));
+        assert_eq!(format!("{c:?}"), format!("{:?}", clone));
+    }
 }
