@@ -34,7 +34,8 @@ pin_project! {
         St: Store,
     {
         Failed { error: Option<ThrottleError> },
-        Waiting { waiting: Waiting<St>, svc: Option<S>, req: Option<Req> },
+        // Boxed: only a call that waits pays for the room its wait takes.
+        Waiting { waiting: Box<Waiting<St>>, svc: Option<S>, req: Option<Req> },
         // The admitted call is `None` once settled or handed out as a permit.
         Calling { #[pin] fut: S::Future, call: Option<Admitted<St>> },
         Done,
@@ -56,7 +57,7 @@ where
     pub(crate) fn waiting(waiting: Waiting<St>, svc: S, req: Req, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                waiting,
+                waiting: Box::new(waiting),
                 svc: Some(svc),
                 req: Some(req),
             },
@@ -143,27 +144,28 @@ where
                 }
                 StateProj::Calling { fut, call } => {
                     let mut result = ready!(fut.poll(cx));
-                    if let Some(mut call) = call.take() {
+                    if let Some(admitted) = call.as_mut() {
                         let feedback = this.after.classify.classify(result.as_ref());
-                        call.feedback(&feedback);
+                        admitted.feedback(&feedback);
                         match &mut result {
                             // Settled when the answer's usage is known.
                             Ok(res) if this.after.usage.defers(res) => {
-                                this.after
-                                    .usage
-                                    .defer(res, call.into_permit(feedback.outcome));
+                                if let Some(admitted) = call.take() {
+                                    let permit = admitted.into_permit(feedback.outcome);
+                                    this.after.usage.defer(res, permit);
+                                }
                             }
                             Ok(res) => {
                                 let usage = this.after.usage.usage(res);
-                                let tokens = if call.wants_tokens() {
+                                let tokens = if admitted.wants_tokens() {
                                     this.after.usage.tokens(res)
                                 } else {
                                     None
                                 };
-                                call.answered(usage, tokens, &feedback.outcome);
+                                admitted.answered(usage, tokens, &feedback.outcome);
                             }
                             // Settled by the failure rule.
-                            Err(_) => call.fail(),
+                            Err(_) => admitted.fail(),
                         }
                     }
                     this.state.set(State::Done);
