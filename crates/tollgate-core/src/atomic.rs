@@ -6,6 +6,7 @@
 //! [`AtomicScopeState`].
 
 use crate::{Admission, CompiledScope, Cost, Nanos, NeverFits, ScopeState};
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The value of every word of a retired state.
@@ -258,13 +259,6 @@ fn release_word(word: &AtomicU64) -> Result<(), ()> {
     update(word, |f| Some(f.saturating_sub(1))).map(drop)
 }
 
-/// What one pass of [`admit_atomic`] ended with.
-enum Pass {
-    Done(Admission),
-    /// Another call took capacity between the check and the charge: check again.
-    Again,
-}
-
 /// Admits a call of `cost` at `now` in every one of `scopes`, or in none, without a lock (see
 /// [`AtomicScopeState`]). The same answers as [`admit`](crate::admit) for the same states.
 ///
@@ -277,118 +271,40 @@ pub fn admit_atomic(
     cost: Cost,
     scopes: &[(&CompiledScope, &AtomicScopeState)],
 ) -> Result<Admission, Retired> {
-    if let [(limits, state)] = scopes {
-        if limits.gcras().len() <= ONE_SCOPE_BUCKETS {
-            return admit_one(now, cost, limits, state);
-        }
-    }
+    // Each bucket's word is read once, checked, and charged by a compare-and-swap from the value
+    // read. When another call changed a word in between, what was charged is taken back and the
+    // call is checked again from the start.
     loop {
-        if let Pass::Done(admission) = admit_pass(now, cost, scopes)? {
-            return Ok(admission);
+        let mut read = Read::new();
+        let checked = match check_once(now, cost, scopes, &mut read) {
+            Ok(checked) => checked,
+            Err(done) => break done,
+        };
+        if let Some(wait) = checked {
+            break Ok(wait);
+        }
+        match charge_once(now, cost, scopes, &read) {
+            Ok(true) => break Ok(Admission::Admitted),
+            Ok(false) => continue,
+            Err(retired) => break Err(retired),
         }
     }
 }
 
-/// The most buckets [`admit_one`] takes.
-const ONE_SCOPE_BUCKETS: usize = 8;
+/// The words [`admit_atomic`] read, bucket by bucket, scope after scope: on the stack for up to
+/// 16 buckets in all (a few scopes of a few limits each).
+type Read = SmallVec<[u64; 16]>;
 
-/// [`admit_atomic`] for a call in one scope (of at most [`ONE_SCOPE_BUCKETS`] buckets), the
-/// common case: each bucket's word is read once, checked, and charged by a compare-and-swap from
-/// the value read. When another call changed a word in between, what was charged is taken back
-/// and the call is checked again from the start.
-#[inline]
-fn admit_one(
-    now: Nanos,
-    cost: Cost,
-    limits: &CompiledScope,
-    state: &AtomicScopeState,
-) -> Result<Admission, Retired> {
-    let gcras = limits.gcras();
-    let scopes = [(limits, state)];
-    'again: loop {
-        let mut read = [0u64; ONE_SCOPE_BUCKETS];
-        let mut wait = Nanos::ZERO;
-        let mut blocked = false;
-        for ((g, tat), seen) in gcras.iter().zip(state.tats.iter()).zip(&mut read) {
-            let n = cost.amount(g.dimension());
-            if n > g.burst() {
-                return Ok(Admission::Never(NeverFits {
-                    scope: 0,
-                    dimension: g.dimension(),
-                    requested: n,
-                    capacity: g.burst(),
-                }));
-            }
-            let t = tat.load(Ordering::Acquire);
-            if t == RETIRED {
-                return Err(Retired::default());
-            }
-            *seen = t;
-            let w = g.wait(Nanos::new(t), now, n);
-            if w > Nanos::ZERO {
-                blocked = true;
-                wait = wait.max(w);
-            }
-        }
-        let cooldown = state.cooldown_until.load(Ordering::Acquire);
-        if cooldown == RETIRED {
-            return Err(Retired::default());
-        }
-        if cooldown > now.as_u64() {
-            blocked = true;
-            wait = wait.max(Nanos::new(cooldown) - now);
-        }
-        let max = limits.concurrency();
-        let mut full = false;
-        if let Some(max) = max {
-            match state.in_flight.load(Ordering::Acquire) {
-                RETIRED => return Err(Retired::default()),
-                f => full = f >= max,
-            }
-        }
-        if blocked || full {
-            return Ok(Admission::Wait {
-                wait: (!full).then_some(wait),
-                blocked: 1,
-            });
-        }
-        for (j, ((g, tat), seen)) in gcras.iter().zip(state.tats.iter()).zip(read).enumerate() {
-            let charged = live(g.charged(Nanos::new(seen), now, cost.amount(g.dimension())));
-            if tat
-                .compare_exchange(seen, charged, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                let stranded = undo(cost, &scopes, 0, j, 0);
-                if stranded.is_empty() {
-                    continue 'again;
-                }
-                return Err(Retired { stranded });
-            }
-        }
-        let max = max.unwrap_or(LATEST);
-        let mut full = false;
-        let taken = update(&state.in_flight, |f| {
-            full = f >= max;
-            (!full).then_some(f + 1)
-        });
-        if taken.is_err() || full {
-            let stranded = undo(cost, &scopes, 1, 0, 0);
-            if taken.is_ok() && stranded.is_empty() {
-                continue 'again;
-            }
-            return Err(Retired { stranded });
-        }
-        return Ok(Admission::Admitted);
-    }
-}
-
+/// The check of [`admit_atomic`]: reads every word once into `read` (bucket by bucket, scope
+/// after scope); `Some` refusal, `None` when the call fits, or the answer that ends it (never
+/// fits, or a retired state).
 #[inline(always)]
-fn admit_pass(
+fn check_once(
     now: Nanos,
     cost: Cost,
     scopes: &[(&CompiledScope, &AtomicScopeState)],
-) -> Result<Pass, Retired> {
-    // Check, without writing.
+    read: &mut Read,
+) -> Result<Option<Admission>, Result<Admission, Retired>> {
     let mut wait = Nanos::ZERO;
     let mut concurrency_blocked = false;
     let mut blocked = 0u64;
@@ -396,7 +312,7 @@ fn admit_pass(
         for (g, tat) in limits.gcras().iter().zip(state.tats.iter()) {
             let n = cost.amount(g.dimension());
             if n > g.burst() {
-                return Ok(Pass::Done(Admission::Never(NeverFits {
+                return Err(Ok(Admission::Never(NeverFits {
                     scope: i,
                     dimension: g.dimension(),
                     requested: n,
@@ -405,8 +321,9 @@ fn admit_pass(
             }
             let t = tat.load(Ordering::Acquire);
             if t == RETIRED {
-                return Err(Retired::default());
+                return Err(Err(Retired::default()));
             }
+            read.push(t);
             let w = g.wait(Nanos::new(t), now, n);
             if w > Nanos::ZERO {
                 blocked |= 1 << (i % 64);
@@ -415,7 +332,7 @@ fn admit_pass(
         }
         let cooldown = state.cooldown_until.load(Ordering::Acquire);
         if cooldown == RETIRED {
-            return Err(Retired::default());
+            return Err(Err(Retired::default()));
         }
         if cooldown > now.as_u64() {
             blocked |= 1 << (i % 64);
@@ -423,7 +340,7 @@ fn admit_pass(
         }
         if let Some(max) = limits.concurrency() {
             match state.in_flight.load(Ordering::Acquire) {
-                RETIRED => return Err(Retired::default()),
+                RETIRED => return Err(Err(Retired::default())),
                 f if f >= max => {
                     blocked |= 1 << (i % 64);
                     concurrency_blocked = true;
@@ -432,27 +349,38 @@ fn admit_pass(
             }
         }
     }
-    if blocked != 0 {
-        return Ok(Pass::Done(Admission::Wait {
-            wait: (!concurrency_blocked).then_some(wait),
-            blocked,
-        }));
-    }
-    // Charge every bucket, then take every count; on a refusal, take back what was done.
+    Ok((blocked != 0).then(|| Admission::Wait {
+        wait: (!concurrency_blocked).then_some(wait),
+        blocked,
+    }))
+}
+
+/// The charge of [`admit_atomic`]: every bucket by compare-and-swap from the value in `read`,
+/// then every concurrency count. `Ok(false)` when another call came in between (everything taken
+/// back: check again), `Err` when a state was retired.
+#[inline(always)]
+fn charge_once(
+    now: Nanos,
+    cost: Cost,
+    scopes: &[(&CompiledScope, &AtomicScopeState)],
+    read: &Read,
+) -> Result<bool, Retired> {
+    let mut read = read.iter();
     for (i, (limits, state)) in scopes.iter().enumerate() {
         for (j, (g, tat)) in limits.gcras().iter().zip(state.tats.iter()).enumerate() {
-            let n = cost.amount(g.dimension());
-            let mut refused = false;
-            let charged = update(tat, |t| {
-                let t = Nanos::new(t);
-                refused = g.wait(t, now, n) > Nanos::ZERO;
-                (!refused).then(|| live(g.charged(t, now, n)))
-            });
-            if charged.is_err() || refused {
+            let Some(&seen) = read.next() else {
+                return Ok(false);
+            };
+            let charged = live(g.charged(Nanos::new(seen), now, cost.amount(g.dimension())));
+            if tat
+                .compare_exchange(seen, charged, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
                 let stranded = undo(cost, scopes, i, j, 0);
-                return match (charged, stranded.is_empty()) {
-                    (Ok(_), true) => Ok(Pass::Again),
-                    _ => Err(Retired { stranded }),
+                return if stranded.is_empty() {
+                    Ok(false)
+                } else {
+                    Err(Retired { stranded })
                 };
             }
         }
@@ -467,12 +395,12 @@ fn admit_pass(
         if taken.is_err() || full {
             let stranded = undo(cost, scopes, scopes.len(), 0, i);
             return match (taken, stranded.is_empty()) {
-                (Ok(_), true) => Ok(Pass::Again),
+                (Ok(_), true) => Ok(false),
                 _ => Err(Retired { stranded }),
             };
         }
     }
-    Ok(Pass::Done(Admission::Admitted))
+    Ok(true)
 }
 
 /// Takes back a partial admission: the charges of every bucket before bucket `bucket` of scope
