@@ -76,6 +76,15 @@
 //! * **Configuration**: [`ThrottleBuilder`] in code or [`ThrottleConfig`] from TOML, validated at
 //!   build time into a [`ConfigError`] that names the broken [`Rule`].
 //!
+//! # Features
+//! All on by default; `default-features = false` leaves the layer itself, which needs only tokio,
+//! tower, tracing and a few small crates.
+//! * `toml`: [`ThrottleConfig`], the configuration from TOML (with `call-log`, for its `call_log`
+//!   key);
+//! * `http`: [`HttpClassifier`](feedback::HttpClassifier), feedback from `http::Response`s;
+//! * `call-log`: [`CallLog`](spend::CallLog) and [`Replay`](spend::Replay), the JSON-lines log of
+//!   calls and the spend replayed from it.
+//!
 //! # Priority tiers
 //! Each call has a [`Priority`] (higher is more important) from an [`AssignPriority`] hook.
 //! The queue serves tiers by strict priority, unless tiers reserve a share with

@@ -118,7 +118,8 @@ impl<St: Store> Admitted<St> {
     fn wake_if_given_back(&self, actual: Cost) {
         let lane = &self.lane;
         let c = self.cost;
-        let refund = (lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
+        let refund =
+            actual != c && (lane.dimensions.iter()).any(|&d| actual.amount(d) < c.amount(d));
         if refund || lane.capped || !lane.is_current() {
             lane.shared.waiters.gave_back();
         }
