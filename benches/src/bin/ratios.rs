@@ -75,7 +75,7 @@ const SIM_TARGET: f64 = 1_000_000.0;
 /// The criterion group family of the Redis store (`benches/redis.rs`).
 const REDIS_FAMILY: &str = "redis";
 
-/// The Redis store's target (issue 6): admissions per second from one process, three scopes.
+/// The Redis store's target: admissions per second from one process, three scopes.
 const REDIS_TARGET: f64 = 30_000.0;
 
 /// The Redis store's second target: `acquire-3-scopes` at least this fraction of the throughput of
@@ -95,7 +95,7 @@ const LEGEND: &[(&str, &str)] = &[
     ("tollgate-1-scope", "the same requests, scope `global` only"),
     ("reference", "the built-in `reference` scenario: 5 agents against a 50 RPM key, demand 1.5× the limit with a 2× spike, 10 simulated minutes (and up to 10 of drain)"),
     ("raw-script-3-scopes", "the store's admission script alone: `EVALSHA` with the keys and arguments `acquire-3-scopes` sends, from 64 tasks over one multiplexed redis-rs connection (which pipelines concurrent requests), no store and no layer; the ceiling of the store on this machine"),
-    ("acquire-3-scopes", "`RedisStore::acquire` (the `Store` trait) from 64 tasks on a 2-worker runtime over one multiplexed connection, every call in three scopes (RPM + input TPM each) far below their limits, against a local `redis-server` the bench starts; one admission script per call, nothing settled"),
+    ("acquire-3-scopes", "`RedisStore::acquire_with` (the `Store` trait, with the store's handle of the three scopes made once, as the layer does) from 64 tasks on a 2-worker runtime over one multiplexed connection, every call in three scopes (RPM + input TPM each) far below their limits, against a local `redis-server` the bench starts; one admission script per call, nothing settled"),
     ("layer-3-scopes", "whole calls through `ThrottleLayer` on the same store: the admission plus the settle the layer sends in the background"),
     ("500-agents-1h", "`Scenario::from_flags(500, 6000)` with a duration of one hour: 500 agents against a 6,000 RPM key, demand 1.5× the limit with a 2× spike"),
 ];
