@@ -62,7 +62,9 @@ impl Health {
 
     /// Redis answered.
     pub(crate) fn succeeded(&self) {
-        if self.down.swap(false, Ordering::AcqRel) {
+        // Read first: while Redis answers, every call passes here, and a write would move the
+        // flag's cache line between the cores at every call.
+        if self.is_down() && self.down.swap(false, Ordering::AcqRel) {
             tracing::info!("redis is reachable again: the shared limits apply again");
         }
     }

@@ -117,4 +117,4 @@ mod store;
 
 pub use builder::{FailMode, RedisStoreBuilder};
 pub use error::Error;
-pub use store::{AcquireFuture, RedisLedger, RedisReservation, RedisStore};
+pub use store::{AcquireFuture, RedisHandle, RedisLedger, RedisReservation, RedisStore};

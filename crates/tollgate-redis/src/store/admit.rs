@@ -1,14 +1,17 @@
 //! The admission path: the acquire script's arguments and answer, the reservation it hands out,
 //! and the release of an admission whose answer was never read.
 
+use super::handle::Prepared;
 use super::heartbeat::Beat;
-use super::writer::{Arg, Op, OpKind};
+use super::writer::{evalsha, Arg, Op, OpKind};
 use super::Inner;
 use crate::script::Bucket;
 use crate::Error;
+use redis::RedisWrite;
 use smallvec::SmallVec;
 use std::fmt;
 use std::future::Future;
+use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,8 +32,8 @@ pub struct RedisReservation {
 pub(super) enum Held {
     Redis {
         id: String,
-        keys: Arc<[String]>,
-        scopes: Vec<ScopeRef>,
+        /// The call's scopes and keys.
+        call: Arc<Prepared>,
         charged: Cost,
         /// The server's time of the admission, µs since the Unix epoch.
         at: u64,
@@ -100,17 +103,6 @@ impl Inner {
         }
     }
 
-    /// The keys of a call: each scope's state, then the set of calls in flight of each scope with
-    /// a concurrency cap (the others have none).
-    pub(super) fn call_keys(&self, scopes: &[ScopeRef]) -> Arc<[String]> {
-        let capped = scopes.iter().filter(|s| s.limits.concurrency().is_some());
-        scopes
-            .iter()
-            .map(|s| self.keys.scope(s))
-            .chain(capped.map(|s| self.keys.in_flight(s)))
-            .collect()
-    }
-
     /// The keys of settle.lua: the reservation's marker, then the call's keys.
     pub(super) fn settle_keys(&self, id: &str, call: &[String]) -> Arc<[String]> {
         std::iter::once(self.keys.settled(id))
@@ -118,22 +110,36 @@ impl Inner {
             .collect()
     }
 
-    /// The arguments of acquire.lua: the id, the TTL, and every number of the call packed in one
-    /// argument.
-    pub(super) fn acquire_args(&self, id: &str, scopes: &[ScopeRef], cost: Cost) -> Vec<Arg> {
+    /// The admission script's command: the call's keys, its reservation id, the reservation TTL
+    /// in µs, and every number of the call packed in one argument of little-endian doubles (`n`,
+    /// then per scope its concurrency cap (0: none), its number of buckets, and per bucket its id,
+    /// rate, charge and room), written straight into the command.
+    pub(super) fn acquire_cmd(&self, id: &str, call: &Prepared, cost: Cost) -> redis::Cmd {
         let ttl = u64::try_from(self.settings.ttl.as_micros()).unwrap_or(u64::MAX);
-        let mut packed = vec![scopes.len() as f64];
-        for s in scopes {
+        let buckets: usize = call.scopes.iter().map(|s| s.limits.gcras().len()).sum();
+        let packed = 8 * (1 + 2 * call.scopes.len() + 4 * buckets);
+        let mut cmd = evalsha(&self.scripts.acquire, &call.keys, 3, id.len() + 20 + packed);
+        cmd.arg(id).arg(Arg::from(ttl));
+        let mut out = cmd.writer_for_next_arg();
+        // Every number is below 2^53: exact as a double. (Writing to a `Vec` cannot fail.)
+        let mut put = |v: u64| {
+            let _ = out.write_all(&(v as f64).to_le_bytes());
+        };
+        put(call.scopes.len() as u64);
+        for s in call.scopes.iter() {
             let gcras = s.limits.gcras();
-            packed.push(s.limits.concurrency().unwrap_or(0) as f64);
-            packed.push(gcras.len() as f64);
+            put(s.limits.concurrency().unwrap_or(0));
+            put(gcras.len() as u64);
             for g in gcras {
                 let b = Bucket::new(g);
                 let n = cost.amount(g.dimension());
-                packed.extend([b.id(), b.rate(), b.charge_us(n), b.room_us(n)].map(|v| v as f64));
+                for v in [b.id(), b.rate(), b.charge_us(n), b.room_us(n)] {
+                    put(v);
+                }
             }
         }
-        vec![Arg::Str(id.to_owned()), ttl.into(), Arg::doubles(packed)]
+        drop(out);
+        cmd
     }
 
     /// The arguments of settle.lua; `None` for `cost` releases the reservation without
@@ -178,7 +184,7 @@ impl Inner {
     pub(super) async fn acquire_remote(
         self: Arc<Self>,
         now: Nanos,
-        scopes: Vec<ScopeRef>,
+        call: Arc<Prepared>,
         cost: Cost,
     ) -> Result<Decision<RedisReservation>, StoreError> {
         let id = format!(
@@ -186,40 +192,30 @@ impl Inner {
             self.client,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
-        let keys = self.call_keys(&scopes);
-        let args = self.acquire_args(&id, &scopes, cost);
+        let cmd = self.acquire_cmd(&id, &call, cost);
         // Until the reply is read, the script may have admitted the call without anyone to settle
         // it (the future was dropped, the reply lost): then the reservation is released.
         let mut unsettled = Unsettled {
             inner: &self,
             id: &id,
-            keys: &keys,
-            scopes: &scopes,
+            call: &call,
             armed: true,
         };
-        let reply = self
-            .invoke::<Vec<i64>>(&self.scripts.acquire, &keys, &args)
-            .await;
+        let reply = self.run::<Vec<i64>>(&self.scripts.acquire, &cmd).await;
         match reply {
             Ok(reply) => {
                 self.health.succeeded();
                 unsettled.armed = false;
                 drop(unsettled);
-                let decision = self.decided(&reply, &scopes)?;
+                let decision = self.decided(&reply, &call.scopes)?;
                 Ok(match decision {
                     Some(wait) => wait,
                     None => {
-                        let flights = scopes
-                            .iter()
-                            .filter(|s| s.limits.concurrency().is_some())
-                            .map(|s| self.keys.in_flight(s))
-                            .collect();
-                        let beat = self.beat_for(&id, flights);
+                        let beat = self.beat_for(&id, call.flights());
                         Decision::Admitted(RedisReservation {
                             held: Held::Redis {
                                 id,
-                                keys,
-                                scopes,
+                                call,
                                 charged: cost,
                                 at: reply.get(1).map_or(0, |&t| u64::try_from(t).unwrap_or(0)),
                                 _beat: beat,
@@ -233,7 +229,7 @@ impl Inner {
                 drop(unsettled);
                 let call = Acquire {
                     now,
-                    scopes: &scopes,
+                    scopes: &call.scopes,
                     cost,
                 };
                 self.away(&call, e)
@@ -277,18 +273,17 @@ impl Inner {
 struct Unsettled<'a> {
     inner: &'a Arc<Inner>,
     id: &'a str,
-    keys: &'a Arc<[String]>,
-    scopes: &'a [ScopeRef],
+    call: &'a Prepared,
     armed: bool,
 }
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let args = self.inner.settle_args(self.id, self.scopes, None);
+            let args = self.inner.settle_args(self.id, &self.call.scopes, None);
             self.inner.send(Op {
                 kind: OpKind::Settle,
-                keys: self.inner.settle_keys(self.id, self.keys),
+                keys: self.inner.settle_keys(self.id, &self.call.keys),
                 args,
                 give_up: Instant::now() + self.inner.settle_window(),
             });

@@ -54,7 +54,7 @@ enum Renewed {
 impl Inner {
     /// Beats for reservation `id`, which holds a slot in each of `flights`, until the returned
     /// [`Beat`] is dropped.
-    pub(super) fn beat_for(self: &Arc<Self>, id: &str, flights: Vec<String>) -> Beat {
+    pub(super) fn beat_for(self: &Arc<Self>, id: &str, flights: &[String]) -> Beat {
         if flights.is_empty() {
             return Beat {
                 inner: Weak::new(),
@@ -64,7 +64,7 @@ impl Inner {
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned(), flights);
+            .insert(id.to_owned(), flights.to_vec());
         if !self.beating.swap(true, Ordering::AcqRel) {
             self.runtime
                 .spawn(beat(Arc::downgrade(self), Renewed::Slots));

@@ -2,15 +2,18 @@
 
 mod adaptive;
 mod admit;
+mod handle;
 mod heartbeat;
 mod ledger;
 mod stats;
 mod writer;
 
 pub use admit::{AcquireFuture, RedisReservation};
+pub use handle::RedisHandle;
 pub use ledger::RedisLedger;
 
 use admit::Held;
+use handle::Prepared;
 use heartbeat::Renewal;
 use writer::{Op, OpKind};
 
@@ -208,11 +211,7 @@ impl RedisStore {
         settlement: Settlement,
     ) -> Result<Option<u64>, Error> {
         let Held::Redis {
-            id,
-            keys,
-            scopes,
-            charged,
-            ..
+            id, call, charged, ..
         } = reservation.held
         else {
             if let (Held::Local(r), Some(local)) = (reservation.held, &self.inner.local) {
@@ -221,8 +220,8 @@ impl RedisStore {
             return Ok(None);
         };
         let inner = &self.inner;
-        let args = inner.settle_args(&id, &scopes, Some((charged, settlement.actual)));
-        let keys = inner.settle_keys(&id, &keys);
+        let args = inner.settle_args(&id, &call.scopes, Some((charged, settlement.actual)));
+        let keys = inner.settle_keys(&id, &call.keys);
         match inner
             .invoke_settle::<Vec<i64>>(&inner.scripts.settle, &keys, &args)
             .await
@@ -258,12 +257,10 @@ impl RedisStore {
     }
 }
 
-impl Store for RedisStore {
-    type Reservation = RedisReservation;
-    type Handle = ();
-    type AcquireFuture = AcquireFuture;
-
-    fn acquire(&self, call: &Acquire<'_>) -> AcquireFuture {
+impl RedisStore {
+    /// Admits `call`, whose scopes and keys `prepared` gives, unless it never fits or Redis is
+    /// known to be away.
+    fn admit(&self, call: &Acquire<'_>, prepared: impl FnOnce() -> Arc<Prepared>) -> AcquireFuture {
         if let Some(n) = never_fits(call.scopes, call.cost) {
             return AcquireFuture::ready(Ok(Decision::Never(n)));
         }
@@ -271,13 +268,34 @@ impl Store for RedisStore {
         match inner.health.route() {
             Route::Away => AcquireFuture::ready(inner.away(call, Error::unavailable())),
             Route::Redis => AcquireFuture {
-                inner: Box::pin(inner.clone().acquire_remote(
-                    call.now,
-                    call.scopes.to_vec(),
-                    call.cost,
-                )),
+                inner: Box::pin(
+                    inner
+                        .clone()
+                        .acquire_remote(call.now, prepared(), call.cost),
+                ),
             },
         }
+    }
+}
+
+impl Store for RedisStore {
+    type Reservation = RedisReservation;
+    type Handle = RedisHandle;
+    type AcquireFuture = AcquireFuture;
+
+    fn acquire(&self, call: &Acquire<'_>) -> AcquireFuture {
+        self.admit(call, || {
+            Arc::new(Prepared::new(&self.inner.keys, call.scopes))
+        })
+    }
+
+    /// Names the keys of `scopes` once, for every call in them.
+    fn handle(&self, scopes: &[ScopeRef], _now: Nanos) -> RedisHandle {
+        RedisHandle::new(&self.inner.keys, scopes)
+    }
+
+    fn acquire_with(&self, handle: &RedisHandle, call: &Acquire<'_>) -> AcquireFuture {
+        self.admit(call, || handle.prepared(&self.inner.keys, call.scopes))
     }
 
     fn settle(&self, reservation: RedisReservation, settlement: Settlement) {
@@ -288,18 +306,14 @@ impl Store for RedisStore {
                 }
             }
             Held::Redis {
-                id,
-                keys,
-                scopes,
-                charged,
-                ..
+                id, call, charged, ..
             } => {
-                let args = self
-                    .inner
-                    .settle_args(&id, &scopes, Some((charged, settlement.actual)));
+                let args =
+                    self.inner
+                        .settle_args(&id, &call.scopes, Some((charged, settlement.actual)));
                 self.inner.send(Op {
                     kind: OpKind::Settle,
-                    keys: self.inner.settle_keys(&id, &keys),
+                    keys: self.inner.settle_keys(&id, &call.keys),
                     args,
                     give_up: Instant::now() + self.inner.settle_window(),
                 });

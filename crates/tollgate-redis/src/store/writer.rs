@@ -3,7 +3,7 @@
 
 use super::Inner;
 use crate::Error;
-use redis::{FromRedisValue, RedisWrite, Script, ToRedisArgs};
+use redis::{ErrorKind, FromRedisValue, RedisWrite, Script, ServerErrorKind, ToRedisArgs};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,19 @@ impl From<u64> for Arg {
     fn from(v: u64) -> Self {
         Arg::Int(i64::try_from(v).unwrap_or(i64::MAX))
     }
+}
+
+/// `EVALSHA <script> <keys>` with room for `args` more arguments of `bytes` bytes in all: a command
+/// written straight into one buffer (no list of encoded arguments first), to which the caller
+/// adds the arguments.
+pub(super) fn evalsha(script: &Script, keys: &[String], args: usize, bytes: usize) -> redis::Cmd {
+    let key_bytes: usize = keys.iter().map(String::len).sum();
+    let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args, 64 + key_bytes + bytes);
+    cmd.arg("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys);
+    cmd
 }
 
 /// A write sent in the background (settle, cooldown, header sync).
@@ -101,15 +114,31 @@ impl Inner {
         keys: &[String],
         args: &[Arg],
     ) -> Result<T, Error> {
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k);
-        }
+        let mut cmd = evalsha(script, keys, args.len(), 0);
         for a in args {
-            inv.arg(a);
+            cmd.arg(a);
         }
+        self.run(script, &cmd).await
+    }
+
+    /// Sends `cmd`, an `EVALSHA` of `script` (see [`evalsha`]), within the timeout; loads the
+    /// script first when Redis does not know it (a restarted or flushed server) and sends it again.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Error> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.settings.timeout, inv.invoke_async(&mut conn)).await {
+        let reply = async {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                reply => reply,
+            }
+        };
+        match tokio::time::timeout(self.settings.timeout, reply).await {
             Ok(Ok(v)) => Ok(v),
             // The connection's own response timeout is the same as ours.
             Ok(Err(e)) if e.is_timeout() => Err(Error::timeout(self.settings.timeout)),

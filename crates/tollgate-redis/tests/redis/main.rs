@@ -6,6 +6,9 @@
 //! * `processes`: several OS processes (this binary re-run as a child, see [`child_process`])
 //!   hammering one limit or one spend cap; a process killed while holding slots.
 //! * `faults`: Redis frozen or killed mid-run, and bad URLs.
+//! * `handle`: calls with the store's handle of their scopes (as the layer makes them) share the
+//!   keys of calls without one; a handle of older limits is not used; scripts the server forgot
+//!   are loaded again.
 //! * `lost_reply`: spend settles whose replies are lost (a proxy closes the connection after the
 //!   server carried them out): retried, their alerts fire once and their cost counts once.
 //! * `renewal`: reservations held longer than their TTL are renewed; those of a store dropped
@@ -15,6 +18,7 @@
 //!   tollgate-core's `BudgetState` over a random sequence.
 
 mod faults;
+mod handle;
 mod lost_reply;
 mod processes;
 mod proxy;
