@@ -108,6 +108,28 @@ impl Stranded {
     }
 }
 
+/// One scope of a call, as [`admit_atomic`] takes it: its limits and its state. A pair
+/// `(&CompiledScope, &AtomicScopeState)` is one; a store implements it for its own cell of a
+/// scope, so that a call reaches its scopes without collecting pairs.
+pub trait ScopeCell {
+    /// The scope's limits and its state.
+    fn parts(&self) -> (&CompiledScope, &AtomicScopeState);
+}
+
+impl ScopeCell for (&CompiledScope, &AtomicScopeState) {
+    #[inline]
+    fn parts(&self) -> (&CompiledScope, &AtomicScopeState) {
+        (self.0, self.1)
+    }
+}
+
+impl<T: ScopeCell + ?Sized> ScopeCell for std::sync::Arc<T> {
+    #[inline]
+    fn parts(&self) -> (&CompiledScope, &AtomicScopeState) {
+        (**self).parts()
+    }
+}
+
 impl AtomicScopeState {
     /// A live state holding `state`.
     pub fn new(state: &ScopeState) -> Self {
@@ -269,7 +291,7 @@ fn release_word(word: &AtomicU64) -> Result<(), ()> {
 pub fn admit_atomic(
     now: Nanos,
     cost: Cost,
-    scopes: &[(&CompiledScope, &AtomicScopeState)],
+    scopes: &[impl ScopeCell],
 ) -> Result<Admission, Retired> {
     // Each bucket's word is read once, checked, and charged by a compare-and-swap from the value
     // read. When another call changed a word in between, what was charged is taken back and the
@@ -302,13 +324,13 @@ type Read = SmallVec<[u64; 16]>;
 fn check_once(
     now: Nanos,
     cost: Cost,
-    scopes: &[(&CompiledScope, &AtomicScopeState)],
+    scopes: &[impl ScopeCell],
     read: &mut Read,
 ) -> Result<Option<Admission>, Result<Admission, Retired>> {
     let mut wait = Nanos::ZERO;
     let mut concurrency_blocked = false;
     let mut blocked = 0u64;
-    for (i, (limits, state)) in scopes.iter().enumerate() {
+    for (i, (limits, state)) in scopes.iter().map(ScopeCell::parts).enumerate() {
         for (g, tat) in limits.gcras().iter().zip(state.tats.iter()) {
             let n = cost.amount(g.dimension());
             if n > g.burst() {
@@ -362,11 +384,11 @@ fn check_once(
 fn charge_once(
     now: Nanos,
     cost: Cost,
-    scopes: &[(&CompiledScope, &AtomicScopeState)],
+    scopes: &[impl ScopeCell],
     read: &Read,
 ) -> Result<bool, Retired> {
     let mut read = read.iter();
-    for (i, (limits, state)) in scopes.iter().enumerate() {
+    for (i, (limits, state)) in scopes.iter().map(ScopeCell::parts).enumerate() {
         for (j, (g, tat)) in limits.gcras().iter().zip(state.tats.iter()).enumerate() {
             let Some(&seen) = read.next() else {
                 return Ok(false);
@@ -385,7 +407,7 @@ fn charge_once(
             }
         }
     }
-    for (i, (limits, state)) in scopes.iter().enumerate() {
+    for (i, (limits, state)) in scopes.iter().map(ScopeCell::parts).enumerate() {
         let max = limits.concurrency().unwrap_or(LATEST);
         let mut full = false;
         let taken = update(&state.in_flight, |f| {
@@ -409,13 +431,18 @@ fn charge_once(
 #[cold]
 fn undo(
     cost: Cost,
-    scopes: &[(&CompiledScope, &AtomicScopeState)],
+    scopes: &[impl ScopeCell],
     scope: usize,
     bucket: usize,
     counted: usize,
 ) -> Vec<Stranded> {
     let mut stranded = Vec::new();
-    for (i, (limits, state)) in scopes.iter().enumerate().take(scope + 1) {
+    for (i, (limits, state)) in scopes
+        .iter()
+        .map(ScopeCell::parts)
+        .enumerate()
+        .take(scope + 1)
+    {
         let upto = if i < scope { usize::MAX } else { bucket };
         for (j, (g, tat)) in limits.gcras().iter().zip(state.tats.iter()).enumerate() {
             if j >= upto {
@@ -433,7 +460,12 @@ fn undo(
             }
         }
     }
-    for (i, (_, state)) in scopes.iter().enumerate().take(counted) {
+    for (i, (_, state)) in scopes
+        .iter()
+        .map(ScopeCell::parts)
+        .enumerate()
+        .take(counted)
+    {
         if release_word(&state.in_flight).is_err() {
             stranded.push(Stranded::Release { scope: i });
         }

@@ -53,7 +53,7 @@ mod scope;
 pub use adaptive::{AdaptiveRate, MeasuredRate};
 pub use aimd::AimdRate;
 pub use atomic::{
-    admit_atomic, release_atomic, settle_atomic, AtomicScopeState, Retired, Stranded,
+    admit_atomic, release_atomic, settle_atomic, AtomicScopeState, Retired, ScopeCell, Stranded,
 };
 pub use backoff::{Backoff, BackoffBuilder, BackoffState, Jitter, NextRetry};
 pub use budget::{

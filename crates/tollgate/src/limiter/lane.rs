@@ -160,6 +160,8 @@ struct SharedLanes<St: Store> {
 struct Lanes<St: Store> {
     generation: u64,
     lanes: HashMap<Scopes, Arc<Lane<St>>, foldhash::fast::RandomState>,
+    /// The same lanes by [`place`] of their keys (in a snapshot only; see [`place`]).
+    by_place: HashMap<u64, Arc<Lane<St>>, foldhash::fast::RandomState>,
 }
 
 impl<St: Store> Lanes<St> {
@@ -167,17 +169,39 @@ impl<St: Store> Lanes<St> {
         Lanes {
             generation,
             lanes: HashMap::default(),
+            by_place: HashMap::default(),
         }
     }
 
-    /// The lane of `keys`, if it is here and resolved at `generation`.
+    /// The lane of `keys`, if it is here and resolved at `generation`: found by where the keys'
+    /// strings are, without hashing them, when they are those the lane was resolved from (a
+    /// caller that keeps its keys); else by the keys' contents.
+    #[inline]
     fn get(&self, keys: &Scopes, generation: u64) -> Option<&Arc<Lane<St>>> {
-        if self.generation == generation {
-            self.lanes.get(keys)
-        } else {
-            None
+        if self.generation != generation {
+            return None;
+        }
+        match self.by_place.get(&place(keys)) {
+            Some(lane) if lane.keys == *keys => Some(lane),
+            _ => self.lanes.get(keys),
         }
     }
+}
+
+/// Where the strings of `keys` are in memory, mixed into one word: an index, not a hash of the
+/// contents. Keys that come back as the same allocations (static keys, or keys a caller made
+/// once and keeps, such as an agent's) find their lane by it without hashing a byte. Two key sets
+/// may share a place, and equal keys in other allocations have another: a lane found by place is
+/// used only when its keys equal the call's (the same allocations compare without reading them),
+/// and a miss looks the keys up by their contents. The lane's own keys keep their allocations
+/// alive while the lane is kept, so no other string can take their place meanwhile.
+#[inline]
+fn place(keys: &Scopes) -> u64 {
+    keys.iter().fold(0u64, |h, k| {
+        let s = k.as_str();
+        let at = s.as_ptr() as usize as u64 ^ (s.len() as u64).rotate_right(8);
+        (h.rotate_left(23) ^ at).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    })
 }
 
 impl<St: Store> SharedLanes<St> {
@@ -235,9 +259,13 @@ impl<St: Store> SharedLanes<St> {
             HashMap::default()
         };
         lanes.extend(recent.lanes.drain());
+        let by_place = (lanes.values())
+            .map(|lane| (place(&lane.keys), lane.clone()))
+            .collect();
         self.snapshot.store(Arc::new(Lanes {
             generation: recent.generation,
             lanes,
+            by_place,
         }));
     }
 }
@@ -373,6 +401,37 @@ mod tests {
         let (in_snapshot, recent) = kept(&cache);
         assert_eq!((in_snapshot.len(), recent), (2 + MIN_RECENT, 0));
         assert!(in_snapshot.contains(&"agent:99".to_owned()));
+    }
+
+    /// Keys that come back as the same allocations find their lane by place; equal keys in other
+    /// allocations find it by contents; a lane at the place of other keys is never taken.
+    #[test]
+    fn lanes_are_found_by_place_only_for_their_own_keys() {
+        let layer = ThrottleLayer::builder().build().expect("valid");
+        let limiter = layer.limiter().shared().clone();
+        let mut cache = LaneCache::new();
+        let kept = agent(0);
+        let first = cache.get(&limiter, kept.clone()).expect("resolves");
+        let other = cache.get(&limiter, agent(1)).expect("resolves");
+        cache.get(&limiter, kept.clone()).expect("resolves");
+        let snapshot = cache.shared.snapshot.load();
+        let generation = snapshot.generation;
+        let by_place = snapshot.by_place.get(&place(&kept)).expect("published");
+        assert!(Arc::ptr_eq(by_place, &first));
+        let again = agent(0);
+        assert_ne!(
+            place(&again),
+            place(&kept),
+            "other allocations, another place"
+        );
+        let found = snapshot.get(&again, generation).expect("found by contents");
+        assert!(Arc::ptr_eq(found, &first));
+        // Another key set's lane at the keys' place (as two places may collide) is not taken.
+        let mut lanes = Lanes::empty(generation);
+        lanes.lanes.insert(kept.clone(), first.clone());
+        lanes.by_place.insert(place(&kept), other.clone());
+        let found = lanes.get(&kept, generation).expect("found by contents");
+        assert!(Arc::ptr_eq(found, &first));
     }
 
     #[test]

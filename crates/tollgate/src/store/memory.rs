@@ -16,7 +16,7 @@ use std::future::{ready, Ready};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_core::{
     admit_atomic, release_atomic, settle_atomic, Admission, AtomicScopeState, CompiledScope, Cost,
-    Dimension, Nanos, Retired, Stranded,
+    Dimension, Nanos, Retired, ScopeCell, Stranded,
 };
 
 /// The default store: every scope's buckets in this process. Admission and settle through a
@@ -48,11 +48,11 @@ pub struct MemoryReservation {
     charged: Cost,
 }
 
-/// The pairs the core's lock-free functions take, for the cells of one call.
-type Pairs<'a> = SmallVec<[(&'a CompiledScope, &'a AtomicScopeState); 4]>;
-
-fn pairs<'a>(cells: impl IntoIterator<Item = &'a Arc<Cell>>) -> Pairs<'a> {
-    cells.into_iter().map(|c| (&*c.limits, &c.state)).collect()
+impl ScopeCell for Cell {
+    #[inline]
+    fn parts(&self) -> (&CompiledScope, &AtomicScopeState) {
+        (&self.limits, &self.state)
+    }
 }
 
 impl MemoryStore {
@@ -136,7 +136,7 @@ impl MemoryStore {
             .iter()
             .map(|s| Self::current(&mut table, s, call.now))
             .collect();
-        let admission = admit_atomic(call.now, call.cost, &pairs(&cells));
+        let admission = admit_atomic(call.now, call.cost, &cells);
         match admission {
             Ok(admission) => admission,
             // Cells are retired only under the lock, held here, so this does not happen; were it
@@ -180,11 +180,7 @@ impl MemoryStore {
         if !fits {
             return Self::decision(call, self.acquire_locked(call));
         }
-        let answer = match &handle.cells[..] {
-            // One scope (the common case): nothing to collect.
-            [one] => admit_atomic(call.now, call.cost, &[(&*one.limits, &one.state)]),
-            many => admit_atomic(call.now, call.cost, &pairs(many)),
-        };
+        let answer = admit_atomic(call.now, call.cost, &handle.cells);
         let admission = match answer {
             Ok(admission) => admission,
             Err(Retired { stranded }) => {
