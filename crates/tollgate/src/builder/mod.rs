@@ -11,7 +11,7 @@ use crate::spend::{CallLog, Replay};
 use crate::{OnFailure, Priority, ScopeKey, ScopeLimits, UnknownScopes};
 use std::time::Duration;
 
-/// Builds a [`ThrottleLayer`]. Every setter has a default; `build()` checks every rule at once.
+/// Builds a [`ThrottleLayer`](crate::ThrottleLayer). Every setter has a default; `build()` checks every rule at once.
 ///
 /// | setting | default |
 /// |---|---|
@@ -259,7 +259,7 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     ///
     /// Idle keys are looked for each time many new keys have been added (at least 1,024 and a
     /// quarter of the keys of patterns), so a key may stay somewhat longer than this. A store
-    /// that cannot forget a scope ([`Store::evict`]) keeps every key.
+    /// that cannot forget a scope ([`Store::evict`](crate::Store::evict)) keeps every key.
     ///
     /// ```
     /// # use tollgate::ThrottleLayer;

@@ -67,7 +67,7 @@ impl<St> Limiter<St> {
 impl<St: Store> Limiter<St> {
     /// Pauses every call of the scope `key` (an exact key, budgeted or not) until
     /// [`resume`](Limiter::resume): new calls are refused or held as the layer's
-    /// [`OnCap`] says; calls already admitted go on. Needs the money side of the layer (a budget,
+    /// [`OnCap`](crate::spend::OnCap) says; calls already admitted go on. Needs the money side of the layer (a budget,
     /// a price table or a call log); returns `false` without one.
     ///
     /// ```
