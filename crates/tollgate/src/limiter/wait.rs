@@ -33,18 +33,22 @@ use tollgate_core::Nanos;
 
 /// Admits a call of `cost` in `lane` now, if it can go at once: nothing queued, limits unchanged
 /// since the lane was resolved, a store that decides in this process, and room in every bucket
-/// and under every cap. Otherwise hands the lane back, and the call waits (its first poll asks
-/// the store again). Only for a call without an account (the money side waits in [`Waiting`]).
+/// and under every cap. Otherwise hands the lane back, with the store's refusal when it was asked
+/// ([`Asked`]), and the call waits. Only for a call without an account (the money side waits in
+/// [`Waiting`]).
 #[inline]
 pub(crate) fn admit_at_once<St: Store>(
     lane: Arc<Lane<St>>,
     cost: Cost,
-) -> Result<Admitted<St>, Arc<Lane<St>>> {
+) -> Result<Admitted<St>, (Arc<Lane<St>>, Option<Asked<St>>)> {
     let shared = &lane.shared;
     if !shared.waiters.is_empty() || lane.scopes.is_empty() || !lane.is_current() {
-        return Err(lane);
+        return Err((lane, None));
     }
-    let at = shared.clock.nanos(clock::now());
+    // Read before the store is asked (see `crate::wake`): the refusal goes on to the queue.
+    let seen = shared.waiters.seen();
+    let now = clock::now();
+    let at = shared.clock.nanos(now);
     let acquire = Acquire {
         now: at,
         scopes: &lane.scopes,
@@ -57,8 +61,29 @@ pub(crate) fn admit_at_once<St: Store>(
             }
             Ok(Admitted::new(lane, cost, at, Some(reservation), None))
         }
-        _ => Err(lane),
+        Some(Ok(decision)) => {
+            let asked = Asked {
+                seen,
+                at,
+                now,
+                decision,
+            };
+            Err((lane, Some(asked)))
+        }
+        _ => Err((lane, None)),
     }
+}
+
+/// A store's refusal of a call asked at once: the call's first poll acts on it as on an answer
+/// that just came back, instead of asking again.
+pub(crate) struct Asked<St: Store> {
+    /// The give-backs seen before the store was asked.
+    seen: Seen,
+    /// When it was asked, in the layer's time and as an instant.
+    at: Nanos,
+    now: Instant,
+    /// A wait or a call that never fits.
+    decision: Decision<St::Reservation>,
 }
 
 /// A call waiting for admission. Dropped while it waits, it leaves the queue and lets the next
@@ -91,6 +116,8 @@ struct Place<St: Store> {
     seen: Seen,
     /// The answer of a store in another process, while it comes.
     pending: Option<Box<St::AcquireFuture>>,
+    /// The store's answer when the call was made, not acted on yet.
+    decided: Option<Decision<St::Reservation>>,
     /// Allocated only once the call has to wait.
     sleep: Option<Pin<Box<Sleep>>>,
     /// The layer's time of the last request to the store (zero before the first).
@@ -106,13 +133,19 @@ enum Turn {
 }
 
 impl<St: Store> Waiting<St> {
-    /// A call in `lane` with the estimate `cost`.
+    /// A call in `lane` with the estimate `cost`; `asked` is the store's refusal if it was asked
+    /// already.
     pub(crate) fn new(
         lane: Arc<Lane<St>>,
         cost: Cost,
         priority: Priority,
         account: Option<Box<Account>>,
+        asked: Option<Asked<St>>,
     ) -> Self {
+        let (arrived, seen, asked_at, decided) = match asked {
+            Some(a) => (Some(a.now), a.seen, a.at, Some(a.decision)),
+            None => (None, Seen::default(), Nanos::ZERO, None),
+        };
         Waiting {
             call: Some(Call {
                 lane,
@@ -122,12 +155,13 @@ impl<St: Store> Waiting<St> {
             }),
             place: Place {
                 id: 0,
-                arrived: None,
+                arrived,
                 enqueued: false,
-                seen: Seen::default(),
+                seen,
                 pending: None,
+                decided,
                 sleep: None,
-                asked_at: Nanos::ZERO,
+                asked_at,
             },
         }
     }
@@ -221,6 +255,9 @@ impl<St: Store> Place<St> {
             let decision = ready!(Pin::new(&mut **fut).poll(cx));
             self.pending = None;
             return self.on_decision(call, cx, now, decision);
+        }
+        if let Some(decision) = self.decided.take() {
+            return self.on_decision(call, cx, now, Ok(decision));
         }
         self.arrived.get_or_insert(now);
         let deadline = self.deadline(call);

@@ -117,15 +117,15 @@ where
                 return ResponseFuture::failed(e, after);
             }
         };
-        let lane = match account {
+        let (lane, asked) = match account {
             // A call that can go at once goes now, into the service made ready by `poll_ready`.
             None => match admit_at_once(lane, cost) {
                 Ok(call) => return ResponseFuture::calling(self.inner.call(req), call, after),
-                Err(lane) => lane,
+                Err(refused) => refused,
             },
-            Some(_) => lane,
+            Some(_) => (lane, None),
         };
-        let waiting = Waiting::new(lane, cost, priority, account);
+        let waiting = Waiting::new(lane, cost, priority, account, asked);
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::waiting(waiting, ready, req, after)
