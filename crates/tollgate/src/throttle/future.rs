@@ -34,8 +34,7 @@ pin_project! {
         St: Store,
     {
         Failed { error: Option<ThrottleError> },
-        // Boxed: only a call that waits pays for the room its wait takes.
-        Waiting { waiting: Box<Waiting<St>>, svc: Option<S>, req: Option<Req> },
+        Waiting { waiting: Waiting<St>, svc: Option<S>, req: Option<Req> },
         // The admitted call is `None` once settled or handed out as a permit.
         Calling { #[pin] fut: S::Future, call: Option<Admitted<St>> },
         Done,
@@ -57,7 +56,7 @@ where
     pub(crate) fn waiting(waiting: Waiting<St>, svc: S, req: Req, after: After<U, C>) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                waiting: Box::new(waiting),
+                waiting,
                 svc: Some(svc),
                 req: Some(req),
             },
