@@ -12,9 +12,10 @@ use tower_service::Service;
 ///
 /// `call` reads the request's scopes, priority and estimated cost. A call that can go at once
 /// (nothing queued, room in every bucket and under every cap, no money to reserve) is admitted
-/// there and then, and the inner service made ready by `poll_ready` is called; any other call's
-/// future waits its turn in the queue from its first poll, then calls the inner service. Either
-/// way the future settles the charge from the response's usage. The inner service must be
+/// there and then, and the inner service made ready by `poll_ready` is called (its future, dropped
+/// before it is polled, is settled by the [`OnFailure`](crate::OnFailure) rule, as a call dropped
+/// in flight); any other call's future waits its turn in the queue from its first poll, then calls
+/// the inner service. Either way the future settles the charge from the response's usage. The inner service must be
 /// `Clone`: for a call that waits, the instance made ready by `poll_ready` goes into the future
 /// and a clone stays behind.
 ///
