@@ -651,3 +651,43 @@ async fn a_call_admitted_before_a_cap_was_set_wakes_the_calls_it_holds_up() {
     let e = log.entries();
     assert!(close(e[1].1, secs(5.0)), "{e:?}");
 }
+
+/// A call that can go at once is admitted when it is made: its slot is held before its future is
+/// polled, and dropping that future unpolled settles it by the failure rule (the request stays
+/// charged, the slot comes back), as a call dropped in flight. A call made while the slot is
+/// taken is admitted only from its first poll.
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_at_once_holds_its_slot_until_its_future_is_dropped() {
+    let layer = ThrottleLayer::builder()
+        .scope("global", rpm(600, 10).concurrency(1))
+        .build()
+        .expect("valid limits");
+    let limiter = layer.limiter().clone();
+    let mut svc = tower::Layer::layer(
+        &layer,
+        tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) }),
+    );
+    let first = svc.ready().await.expect("ready").call(());
+    let global = || limiter.scope_stats("global").expect("the scope");
+    assert_eq!((global().in_flight, global().admitted), (1, 1));
+    let second = svc.ready().await.expect("ready").call(());
+    assert_eq!(
+        (global().in_flight, global().admitted),
+        (1, 1),
+        "the cap holds it"
+    );
+    drop(first);
+    assert_eq!(global().in_flight, 0, "the dropped call gave its slot back");
+    let requests = global().buckets[0].available;
+    assert!(
+        (requests - 9.0).abs() < 0.01,
+        "the dropped call keeps its request: {requests}"
+    );
+    second.await.expect("admitted at its first poll");
+    assert_eq!((global().in_flight, global().admitted), (0, 2));
+    let requests = global().buckets[0].available;
+    assert!(
+        (requests - 8.0).abs() < 0.01,
+        "two requests charged: {requests}"
+    );
+}
