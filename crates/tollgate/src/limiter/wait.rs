@@ -40,7 +40,7 @@ use tollgate_core::Nanos;
 pub(crate) fn admit_at_once<St: Store>(
     lane: Arc<Lane<St>>,
     cost: Cost,
-) -> Result<Admitted<St>, (Arc<Lane<St>>, Option<Asked<St>>)> {
+) -> Result<Admitted<St>, Later<St>> {
     let shared = &lane.shared;
     if !shared.waiters.is_empty() || lane.scopes.is_empty() || !lane.is_current() {
         return Err((lane, None));
@@ -73,6 +73,9 @@ pub(crate) fn admit_at_once<St: Store>(
         _ => Err((lane, None)),
     }
 }
+
+/// A call that could not go at once: its lane back, with the store's refusal if it was asked.
+pub(crate) type Later<St> = (Arc<Lane<St>>, Option<Asked<St>>);
 
 /// A store's refusal of a call asked at once: the call's first poll acts on it as on an answer
 /// that just came back, instead of asking again.
