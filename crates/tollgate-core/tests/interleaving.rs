@@ -61,6 +61,32 @@ impl ScopeCell for Either<'_> {
     }
 }
 
+/// A new scope's state in atomics.
+fn fresh(limits: &CompiledScope) -> AtomicScopeState {
+    AtomicScopeState::new(&limits.new_state())
+}
+
+/// A call's two scopes: `a` plain, `b` admitting `other` at its `at`-th `parts`.
+fn interleaved<'a>(
+    a: (&'a CompiledScope, &'a AtomicScopeState),
+    b: (&'a CompiledScope, &'a AtomicScopeState),
+    at: u32,
+    other: Cost,
+    now: Nanos,
+) -> [Either<'a>; 2] {
+    [
+        Either::Plain(Plain(a.0, a.1)),
+        Either::Interfering(Interfering {
+            limits: b.0,
+            state: b.1,
+            seen: Cell::new(0),
+            at,
+            other,
+            now,
+        }),
+    ]
+}
+
 fn limits() -> CompiledScope {
     ScopeLimits::new()
         .limit(Limit::per_minute(Dimension::Requests, 100))
@@ -87,21 +113,8 @@ fn a_charge_overtaken_in_a_later_scope_is_taken_back_and_made_again() {
         Admission::Admitted
     );
     // The same, interleaved: b's second `parts` comes in the charge pass, after a was charged.
-    let (state_a, state_b) = (
-        AtomicScopeState::new(&a.new_state()),
-        AtomicScopeState::new(&b.new_state()),
-    );
-    let scopes = [
-        Either::Plain(Plain(&a, &state_a)),
-        Either::Interfering(Interfering {
-            limits: &b,
-            state: &state_b,
-            seen: Cell::new(0),
-            at: 2,
-            other,
-            now,
-        }),
-    ];
+    let (state_a, state_b) = (fresh(&a), fresh(&b));
+    let scopes = interleaved((&a, &state_a), (&b, &state_b), 2, other, now);
     assert_eq!(admit_atomic(now, call, &scopes), Ok(Admission::Admitted));
     let loaded: Vec<Option<ScopeState>> = vec![state_a.load(), state_b.load()];
     assert_eq!(loaded, vec![Some(ref_a), Some(ref_b)]);
@@ -133,21 +146,8 @@ fn a_slot_taken_in_between_leaves_nothing_charged() {
     );
     // Interleaved: b's third `parts` comes when the counts are taken, after every bucket was
     // charged and a's count was taken.
-    let (state_a, state_b) = (
-        AtomicScopeState::new(&a.new_state()),
-        AtomicScopeState::new(&b.new_state()),
-    );
-    let scopes = [
-        Either::Plain(Plain(&a, &state_a)),
-        Either::Interfering(Interfering {
-            limits: &b,
-            state: &state_b,
-            seen: Cell::new(0),
-            at: 3,
-            other: call,
-            now,
-        }),
-    ];
+    let (state_a, state_b) = (fresh(&a), fresh(&b));
+    let scopes = interleaved((&a, &state_a), (&b, &state_b), 3, call, now);
     assert_eq!(
         admit_atomic(now, call, &scopes),
         Ok(Admission::Wait {
