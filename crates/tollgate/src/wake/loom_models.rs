@@ -2,10 +2,11 @@
 //! interleaving of two or three threads (a bounded number of preemptions), with a model store (a
 //! concurrency cap on an atomic) in place of the real one.
 //!
-//! A model call takes the steps a ticket takes (`limiter.rs`, `Ticket::poll_acquire`): skip the
-//! queue when it is empty, else join it and wait for its turn; read [`Waiters::seen`]; ask the
-//! store; when refused, join the queue and [`Guard::block`], asking again at once if that says
-//! so. A call that sleeps and is never woken parks its loom thread for good, which loom reports
+//! A model call takes the steps a call takes in `limiter/wait.rs` (`admit_at_once`, then
+//! `Waiting::poll_acquire`, which acts on a refusal handed over from `admit_at_once` as on its
+//! own): skip the queue when it is empty, else join it and wait for its turn; read
+//! [`Waiters::seen`]; ask the store; when refused, join the queue and [`Guard::block`], asking
+//! again at once if that says so. A call that sleeps and is never woken parks its loom thread for good, which loom reports
 //! as a deadlock: a lost wake-up fails the model.
 //!
 //! ```text
