@@ -152,6 +152,56 @@ fn builder_valid_config_builds() {
     assert_eq!(global.concurrency, Some(32));
 }
 
+/// `validate` refuses what `build` refuses, with the same rule, and each rule is named for what it
+/// checks: an adaptive floor is a rate, a cooldown's cap below its base is not a zero duration.
+#[test]
+fn builder_validate_names_the_rule_that_build_refuses_with() {
+    use tollgate::feedback::Cooldown;
+    let secs = Duration::from_secs;
+    let cases = [
+        (
+            ThrottleLayer::builder()
+                .scope("global", rpm(60))
+                .adaptive(0.0),
+            Rule::RateOutOfRange,
+        ),
+        (
+            ThrottleLayer::builder()
+                .scope("global", rpm(60))
+                .adaptive(1.5),
+            Rule::RateOutOfRange,
+        ),
+        (
+            ThrottleLayer::builder().cooldown(Cooldown {
+                base: secs(10),
+                cap: secs(1),
+            }),
+            Rule::CapBelowBase,
+        ),
+        (
+            ThrottleLayer::builder().cooldown(Cooldown {
+                base: Duration::ZERO,
+                cap: secs(1),
+            }),
+            Rule::ZeroDuration,
+        ),
+        (
+            ThrottleLayer::builder().max_provider_delay(Duration::ZERO),
+            Rule::ZeroDuration,
+        ),
+    ];
+    for (builder, rule) in cases {
+        let checked = builder.validate().expect_err("validate refuses it");
+        assert_rule(&checked, rule, None);
+        assert_eq!(build_err(builder).to_string(), checked.to_string());
+    }
+    let valid = ThrottleLayer::builder()
+        .scope("global", rpm(60))
+        .adaptive(0.5);
+    assert!(valid.validate().is_ok());
+    assert!(valid.build().is_ok());
+}
+
 #[test]
 fn builder_zero_amount() {
     let err = scope_err("global", rpm(0));
