@@ -47,9 +47,7 @@ fn without_rate_limit_headers_the_adaptive_mode_learns_from_429s_alone() {
 }
 
 /// On every built-in scenario the adaptive mode has no more 429s than the layer without it, and
-/// uses the provider as fully, but for what the plain layer gains by pushing into 429s on a key
-/// whose limit it over-estimates (at most 1 point of utilization, on `shared-key` and
-/// `no-headers`, where it takes 5 % and 30 % 429s for them).
+/// uses the provider at least as fully.
 #[test]
 fn the_adaptive_mode_is_never_worse_than_the_layer_without_it() {
     for (name, _) in BUILT_IN {
@@ -64,13 +62,8 @@ fn the_adaptive_mode_is_never_worse_than_the_layer_without_it() {
             adaptive.rate_limited_rate,
             plain.rate_limited_rate
         );
-        let slack = if plain.rate_limited_rate > 0.01 {
-            0.015
-        } else {
-            0.0
-        };
         assert!(
-            adaptive.utilization >= plain.utilization - slack,
+            adaptive.utilization >= plain.utilization,
             "{name}: utilization {} < {}",
             adaptive.utilization,
             plain.utilization

@@ -69,6 +69,8 @@ struct Cut {
     at: Nanos,
     /// `W`: the rate at the throttle.
     max_rate: f64,
+    /// The rate right after it: `β·W`, or the refill measured between throttles.
+    start: f64,
 }
 
 impl AimdRate {
@@ -77,6 +79,10 @@ impl AimdRate {
     /// The time after a cut, as a fraction of `P`, in which further throttles cut no further
     /// (3 s for a per-minute limit): they answer calls sent at the old rate.
     pub const GRACE: f64 = 0.05;
+    /// The most of `W` a throttle keeps when the refill measured between throttles
+    /// ([`ThrottleRefill`](crate::ThrottleRefill)) is higher: every throttle cuts by at least
+    /// 5 %, so the rate still falls behind a provider whose throttles measure no refill.
+    pub const MAX_KEEP: f64 = 0.95;
 
     /// A rate that starts at `ceiling` (per second) and never leaves `[floor, ceiling]`, for a
     /// provider limit of period `period`.
@@ -123,8 +129,7 @@ impl AimdRate {
             None => self.ceiling,
             Some(c) => {
                 let dt = now.saturating_sub(c.at).as_duration().as_secs_f64();
-                (Self::BETA * c.max_rate + self.climb(c.max_rate) * dt)
-                    .clamp(self.floor, self.ceiling)
+                (c.start + self.climb(c.max_rate) * dt).clamp(self.floor, self.ceiling)
             }
         }
     }
@@ -150,6 +155,35 @@ impl AimdRate {
     /// # Ok::<(), tollgate_core::ConfigError>(())
     /// ```
     pub fn on_throttle(&mut self, now: Nanos, measured: Option<f64>) -> f64 {
+        self.on_throttle_with_refill(now, measured, None)
+    }
+
+    /// [`on_throttle`](Self::on_throttle), knowing `refill`: a lower bound of the rate the
+    /// provider really refills at, measured between its throttles
+    /// ([`ThrottleRefill`](crate::ThrottleRefill)). The rate restarts at that bound instead of
+    /// `β·W` when it is higher, but never above [`MAX_KEEP`](Self::MAX_KEEP)` · W`, and climbs as
+    /// after any cut.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_core::{AimdRate, Nanos};
+    ///
+    /// let mut rate = AimdRate::new(2.0, 0.1, Duration::from_secs(60))?;
+    /// // Throttled at 1.2 a second, the provider measured to refill at least 1.15: restart there.
+    /// assert_eq!(rate.on_throttle_with_refill(Nanos::from_secs(100), Some(1.2), Some(1.15)), 1.14);
+    /// // A measured refill at or above W still cuts by 5 %.
+    /// let later = Nanos::from_secs(500);
+    /// let w = rate.rate(later);
+    /// let after = rate.on_throttle_with_refill(later, None, Some(10.0));
+    /// assert!((after - 0.95 * w).abs() < 1e-12);
+    /// # Ok::<(), tollgate_core::ConfigError>(())
+    /// ```
+    pub fn on_throttle_with_refill(
+        &mut self,
+        now: Nanos,
+        measured: Option<f64>,
+        refill: Option<f64>,
+    ) -> f64 {
         if let Some(c) = self.cut {
             let since = now.saturating_sub(c.at).as_duration().as_secs_f64();
             if since < Self::GRACE * self.period {
@@ -162,9 +196,14 @@ impl AimdRate {
             _ => current,
         }
         .clamp(self.floor, self.ceiling);
+        let start = match refill {
+            Some(r) if r.is_finite() => r.min(Self::MAX_KEEP * w).max(Self::BETA * w),
+            _ => Self::BETA * w,
+        };
         self.cut = Some(Cut {
             at: now,
             max_rate: w,
+            start,
         });
         self.rate(now)
     }
@@ -189,9 +228,11 @@ impl AimdRate {
     pub fn adopt(&mut self, at: Nanos, max_rate: f64, now: Nanos) -> f64 {
         let newer = self.cut.is_none_or(|c| at > c.at);
         if newer && max_rate.is_finite() && max_rate >= 0.0 {
+            let w = max_rate.clamp(self.floor, self.ceiling);
             self.cut = Some(Cut {
                 at,
-                max_rate: max_rate.clamp(self.floor, self.ceiling),
+                max_rate: w,
+                start: Self::BETA * w,
             });
         }
         self.rate(now)

@@ -49,6 +49,7 @@ mod nanos;
 mod refill;
 mod retry_budget;
 mod scope;
+mod throttled;
 
 pub use adaptive::{AdaptiveRate, MeasuredRate};
 pub use aimd::AimdRate;
@@ -71,3 +72,4 @@ pub use retry_budget::{RetryBudget, RetryBudgetBuilder, RetryKind};
 pub use scope::{
     admit, release, settle, Admission, CompiledScope, NeverFits, ScopeLimits, ScopeState,
 };
+pub use throttled::ThrottleRefill;

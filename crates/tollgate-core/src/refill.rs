@@ -19,11 +19,16 @@ use std::time::Duration;
 ///
 /// The estimate keeps the bounds of the last [`SAMPLES`](Self::SAMPLES) answers. Once it has at
 /// least [`MIN_SAMPLES`](Self::MIN_SAMPLES) and they agree (the largest lower bound is within
-/// [`TOLERANCE`](Self::TOLERANCE) of the smallest upper bound), the rate is the middle of the
-/// two: off the truth by at most half the width of what the answers allow. Answers from a provider of another model (a fixed window,
-/// where `r / (P − reset)` is what remains over the time elapsed in the window) disagree, and so
-/// do answers from before and after a change of the real rate: the estimate is not trusted until
-/// the samples agree again.
+/// [`TOLERANCE`](Self::TOLERANCE) of the smallest upper bound), the estimate is trusted, and from
+/// then on every answer that agrees with it narrows it further (their intersection), however old
+/// the answers that narrowed it: a bucket that is nearly empty, as it is under a client that uses
+/// all it may, reports `r` of 0 or 1 and bounds the rate only loosely, so the tight bounds of
+/// fuller moments must not be forgotten. The rate is the middle of the bounds: off the truth by
+/// at most half the width of what the answers allow. An answer that disagrees with the trusted
+/// bounds drops them for those of the last answers, so answers from before and after a change of
+/// the real rate disagree and the estimate is not trusted until the samples agree again; so do
+/// answers from a provider of another model (a fixed window, where `r / (P − reset)` is what
+/// remains over the time elapsed in the window).
 ///
 /// ```
 /// use std::time::Duration;
@@ -47,6 +52,9 @@ pub struct RefillEstimate {
     bounds: [(f64, f64); RefillEstimate::SAMPLES],
     len: usize,
     next: usize,
+    /// The trusted bounds: those of the last answers once they agreed, narrowed by every answer
+    /// since that agreed with them.
+    agreed: Option<(f64, f64)>,
 }
 
 impl RefillEstimate {
@@ -64,6 +72,7 @@ impl RefillEstimate {
             bounds: [(0.0, 0.0); RefillEstimate::SAMPLES],
             len: 0,
             next: 0,
+            agreed: None,
         }
     }
 
@@ -89,7 +98,22 @@ impl RefillEstimate {
         self.bounds[self.next] = bounds;
         self.next = (self.next + 1) % Self::SAMPLES;
         self.len = (self.len + 1).min(Self::SAMPLES);
+        self.agreed = match self.agreed {
+            Some(trusted) => agreeing(trusted, bounds).or_else(|| self.recent()),
+            None => self.recent(),
+        };
         Some(bounds)
+    }
+
+    /// The bounds the last answers agree on, if they are enough.
+    fn recent(&self) -> Option<(f64, f64)> {
+        if self.len < Self::MIN_SAMPLES {
+            return None;
+        }
+        self.bounds[..self.len]
+            .iter()
+            .try_fold((0.0, f64::INFINITY), |a, &b| agreeing(a, b))
+            .filter(|&(lower, _)| lower > 0.0)
     }
 
     /// The estimate, per second, once trusted: the middle of the largest lower bound and the
@@ -113,14 +137,19 @@ impl RefillEstimate {
     /// assert_eq!(e.bounds(), Some((1.0, 1.1)));
     /// ```
     pub fn bounds(&self) -> Option<(f64, f64)> {
-        if self.len < Self::MIN_SAMPLES {
-            return None;
-        }
-        let kept = &self.bounds[..self.len];
-        let lower = kept.iter().map(|b| b.0).fold(0.0, f64::max);
-        let upper = kept.iter().map(|b| b.1).fold(f64::INFINITY, f64::min);
-        (lower > 0.0 && lower <= upper * (1.0 + Self::TOLERANCE)).then(|| (lower, upper.max(lower)))
+        // Samples that only just agree (lower above upper within the tolerance): both at the
+        // lower.
+        self.agreed.map(|(lower, upper)| (lower, upper.max(lower)))
     }
+}
+
+/// The intersection of two bounds of a rate (the largest lower, the smallest upper, kept as they
+/// are so that the tolerance never compounds), if they agree within
+/// [`TOLERANCE`](RefillEstimate::TOLERANCE).
+fn agreeing(a: (f64, f64), b: (f64, f64)) -> Option<(f64, f64)> {
+    let lower = a.0.max(b.0);
+    let upper = a.1.min(b.1);
+    (lower <= upper * (1.0 + RefillEstimate::TOLERANCE)).then_some((lower, upper))
 }
 
 #[cfg(test)]

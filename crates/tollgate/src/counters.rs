@@ -19,12 +19,20 @@ pub(crate) struct ScopeCounters {
 }
 
 impl ScopeCounters {
+    /// Counts a call admitted (after `waited` in the queue, if it queued); returns the calls
+    /// admitted so far, this one included: the call's place in the scope's admissions.
     #[inline]
-    pub(crate) fn admitted(&self, waited: Option<Duration>) {
-        self.admitted.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn admitted(&self, waited: Option<Duration>) -> u64 {
+        let n = self.admitted.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(w) = waited {
             self.waited(w);
         }
+        n
+    }
+
+    /// The calls admitted so far.
+    pub(crate) fn admitted_so_far(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
     }
 
     /// Keeps the wait of a call that queued, among the latest [`WAIT_SAMPLES`].

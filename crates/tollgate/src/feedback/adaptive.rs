@@ -7,14 +7,16 @@
 //!   it really refills at for this client ([`RefillEstimate`]: `ρ = remaining / (P − reset)`
 //!   for a bucket of one period `P`'s worth); once the samples agree, the limit is scaled to it;
 //! * **throttles**: a rate-limited or overloaded answer cuts the rate to 0.7 of itself, which then
-//!   climbs back
-//!   linearly in the provider's own period ([`AimdRate`], whose documentation derives its
-//!   constants); this alone learns a limit from a provider that reports nothing.
+//!   climbs back linearly in the provider's own period ([`AimdRate`], whose documentation derives
+//!   its constants); this alone learns a limit from a provider that reports nothing. Once two
+//!   rate-limited answers are apart, the requests that went through between them measure the
+//!   rate the provider really refills at ([`ThrottleRefill`]), and a cut restarts from that
+//!   instead of 0.7 of the rate (but from at most 0.95 of it).
 
 use crate::feedback::ProviderLimit;
 use crate::{ConfigError, Dimension, ScopeLimits};
 use std::time::Duration;
-use tollgate_core::{AimdRate, Nanos, RefillEstimate};
+use tollgate_core::{AimdRate, Nanos, RefillEstimate, ThrottleRefill};
 
 /// The refill estimate of one configured limit.
 #[derive(Debug)]
@@ -43,6 +45,8 @@ pub(crate) struct Adaptive {
     pub(crate) factor: f64,
     /// Per configured limit, the rate its answers report.
     learnt: Vec<Learnt>,
+    /// The request rate measured between rate-limited answers.
+    throttles: ThrottleRefill,
 }
 
 impl Adaptive {
@@ -79,6 +83,7 @@ impl Adaptive {
             ceiling,
             factor: 1.0,
             learnt,
+            throttles: ThrottleRefill::new(),
         })
     }
 
@@ -123,18 +128,61 @@ impl Adaptive {
         }
     }
 
-    /// The factor the answers allow: the smallest of learnt rate ÷ configured rate over the
-    /// limits whose estimate is trusted, at most 1. A limit whose answers allow its configured
-    /// rate (within their bounds) keeps it: rounding does not lower a limit that is right.
-    fn reported_factor(&self) -> f64 {
+    /// Takes a rate-limited answer to the call of `place` among the provider scope's admissions
+    /// (0: not counted there), admitted at `at`: returns the request rate, per second, that the
+    /// provider refilled at since the earliest kept throttle (the middle of its bounds), when
+    /// the adaptive rate counts requests.
+    pub(crate) fn throttled(&mut self, place: u64, at: Nanos) -> Option<f64> {
+        if place == 0 {
+            return None;
+        }
+        let (lower, upper) = self.throttles.observe(place, at)?;
+        (self.dimension == Dimension::Requests).then_some((lower + upper) / 2.0)
+    }
+
+    /// The slowest rate, per second, at which the answers allow that the provider refills
+    /// requests for this client (the lower bound of the request limit's estimate), once it is
+    /// trusted.
+    pub(crate) fn request_rate_floor(&self) -> Option<f64> {
+        self.learnt
+            .iter()
+            .filter(|x| x.dimension == Dimension::Requests)
+            .min_by_key(|x| x.period)
+            .and_then(|x| x.estimate.bounds())
+            .map(|(lower, _)| lower)
+    }
+
+    /// The smallest of learnt rate ÷ configured rate over the limits whose estimate is trusted,
+    /// each rate read from its estimate's bounds by `pick`, at most 1; `None` while no estimate
+    /// is trusted. A limit whose answers allow its configured rate (within their bounds) keeps
+    /// it: rounding does not lower a limit that is right.
+    fn reported(&self, pick: impl Fn(f64, f64) -> f64) -> Option<f64> {
         self.learnt
             .iter()
             .filter_map(|x| {
                 let (lower, upper) = x.estimate.bounds()?;
                 let per_second = x.amount / x.period.as_secs_f64();
-                (upper < per_second).then(|| (lower + upper) / 2.0 / per_second)
+                Some(if upper < per_second {
+                    pick(lower, upper) / per_second
+                } else {
+                    1.0
+                })
             })
-            .fold(1.0, f64::min)
+            .reduce(f64::min)
+    }
+
+    /// The factor the answers allow, from the upper bounds of their estimates: the local buckets
+    /// may refill a little faster than the provider's, since header sync holds them to what it
+    /// reports, but not slower, which would lose for good what the bounds' width withholds (a
+    /// sync never raises a bucket).
+    fn reported_factor(&self) -> f64 {
+        self.reported(|_, upper| upper).unwrap_or(1.0)
+    }
+
+    /// The rate, per second, that the answers guarantee the provider scope (the lower bounds of
+    /// their estimates), once one is trusted: a throttle cuts to no less.
+    pub(crate) fn reported_floor(&self) -> Option<f64> {
+        self.reported(|lower, _| lower).map(|f| f * self.ceiling)
     }
 
     /// The rate the client was really allowed at `now`, per second: the stricter of the throttle

@@ -22,7 +22,7 @@ mod react;
 
 #[cfg(feature = "http")]
 pub use headers::{parse_go_duration, retry_delay, HttpClassifier, ProviderHeaders};
-pub(crate) use react::{pause, react};
+pub(crate) use react::{pause, react, Admission};
 
 use crate::Dimension;
 use smallvec::SmallVec;

@@ -7,21 +7,30 @@ use super::{Feedback, Outcome};
 use crate::bounds;
 use crate::clock;
 use crate::limiter::{Lane, Shared};
-use crate::store::RateCut;
+use crate::store::{RateCut, ReportedSince};
 use crate::{ScopeKey, ScopeRef, Store};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 use tollgate_core::Nanos;
 
-/// Acts on a call's feedback. `admitted` is when the call was admitted: the moment the provider's
-/// report describes.
+/// A call's admission, as the feedback on its answer needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admission {
+    /// When the call was admitted, in the layer's time: the moment the provider's report on its
+    /// answer describes.
+    pub(crate) at: Nanos,
+    /// Its place among the provider scope's admissions (0 when it was not in that scope).
+    pub(crate) place: u64,
+}
+
+/// Acts on the feedback on the answer to a call of `lane` admitted as `admitted`.
 #[inline]
 pub(crate) fn react<St: Store>(
     shared: &Shared<St>,
     feedback: &Feedback,
     lane: &Lane<St>,
-    admitted: Option<Nanos>,
+    admitted: Admission,
 ) {
     let Some(key) = &shared.settings.provider_scope else {
         return;
@@ -46,12 +55,12 @@ fn learn<St: Store>(
     key: &ScopeKey,
     success: bool,
     syncs: bool,
-    admitted: Option<Nanos>,
+    admitted: Admission,
 ) {
     // The provider scope as the call's lane has it (no registry lookup), else from the
     // registry. Limits older than the store's are ignored by it.
     let looked_up;
-    let scope = match lane.scopes.iter().find(|s| s.key == *key) {
+    let scope = match lane.provider.and_then(|i| lane.scopes.get(i)) {
         Some(scope) => scope,
         None => match shared.registry.get(key.as_str()) {
             Some(r) => {
@@ -63,7 +72,7 @@ fn learn<St: Store>(
     };
     let now = clock::now();
     let at = shared.clock.nanos(now);
-    let age = at.saturating_sub(admitted.unwrap_or(at));
+    let age = at.saturating_sub(admitted.at);
     if feedback.outcome.starts_cooldown() {
         let n = shared.consecutive_limited.fetch_add(1, Ordering::Relaxed) + 1;
         let delay = match feedback.outcome.retry_after() {
@@ -80,11 +89,20 @@ fn learn<St: Store>(
             shared.store.sync_remaining(scope, at, dimension, 0);
         }
         let mut max_rate = None;
+        let limited = matches!(feedback.outcome, Outcome::RateLimited { .. });
         adapt(shared, scope, at, |a| {
             a.observe(&feedback.limits, age);
             // `W` is no more than what the answers allowed.
             let allowed = a.allowed(at);
-            a.rate.on_throttle(at, Some(allowed));
+            // An overloaded provider's bucket need not be empty: only 429s measure the refill.
+            let throttled = limited
+                .then(|| a.throttled(admitted.place, admitted.at))
+                .flatten();
+            let refill = match (throttled, a.reported_floor()) {
+                (Some(t), Some(r)) => Some(t.max(r)),
+                (t, r) => t.or(r),
+            };
+            a.rate.on_throttle_with_refill(at, Some(allowed), refill);
             max_rate = a.rate.last_max_rate();
             a.factor_at(at)
         });
@@ -104,7 +122,45 @@ fn learn<St: Store>(
         });
     }
     if syncs {
-        shared.store.sync_reported(scope, at, &feedback.limits);
+        sync(shared, feedback, lane, scope, at, admitted);
+    }
+}
+
+/// Header sync: lowers the provider scope's buckets to what the answer reported, as read. In the
+/// adaptive mode, once the answers have told the slowest rate the provider may refill requests
+/// at, and when the call was counted in the provider scope (so the requests admitted there after
+/// it are known), the store may apply the requests' report as of the call's admission
+/// ([`Store::sync_reported_since`]): the bucket keeps what the provider refilled while the
+/// answer was on its way. Not before: the configured rate may be above the provider's.
+fn sync<St: Store>(
+    shared: &Shared<St>,
+    feedback: &Feedback,
+    lane: &Lane<St>,
+    scope: &ScopeRef,
+    now: Nanos,
+    admitted: Admission,
+) {
+    let floor = shared.adaptive.as_ref().and_then(|a| {
+        a.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .request_rate_floor()
+    });
+    let counted = lane
+        .provider
+        .and_then(|i| lane.counters.get(i))
+        .filter(|_| admitted.place > 0);
+    match (counted, floor.filter(|&r| r > 0.0)) {
+        (Some(counters), Some(rate)) => {
+            let since = ReportedSince {
+                admitted: admitted.at,
+                requests: counters.admitted_so_far().saturating_sub(admitted.place),
+                request_time: Nanos::from(Duration::from_secs_f64(1.0 / rate)),
+            };
+            shared
+                .store
+                .sync_reported_since(scope, now, since, &feedback.limits);
+        }
+        _ => shared.store.sync_reported(scope, now, &feedback.limits),
     }
 }
 

@@ -24,11 +24,27 @@ pub(crate) struct Lane<St: Store> {
     pub(crate) capped: bool,
     /// What the scopes' rate limits count, each once.
     pub(crate) dimensions: SmallVec<[Dimension; 4]>,
+    /// Where the provider scope is among `scopes`, if the lane has it.
+    pub(crate) provider: Option<usize>,
     /// The store's handle of the scopes.
     pub(crate) handle: St::Handle,
 }
 
 impl<St: Store> Lane<St> {
+    /// Counts a call admitted in the lane's scopes (after `waited` in the queue, if it queued);
+    /// returns its place among the provider scope's admissions (0 without that scope).
+    #[inline]
+    pub(crate) fn count_admitted(&self, waited: Option<std::time::Duration>) -> u64 {
+        let mut place = 0;
+        for (i, c) in self.counters.iter().enumerate() {
+            let n = c.admitted(waited);
+            if self.provider == Some(i) {
+                place = n;
+            }
+        }
+        place
+    }
+
     /// The lane of the scope keys `keys`: their scopes resolved against the registry now.
     ///
     /// # Errors
@@ -71,6 +87,11 @@ impl<St: Store> Lane<St> {
             handle: shared.store.handle(&scopes, shared.clock.elapsed()),
             capped: capped(&scopes),
             dimensions: dimensions(&scopes),
+            provider: shared
+                .settings
+                .provider_scope
+                .as_ref()
+                .and_then(|key| scopes.iter().position(|s| s.key == *key)),
             shared: shared.clone(),
             keys,
             generation,

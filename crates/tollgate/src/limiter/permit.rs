@@ -20,6 +20,9 @@ pub(crate) struct Admitted<St: Store> {
     pub(super) cost: Cost,
     /// When it was admitted, in the layer's time.
     pub(super) at: Nanos,
+    /// Its place among the provider scope's admissions (0 outside that scope): the calls
+    /// admitted there after it are those counted since.
+    pub(super) place: u64,
     /// What the store holds for it until it is settled.
     pub(super) reservation: Option<St::Reservation>,
     pub(super) account: Option<Box<Account>>,
@@ -30,6 +33,7 @@ impl<St: Store> Admitted<St> {
         lane: Arc<Lane<St>>,
         cost: Cost,
         at: Nanos,
+        place: u64,
         reservation: Option<St::Reservation>,
         account: Option<Box<Account>>,
     ) -> Self {
@@ -37,6 +41,7 @@ impl<St: Store> Admitted<St> {
             lane,
             cost,
             at,
+            place,
             reservation,
             account,
         }
@@ -54,7 +59,11 @@ impl<St: Store> Admitted<St> {
 
     /// Acts on the call's feedback (see [`crate::feedback`]).
     pub(crate) fn feedback(&self, feedback: &crate::feedback::Feedback) {
-        crate::feedback::react(&self.lane.shared, feedback, &self.lane, Some(self.at));
+        let admitted = crate::feedback::Admission {
+            at: self.at,
+            place: self.place,
+        };
+        crate::feedback::react(&self.lane.shared, feedback, &self.lane, admitted);
     }
 
     /// The call, to be settled later through a [`Permit`].

@@ -56,10 +56,15 @@ pub(crate) fn admit_at_once<St: Store>(
     };
     match shared.store.acquire_now(&lane.handle, &acquire) {
         Some(Ok(Decision::Admitted(reservation))) => {
-            for c in &lane.counters {
-                c.admitted(None);
-            }
-            Ok(Admitted::new(lane, cost, at, Some(reservation), None))
+            let place = lane.count_admitted(None);
+            Ok(Admitted::new(
+                lane,
+                cost,
+                at,
+                place,
+                Some(reservation),
+                None,
+            ))
         }
         Some(Ok(decision)) => {
             let asked = Asked {
@@ -232,9 +237,7 @@ impl<St: Store> Place<St> {
         // the clock says between two reads).
         let waited = self.arrived.filter(|_| self.enqueued).map(|a| now - a);
         self.leave(&call, true);
-        for c in &call.lane.counters {
-            c.admitted(waited);
-        }
+        let place = call.lane.count_admitted(waited);
         if let Some(a) = &mut call.account {
             a.admitted(now, self.arrived.map_or(Duration::ZERO, |a| now - a));
         }
@@ -243,7 +246,7 @@ impl<St: Store> Place<St> {
         } else {
             call.lane.shared.clock.nanos(now)
         };
-        Admitted::new(call.lane, call.cost, at, reservation, call.account)
+        Admitted::new(call.lane, call.cost, at, place, reservation, call.account)
     }
 
     /// One step of the wait at `now`: the store's reservation once admitted (`None` for a call

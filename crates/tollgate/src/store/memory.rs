@@ -7,7 +7,7 @@
 //! limits (the old cell is retired and the calls that meet it go through the table), for the
 //! calls of a store used without handles, and for cooldowns, header syncs and stats.
 
-use super::{Acquire, Decision, ScopeState, Settlement, Store, StoreError};
+use super::{Acquire, Decision, ReportedSince, ScopeState, Settlement, Store, StoreError};
 use crate::feedback::ProviderLimit;
 use crate::registry::ScopeId;
 use crate::ScopeRef;
@@ -317,6 +317,33 @@ impl Store for MemoryStore {
             let synced = cell
                 .state
                 .sync_remaining(&cell.limits, now, l.dimension, l.remaining);
+            debug_assert!(synced.is_ok(), "a current cell is never retired");
+        }
+    }
+
+    fn sync_reported_since(
+        &self,
+        scope: &ScopeRef,
+        now: Nanos,
+        since: ReportedSince,
+        reported: &[ProviderLimit],
+    ) {
+        let mut table = self.table();
+        let cell = Self::current(&mut table, scope, now);
+        for l in reported {
+            let bucket = cell.limits.bucket_of(l.dimension);
+            let (at, remaining) = match (l.dimension, bucket) {
+                (Dimension::Requests, Some(i)) => {
+                    let g = &cell.limits.gcras()[i];
+                    // A whole burst available at the bound: full no earlier than it.
+                    (super::reported_tat(g, since, now, l), g.burst())
+                }
+                _ => (now, l.remaining),
+            };
+            // Under the lock: not retired.
+            let synced = cell
+                .state
+                .sync_remaining(&cell.limits, at, l.dimension, remaining);
             debug_assert!(synced.is_ok(), "a current cell is never retired");
         }
     }

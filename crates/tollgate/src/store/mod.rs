@@ -14,7 +14,7 @@ use crate::feedback::ProviderLimit;
 use crate::ScopeRef;
 use std::future::Future;
 use std::time::Duration;
-use tollgate_core::{Cost, Dimension, Nanos, NeverFits};
+use tollgate_core::{Cost, Dimension, Gcra, Nanos, NeverFits};
 
 /// One call asking a store for admission.
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +54,59 @@ pub struct Settlement {
     pub now: Nanos,
     /// What the call really cost. The difference to the estimate is refunded or charged as debt.
     pub actual: Cost,
+}
+
+/// The call whose answer carried a provider's report, as [`Store::sync_reported_since`] needs
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportedSince {
+    /// When the call was admitted, in the layer's time.
+    pub admitted: Nanos,
+    /// The requests the layer admitted in the scope after it.
+    pub requests: u64,
+    /// Time per request at the slowest rate the provider may refill requests at for this
+    /// client, as far as its answers tell (the lower bound of the adaptive mode's estimate).
+    pub request_time: Nanos,
+}
+
+/// The earliest time at which the request bucket `g` may be full again (its theoretical arrival
+/// time) after a provider's report of requests (see [`Store::sync_reported_since`]): the time at
+/// which the provider's bucket, refilling at the slowest rate its answers allow
+/// (`since.request_time` per request), holds one request, plus `g`'s time for its other
+/// `burst − 1`. A bucket no fuller than that admits no request before the provider has room for
+/// it.
+///
+/// * The report describes the provider's bucket when the call was charged, at
+///   `since.admitted`: `remaining` whole requests and a rest of one, read from its `reset` (a
+///   bucket of one period `P`'s worth, full again in `reset` as of the charge, which is `reset`
+///   read `now − admitted` later plus that, holds `P − reset` worth of refill time). A rest
+///   outside one request (another bucket model) or a bucket already full when read is not read:
+///   the report is taken as rounded down.
+/// * The `since.requests` requests charged since take a request time each.
+/// * So the provider's bucket holds one request at
+///   `admitted + (requests + 1 − remaining) · request_time − rest`.
+pub(crate) fn reported_tat(
+    g: &Gcra,
+    since: ReportedSince,
+    now: Nanos,
+    reported: &ProviderLimit,
+) -> Nanos {
+    let unit = since.request_time.as_u64();
+    let whole = unit.saturating_mul(reported.remaining);
+    let rest = reported
+        .reset_in
+        .filter(|reset| !reset.is_zero())
+        .and_then(|reset| {
+            let reset = Nanos::from(reset) + now.saturating_sub(since.admitted);
+            let held = g.period().as_u64().checked_sub(reset.as_u64())?;
+            held.checked_sub(whole)
+        })
+        .filter(|&rest| rest < unit)
+        .unwrap_or(0);
+    let ahead = unit.saturating_mul(since.requests + 1);
+    let others = g.cost_ns(g.burst().saturating_sub(1));
+    // Added before subtracted: a time before the origin means no bound (0).
+    since.admitted + Nanos::new(ahead) + Nanos::new(others) - Nanos::new(whole.saturating_add(rest))
 }
 
 /// A cut of a scope's adaptive rate: when it happened (wall clock) and the rate it cut from, in
@@ -181,6 +234,28 @@ pub trait Store: Send + Sync + 'static {
         for l in reported {
             self.sync_remaining(scope, now, l.dimension, l.remaining);
         }
+    }
+
+    /// Lowers the buckets of `scope` to what the provider reported in the answer to a call
+    /// admitted at `since.admitted`, read at `now`. The report describes the provider's buckets
+    /// right after it charged that call; for requests, the layer knows how many it admitted in
+    /// `scope` after it (`since.requests`), so a store that sees every charge of `scope` applies
+    /// the requests' report as of that moment: at most `remaining − requests` available at
+    /// `since.admitted`, refilled since at the bucket's rate. The bucket then keeps what it
+    /// refilled while the answer was on its way, which [`sync_reported`](Store::sync_reported)
+    /// (the report applied as read) loses. The others are applied as read. Must not block.
+    ///
+    /// The default applies every report as read: right for a store whose buckets other
+    /// processes charge too, whose requests since are not all counted in `since`.
+    fn sync_reported_since(
+        &self,
+        scope: &ScopeRef,
+        now: Nanos,
+        since: ReportedSince,
+        reported: &[ProviderLimit],
+    ) {
+        let _ = since;
+        self.sync_reported(scope, now, reported);
     }
 
     /// Shares a cut of the adaptive rate of `scope` (the adaptive mode's reaction to a
