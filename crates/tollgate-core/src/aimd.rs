@@ -333,19 +333,34 @@ mod tests {
             ceiling in 0.01f64..1e4,
             floor_share in 0.001f64..1.0,
             period_s in 1u64..100_000,
-            steps in proptest::collection::vec((0u64..100_000_000_000, any::<bool>()), 1..50),
+            steps in proptest::collection::vec(
+                (0u64..100_000_000_000, any::<bool>(), proptest::option::of(0.0f64..2e4)),
+                1..50,
+            ),
         ) {
             let floor = ceiling * floor_share;
             let mut r = AimdRate::new(ceiling, floor, Duration::from_secs(period_s)).unwrap();
             let mut now = Nanos::ZERO;
             let mut last = r.rate(now);
-            for (dt, throttle) in steps {
+            for (dt, throttle, refill) in steps {
                 now = Nanos::new(now.as_u64().saturating_add(dt));
                 let before = r.rate(now);
                 prop_assert!(before >= last - 1e-9 * ceiling, "fell without a throttle");
-                let after = if throttle { r.on_throttle(now, None) } else { r.on_success(now) };
+                let grace = r.last_throttle().is_some_and(|t| {
+                    now.saturating_sub(t).as_duration().as_secs_f64()
+                        < AimdRate::GRACE * period_s as f64
+                });
+                let after = if throttle {
+                    r.on_throttle_with_refill(now, None, refill)
+                } else {
+                    r.on_success(now)
+                };
                 prop_assert!(after >= floor && after <= ceiling);
                 prop_assert!(after <= before);
+                if throttle && !grace && before > floor {
+                    // A cut keeps at most 0.95 of the rate, whatever the refill measured.
+                    prop_assert!(after <= (AimdRate::MAX_KEEP * before).max(floor) * (1.0 + 1e-12));
+                }
                 last = after;
             }
         }

@@ -208,6 +208,27 @@ mod tests {
         assert_eq!(e.len, 0);
     }
 
+    /// Once trusted, answers from a nearly empty bucket (0 or 1 left: loose bounds) keep the
+    /// tight bounds of fuller moments, however many of them come.
+    #[test]
+    fn loose_answers_that_agree_keep_the_tight_bounds() {
+        let rho = 70.0 / 60.0;
+        let report = |e: &mut RefillEstimate, x: f64| {
+            let reset = Duration::from_secs_f64((70.0 - x) / rho);
+            e.observe(x.floor() as u64, reset, MINUTE);
+        };
+        let mut e = RefillEstimate::new();
+        for x in [60.5, 55.2, 48.9, 40.1, 33.3, 25.7, 18.4, 12.6] {
+            report(&mut e, x);
+        }
+        let tight = e.bounds().unwrap();
+        assert!(tight.1 - tight.0 < 0.01 * rho, "{tight:?}");
+        for i in 0..10 * RefillEstimate::SAMPLES {
+            report(&mut e, 0.05 + 1.9 * (i % 7) as f64 / 7.0);
+        }
+        assert_eq!(e.bounds(), Some(tight));
+    }
+
     /// A change of the real rate: the old samples disagree with the new until they are gone.
     #[test]
     fn a_changed_rate_is_trusted_once_the_old_samples_are_gone() {

@@ -70,11 +70,9 @@ pub struct ReportedSince {
 }
 
 /// The earliest time at which the request bucket `g` may be full again (its theoretical arrival
-/// time) after a provider's report of requests (see [`Store::sync_reported_since`]): the time at
-/// which the provider's bucket, refilling at the slowest rate its answers allow
-/// (`since.request_time` per request), holds one request, plus `g`'s time for its other
-/// `burst − 1`. A bucket no fuller than that admits no request before the provider has room for
-/// it.
+/// time) after a provider's report of requests, so that it holds no more than the provider's
+/// bucket does, refilling at the slowest rate its answers allow (`since.request_time` per
+/// request), from `now` on until the next report (see [`Store::sync_reported_since`]):
 ///
 /// * The report describes the provider's bucket when the call was charged, at
 ///   `since.admitted`: `remaining` whole requests and a rest of one, read from its `reset` (a
@@ -82,16 +80,18 @@ pub struct ReportedSince {
 ///   read `now − admitted` later plus that, holds `P − reset` worth of refill time). A rest
 ///   outside one request (another bucket model) or a bucket already full when read is not read:
 ///   the report is taken as rounded down.
-/// * The `since.requests` requests charged since take a request time each.
-/// * So the provider's bucket holds one request at
-///   `admitted + (requests + 1 − remaining) · request_time − rest`.
+/// * The `since.requests` requests charged since take a request time each, so the provider's
+///   bucket holds one request at `m = admitted + (requests + 1 − remaining) · request_time −
+///   rest`.
+/// * From `m`, if it is still to come, `g` may have its first request then; else `g` may hold
+///   now what the provider does: one request and `(now − m) / request_time` more.
 pub(crate) fn reported_tat(
     g: &Gcra,
     since: ReportedSince,
     now: Nanos,
     reported: &ProviderLimit,
 ) -> Nanos {
-    let unit = since.request_time.as_u64();
+    let unit = since.request_time.as_u64().max(1);
     let whole = unit.saturating_mul(reported.remaining);
     let rest = reported
         .reset_in
@@ -103,10 +103,19 @@ pub(crate) fn reported_tat(
         })
         .filter(|&rest| rest < unit)
         .unwrap_or(0);
-    let ahead = unit.saturating_mul(since.requests + 1);
-    let others = g.cost_ns(g.burst().saturating_sub(1));
-    // Added before subtracted: a time before the origin means no bound (0).
-    since.admitted + Nanos::new(ahead) + Nanos::new(others) - Nanos::new(whole.saturating_add(rest))
+    let (unit, now) = (i128::from(unit), i128::from(now.as_u64()));
+    let m = i128::from(since.admitted.as_u64()) + unit * (i128::from(since.requests) + 1)
+        - i128::from(whole)
+        - i128::from(rest);
+    // `g` with one request left: the rest of its burst still to refill.
+    let others = i128::from(g.cost_ns(g.burst().saturating_sub(1)));
+    let tat = if m >= now {
+        m + others
+    } else {
+        let more = (now - m) * i128::from(g.cost_ns(1)) / unit;
+        now + others - more
+    };
+    Nanos::new(u64::try_from(tat.max(0)).unwrap_or(u64::MAX))
 }
 
 /// A cut of a scope's adaptive rate: when it happened (wall clock) and the rate it cut from, in
@@ -278,5 +287,120 @@ pub trait Store: Send + Sync + 'static {
     /// keeps spend in this process.
     fn ledger(&self) -> Option<std::sync::Arc<dyn crate::spend::Ledger>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tollgate_core::Limit;
+
+    const MS: u64 = 1_000_000;
+
+    /// A provider's request bucket of one minute's worth, refilled at `rho` a second, held `x`
+    /// right after it charged a call at 1,000 s; its answer is read `age_ms` later, and `k` calls
+    /// were charged in between. The local bucket `g`, lowered to the bound, and the provider's,
+    /// compared when the provider has one request or now, whichever is later: returns (what `g`
+    /// holds then, what the provider holds then, one request's time at the real rate in ns).
+    fn compared(
+        g: &Gcra,
+        rho: f64,
+        x: f64,
+        age_ms: u64,
+        k: u64,
+        request_time: Nanos,
+    ) -> (f64, f64, f64) {
+        let admitted = Nanos::from_secs(1_000);
+        let full = (60.0 * rho - x) / rho;
+        // As the mock writes it: an absolute time rounded up to the millisecond, read `age` on.
+        let reset_in = Duration::from_millis(((full * 1e3).ceil() as u64).saturating_sub(age_ms));
+        let reported = ProviderLimit {
+            dimension: Dimension::Requests,
+            limit: None,
+            remaining: x.floor() as u64,
+            reset_in: Some(reset_in),
+        };
+        let since = ReportedSince {
+            admitted,
+            requests: k,
+            request_time,
+        };
+        let now = admitted + Nanos::new(age_ms * MS);
+        let tat = reported_tat(g, since, now, &reported).as_u64() as f64;
+        let unit = 1e9 / rho;
+        let one = admitted.as_u64() as f64 + (k as f64 + 1.0 - x) * unit;
+        let t = one.max(now.as_u64() as f64);
+        let local = g.burst() as f64 - (tat - t) / g.cost_ns(1) as f64;
+        let provider = x + (t - admitted.as_u64() as f64) / unit - k as f64;
+        (local, provider, unit)
+    }
+
+    proptest! {
+        /// At the slowest refill the answers allow, a bucket lowered to the bound holds no more
+        /// than the provider does; at the real rate, no less than a millisecond's worth (the
+        /// report's rounding) less. (Both within 10 µs: the bucket's own rounding to whole
+        /// nanoseconds per request.)
+        #[test]
+        fn a_bucket_lowered_to_the_bound_holds_what_the_provider_does(
+            per_min in 6u64..6_000,
+            fill in 0.0f64..1.0,
+            age_ms in 0u64..5_000,
+            k in 0u64..10,
+            slower in 0.0f64..0.01,
+        ) {
+            let rho = per_min as f64 / 60.0;
+            let x = fill * per_min as f64;
+            prop_assume!((60.0 * rho - x) / rho * 1e3 > age_ms as f64 + 1.0); // not full when read
+            prop_assume!(x + age_ms as f64 / 1e3 * rho >= k as f64); // the provider admitted them
+            // The local bucket refills a little faster than the provider's.
+            let g = Limit::per_minute(Dimension::Requests, per_min + 1).compile().unwrap();
+            let slowest = Nanos::new((1e9 / (rho * (1.0 - slower))).ceil() as u64);
+            let (local, provider, unit) = compared(&g, rho, x, age_ms, k, slowest);
+            prop_assert!(local <= provider + 1e4 / unit, "{local} > {provider}");
+            let exact = Nanos::new((1e9 / rho).round() as u64);
+            let (local, provider, unit) = compared(&g, rho, x, age_ms, k, exact);
+            prop_assert!(local <= provider + 1e4 / unit, "{local} > {provider}");
+            prop_assert!(local >= provider - (MS as f64 + 1e4) / unit, "{local} < {provider}");
+        }
+    }
+
+    /// A report that does not fit a bucket of one period's worth (its rest is more than a
+    /// request) is taken as rounded down.
+    #[test]
+    fn a_rest_of_more_than_one_request_is_not_read() {
+        let g = Limit::per_minute(Dimension::Requests, 60)
+            .compile()
+            .unwrap();
+        let since = ReportedSince {
+            admitted: Nanos::from_secs(100),
+            requests: 0,
+            request_time: Nanos::from_secs(1),
+        };
+        let reported = |reset: u64| ProviderLimit {
+            dimension: Dimension::Requests,
+            limit: None,
+            remaining: 10,
+            reset_in: Some(Duration::from_secs(reset)),
+        };
+        // 10 left, full in 50 s: exactly 10 held, so 10 available now (59 s short of full).
+        let now = since.admitted;
+        let tat = reported_tat(&g, since, now, &reported(50));
+        assert_eq!(tat, now + Nanos::from_secs(50));
+        // Full in 20 s would mean 40 held: not this bucket model; as rounded, 10.
+        let tat = reported_tat(&g, since, now, &reported(20));
+        assert_eq!(tat, now + Nanos::from_secs(50));
+        // 9.5 held (full in 50.5 s): 9.5 available.
+        let tat = reported_tat(
+            &g,
+            since,
+            now,
+            &ProviderLimit {
+                remaining: 9,
+                reset_in: Some(Duration::from_millis(50_500)),
+                ..reported(0)
+            },
+        );
+        assert_eq!(tat, now + Nanos::from_millis(50_500));
     }
 }

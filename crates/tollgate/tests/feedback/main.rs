@@ -731,6 +731,119 @@ async fn the_adaptive_mode_learns_the_rate_the_answers_report() {
     assert!((p - 420.0).abs() < 0.01 * 420.0, "{p}");
 }
 
+/// An answer of a key that really refills at 7 requests a second (told 10): the provider's bucket
+/// of 420 held `x` right after it charged the call, and the answer is read `age` after that
+/// (its `reset` is then `age` shorter).
+fn report_read_after(x: f64, age: Duration) -> Response<()> {
+    let remaining = (x.floor() as u64).to_string();
+    let reset = format!("{:.3}s", (420.0 - x) / 7.0 - age.as_secs_f64());
+    answer(
+        200,
+        &[
+            ("x-ratelimit-limit-requests", "600"),
+            ("x-ratelimit-remaining-requests", remaining.as_str()),
+            ("x-ratelimit-reset-requests", reset.as_str()),
+        ],
+    )
+}
+
+/// Levels of the provider's bucket that teach the adaptive mode its rate.
+const LEVELS: [f64; 10] = [
+    400.5, 390.2, 350.0, 301.7, 250.25, 199.9, 150.0, 120.6, 99.0, 80.4,
+];
+
+/// Once the adaptive mode knows the rate the requests really refill at, a report read late is
+/// applied as of the call's admission: the bucket keeps what the provider refilled while the
+/// answer was on its way (less the requests admitted meanwhile), where a report applied as read
+/// would leave only what it says remained.
+#[tokio::test(start_paused = true)]
+async fn in_the_adaptive_mode_a_report_read_late_keeps_the_refill_meanwhile() {
+    let start = Instant::now();
+    let age = Duration::from_secs(2);
+    let mut answers: Vec<_> = LEVELS.iter().map(|&x| report_read_after(x, age)).collect();
+    // Call A finds 10.5 left; call B, admitted a second after A, is answered without a report.
+    answers.push(report_read_after(10.5, age));
+    answers.push(ok());
+    let script = Script::new(start, answers).latency(age);
+    let b = ThrottleLayer::builder()
+        .scope("global", rpm(600))
+        .adaptive(0.1);
+    let (limiter, svc) = client(b, &script);
+    for i in 0..LEVELS.len() as u32 {
+        svc.clone().oneshot(i).await.unwrap();
+    }
+    let p = limiter.scope_stats("global").unwrap().buckets[0].per_period;
+    assert!((p - 420.0).abs() < 0.01 * 420.0, "{p}");
+    // A full bucket again, then A, and B a second later.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let a = tokio::spawn(svc.clone().oneshot(100));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = tokio::spawn(svc.clone().oneshot(101));
+    // Just after A's answer is read: 10.5 + 7/s × 2 s − B.
+    tokio::time::sleep(age - Duration::from_secs(1) + Duration::from_millis(1)).await;
+    let available = limiter.scope_stats("global").unwrap().buckets[0].available;
+    assert!((available - 23.5).abs() < 0.2, "{available}");
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+}
+
+/// A 429 on a key whose answers tell its rate restarts the adaptive rate from what they allow
+/// (at most 0.95 of the rate it was cut from), not from 0.7 of it.
+#[tokio::test(start_paused = true)]
+async fn a_429_restarts_from_the_rate_the_answers_report() {
+    let start = Instant::now();
+    let mut answers: Vec<_> = LEVELS
+        .iter()
+        .map(|&x| report_read_after(x, Duration::ZERO))
+        .collect();
+    answers.push(answer(429, &[("retry-after", "0")]));
+    let script = Script::new(start, answers);
+    let b = ThrottleLayer::builder()
+        .scope("global", rpm(600))
+        .adaptive(0.1);
+    let (limiter, svc) = client(b, &script);
+    let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
+    for i in 0..LEVELS.len() as u32 {
+        svc.clone().oneshot(i).await.unwrap();
+    }
+    let before = per_period();
+    assert!((before - 420.0).abs() < 0.01 * 420.0, "{before}");
+    svc.clone().oneshot(100).await.unwrap();
+    let after = per_period();
+    assert!((after - 0.95 * before).abs() < 0.01 * before, "{after}");
+}
+
+/// Without rate-limit headers, the requests that went through between two 429s measure the rate
+/// the provider refills at, and the second cut restarts from it instead of 0.7 of the rate.
+#[tokio::test(start_paused = true)]
+async fn the_requests_between_two_429s_measure_the_refill() {
+    let start = Instant::now();
+    let limited = || answer(429, &[("retry-after", "0")]);
+    let mut answers = vec![limited()];
+    answers.extend((0..99).map(|_| ok()));
+    answers.push(limited());
+    let script = Script::new(start, answers);
+    let b = ThrottleLayer::builder()
+        .scope("global", rpm(600))
+        .adaptive(0.1);
+    let (limiter, svc) = client(b, &script);
+    let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
+    svc.clone().oneshot(0).await.unwrap();
+    assert!((per_period() - 420.0).abs() < 1e-6, "{}", per_period());
+    // 99 calls, one every 1/6 s (below the climbing 7 a second), then the second 429.
+    for i in 1..=100 {
+        tokio::time::sleep(Duration::from_micros(166_667)).await;
+        svc.clone().oneshot(i).await.unwrap();
+    }
+    let t = script.times();
+    let span = (t[100] - t[0]).as_secs_f64();
+    let measured = 99.0 / span * 60.0;
+    assert!((measured - 360.0).abs() < 0.02 * 360.0, "{measured}");
+    // 0.7 × W would be about 300 a minute.
+    let p = per_period();
+    assert!((p - measured).abs() < 0.01 * measured, "{p} vs {measured}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_cut_of_the_adaptive_rate_reaches_every_process_sharing_the_store() {
     let start = Instant::now();
