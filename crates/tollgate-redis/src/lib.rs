@@ -59,7 +59,10 @@
 //!   process's 429 pauses every process. So are the adaptive mode's cuts of the rate
 //!   ([`Store::publish_rate_cut`](tollgate::Store::publish_rate_cut), one small hash per scope,
 //!   `…:a:<scope>`, the latest kept): every process reads the latest at most one probe interval
-//!   after it and follows the same recovery curve.
+//!   after it and follows the same recovery curve. A report is applied as read (the default of
+//!   [`Store::sync_reported_since`](tollgate::Store::sync_reported_since)): the requests other
+//!   processes admitted since the reported call are not counted in this one, so applying it as
+//!   of that call's admission could leave more than the provider holds.
 //! * **Keys**: `<prefix>:{<hash tag>}:s:<scope>` (buckets and cooldown, one string),
 //!   `…:f:<scope>` (calls in flight of a capped scope), `…:d:<reservation>` (settled markers),
 //!   `…:clients`, and the spend ledger's `…:L:…` (see [`RedisLedger`]). The hash tag keeps every key of a store in one Redis Cluster slot. Every key

@@ -391,6 +391,13 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
 
     /// Whether the provider's rate-limit headers lower the provider scope's buckets (default on).
     ///
+    /// A report is applied as the answer is read: at most what it says remained. In the adaptive
+    /// mode, once the answers have told the rate the requests really refill at, a report of
+    /// requests is applied as of the call's admission, which it describes: what the provider
+    /// refilled while the answer was on its way (at the slowest rate the answers allow), less the
+    /// requests admitted since, stays available (see
+    /// [`Store::sync_reported_since`](crate::Store::sync_reported_since)).
+    ///
     /// ```
     /// # use tollgate::ThrottleLayer;
     /// assert!(ThrottleLayer::builder().header_sync(false).build().is_ok());
@@ -406,11 +413,15 @@ impl<K, E, U, P, C, M> ThrottleBuilder<K, E, U, P, C, M> {
     ///
     /// * the answers' `remaining` and `reset`: each bounds the rate the limit really refills at
     ///   ([`RefillEstimate`](tollgate_core::RefillEstimate)); once the recent answers agree on a
-    ///   rate below the configured one, the limits are scaled to it;
+    ///   rate below the configured one, the limits are scaled to the upper bound they agree on
+    ///   (header sync holds the buckets to what the provider reports, so they may refill a hair
+    ///   faster, never slower);
     /// * rate-limited or overloaded answers: the rate drops to 0.7 of itself and climbs back
-    ///   linearly in the
-    ///   limit's own period ([`AimdRate`](tollgate_core::AimdRate), which derives its
-    ///   constants); a 429 also empties the local bucket of that limit.
+    ///   linearly in the limit's own period ([`AimdRate`](tollgate_core::AimdRate), which
+    ///   derives its constants); a 429 also empties the local bucket of that limit. Once the
+    ///   requests between two 429s have measured the rate the provider refills at
+    ///   ([`ThrottleRefill`](tollgate_core::ThrottleRefill)), or the answers have reported it, a
+    ///   cut restarts from that rate instead (but from at most 0.95 of the rate it cuts).
     ///
     /// The rate is that of the scope's request limit (or its first limit); every limit of the
     /// scope is scaled alike (their rates; their bursts stay as configured).
