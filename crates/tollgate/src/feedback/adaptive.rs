@@ -180,7 +180,8 @@ impl Adaptive {
     }
 
     /// The rate, per second, that the answers guarantee the provider scope (the lower bounds of
-    /// their estimates), once one is trusted: a throttle cuts to no less.
+    /// their estimates), once one is trusted: a throttle restarts from it (but from at most
+    /// [`AimdRate::MAX_KEEP`] of the rate it cuts).
     pub(crate) fn reported_floor(&self) -> Option<f64> {
         self.reported(|lower, _| lower).map(|f| f * self.ceiling)
     }

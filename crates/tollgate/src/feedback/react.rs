@@ -154,7 +154,9 @@ fn sync<St: Store>(
             let since = ReportedSince {
                 admitted: admitted.at,
                 requests: counters.admitted_so_far().saturating_sub(admitted.place),
-                request_time: Nanos::from(Duration::from_secs_f64(1.0 / rate)),
+                request_time: Nanos::from(
+                    Duration::try_from_secs_f64(1.0 / rate).unwrap_or(Duration::MAX),
+                ),
             };
             shared
                 .store

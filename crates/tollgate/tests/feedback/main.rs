@@ -628,10 +628,7 @@ mod retry {
 async fn the_adaptive_rate_follows_the_documented_curve() {
     let start = Instant::now();
     let script = Script::new(start, vec![answer(429, &[("retry-after", "1")])]);
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
+    let (limiter, svc) = adaptive_client(&script);
     let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
     assert_eq!(per_period(), 600.0);
     svc.clone().oneshot(0).await.unwrap();
@@ -681,54 +678,12 @@ async fn a_burst_of_throttles_cuts_the_adaptive_rate_once() {
     let start = Instant::now();
     let limited = || answer(429, &[("retry-after", "0")]);
     let script = Script::new(start, (0..5).map(|_| limited()).collect());
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
+    let (limiter, svc) = adaptive_client(&script);
     for i in 0..5 {
         svc.clone().oneshot(i).await.unwrap();
     }
     let p = limiter.scope_stats("global").unwrap().buckets[0].per_period;
     assert!((p - 420.0).abs() < 1e-6, "{p}");
-}
-
-/// A key that really refills at 70 % of its configured rate for this client: the answers'
-/// `remaining` and `reset` tell it, and the adaptive mode scales the limits to it without a
-/// single 429.
-#[tokio::test(start_paused = true)]
-async fn the_adaptive_mode_learns_the_rate_the_answers_report() {
-    let start = Instant::now();
-    // Configured 600 a minute; really 420 a minute (7/s). Each answer reports `x` left of a
-    // bucket of 420, full again in (420 − x) / 7 s, measured when the answer is read.
-    let report = |x: f64| {
-        let remaining = (x.floor() as u64).to_string();
-        let reset = format!("{:.3}s", (420.0 - x) / 7.0);
-        answer(
-            200,
-            &[
-                ("x-ratelimit-limit-requests", "600"),
-                ("x-ratelimit-remaining-requests", remaining.as_str()),
-                ("x-ratelimit-reset-requests", reset.as_str()),
-            ],
-        )
-    };
-    let levels = [
-        400.5, 390.2, 350.0, 301.7, 250.25, 199.9, 150.0, 120.6, 99.0, 80.4,
-    ];
-    let script = Script::new(start, levels.iter().map(|&x| report(x)).collect());
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
-    let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
-    for i in 0..levels.len() as u32 {
-        svc.clone().oneshot(i).await.unwrap();
-        if i + 1 < tollgate_core::RefillEstimate::MIN_SAMPLES as u32 {
-            assert_eq!(per_period(), 600.0, "trusted after {} answers", i + 1);
-        }
-    }
-    let p = per_period();
-    assert!((p - 420.0).abs() < 0.01 * 420.0, "{p}");
 }
 
 /// An answer of a key that really refills at 7 requests a second (told 10): the provider's bucket
@@ -752,6 +707,45 @@ const LEVELS: [f64; 10] = [
     400.5, 390.2, 350.0, 301.7, 250.25, 199.9, 150.0, 120.6, 99.0, 80.4,
 ];
 
+/// A client of the layer in the adaptive mode (floor 10 %) on 600 requests a minute.
+fn adaptive_client(script: &Script) -> (Limiter, Client) {
+    let b = ThrottleLayer::builder()
+        .scope("global", rpm(600))
+        .adaptive(0.1);
+    client(b, script)
+}
+
+/// Sends the calls the answers of [`LEVELS`] go to, one after the other.
+async fn learn_levels(svc: &Client) {
+    for i in 0..LEVELS.len() as u32 {
+        svc.clone().oneshot(i).await.unwrap();
+    }
+}
+
+/// A key that really refills at 70 % of its configured rate for this client: the answers'
+/// `remaining` and `reset` tell it, and the adaptive mode scales the limits to it without a
+/// single 429.
+#[tokio::test(start_paused = true)]
+async fn the_adaptive_mode_learns_the_rate_the_answers_report() {
+    let start = Instant::now();
+    // Configured 600 a minute; really 420 a minute (7/s), answers read at once.
+    let answers = LEVELS
+        .iter()
+        .map(|&x| report_read_after(x, Duration::ZERO))
+        .collect();
+    let script = Script::new(start, answers);
+    let (limiter, svc) = adaptive_client(&script);
+    let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
+    for i in 0..LEVELS.len() as u32 {
+        svc.clone().oneshot(i).await.unwrap();
+        if i + 1 < tollgate_core::RefillEstimate::MIN_SAMPLES as u32 {
+            assert_eq!(per_period(), 600.0, "trusted after {} answers", i + 1);
+        }
+    }
+    let p = per_period();
+    assert!((p - 420.0).abs() < 0.01 * 420.0, "{p}");
+}
+
 /// Once the adaptive mode knows the rate the requests really refill at, a report read late is
 /// applied as of the call's admission: the bucket keeps what the provider refilled while the
 /// answer was on its way (less the requests admitted meanwhile), where a report applied as read
@@ -765,13 +759,8 @@ async fn in_the_adaptive_mode_a_report_read_late_keeps_the_refill_meanwhile() {
     answers.push(report_read_after(10.5, age));
     answers.push(ok());
     let script = Script::new(start, answers).latency(age);
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
-    for i in 0..LEVELS.len() as u32 {
-        svc.clone().oneshot(i).await.unwrap();
-    }
+    let (limiter, svc) = adaptive_client(&script);
+    learn_levels(&svc).await;
     let p = limiter.scope_stats("global").unwrap().buckets[0].per_period;
     assert!((p - 420.0).abs() < 0.01 * 420.0, "{p}");
     // A full bucket again, then A, and B a second later.
@@ -798,14 +787,9 @@ async fn a_429_restarts_from_the_rate_the_answers_report() {
         .collect();
     answers.push(answer(429, &[("retry-after", "0")]));
     let script = Script::new(start, answers);
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
+    let (limiter, svc) = adaptive_client(&script);
     let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
-    for i in 0..LEVELS.len() as u32 {
-        svc.clone().oneshot(i).await.unwrap();
-    }
+    learn_levels(&svc).await;
     let before = per_period();
     assert!((before - 420.0).abs() < 0.01 * 420.0, "{before}");
     svc.clone().oneshot(100).await.unwrap();
@@ -823,10 +807,7 @@ async fn the_requests_between_two_429s_measure_the_refill() {
     answers.extend((0..99).map(|_| ok()));
     answers.push(limited());
     let script = Script::new(start, answers);
-    let b = ThrottleLayer::builder()
-        .scope("global", rpm(600))
-        .adaptive(0.1);
-    let (limiter, svc) = client(b, &script);
+    let (limiter, svc) = adaptive_client(&script);
     let per_period = || limiter.scope_stats("global").unwrap().buckets[0].per_period;
     svc.clone().oneshot(0).await.unwrap();
     assert!((per_period() - 420.0).abs() < 1e-6, "{}", per_period());
