@@ -40,7 +40,7 @@ use std::time::Duration;
 /// next throttle comes once the excess over `ρ` has used up what the bucket banked meanwhile (a
 /// shared cooldown of `d` banks `ρ·d`, plus the one request a throttle leaves): after
 /// `t = √(2·(ρ·d + 1) / a)`, about 70 s for 70 requests a minute, `d = 1 s`. So there are more
-/// throttles (the simulator's `no-headers` scenario: 14 in 1,213 attempts, 1.2 %, against 3 with
+/// throttles (the simulator's `no-headers` scenario: 14 in 1,214 attempts, 1.2 %, against 3 with
 /// `β·W` restarts), but the bucket never banks more than a few requests, where a `β·W` cycle
 /// banks up to a whole period's worth, which is lost if demand ends first (the same scenario:
 /// 99.80 % utilization against 99.28 %). The restart keeps at most
@@ -174,18 +174,19 @@ impl AimdRate {
         self.on_throttle_with_refill(now, measured, None)
     }
 
-    /// [`on_throttle`](Self::on_throttle), knowing `refill`: a lower bound of the rate the
-    /// provider really refills at, measured between its throttles
-    /// ([`ThrottleRefill`](crate::ThrottleRefill)). The rate restarts at that bound instead of
-    /// `β·W` when it is higher, but never above [`MAX_KEEP`](Self::MAX_KEEP)` · W`, and climbs as
-    /// after any cut.
+    /// [`on_throttle`](Self::on_throttle), knowing `refill`: a rate the provider was measured to
+    /// refill at (between its throttles, [`ThrottleRefill`](crate::ThrottleRefill), or from what
+    /// its answers report, [`RefillEstimate`](crate::RefillEstimate)). The rate restarts at it
+    /// instead of `β·W` when it is higher, but never above [`MAX_KEEP`](Self::MAX_KEEP)` · W`, and
+    /// climbs as after any cut.
     ///
     /// ```
     /// use std::time::Duration;
     /// use tollgate_core::{AimdRate, Nanos};
     ///
     /// let mut rate = AimdRate::new(2.0, 0.1, Duration::from_secs(60))?;
-    /// // Throttled at 1.2 a second, the provider measured to refill at least 1.15: restart there.
+    /// // Throttled at 1.2 a second, the provider measured to refill at 1.15: restart there, but
+    /// // at most at 0.95 × 1.2 = 1.14.
     /// assert_eq!(rate.on_throttle_with_refill(Nanos::from_secs(100), Some(1.2), Some(1.15)), 1.14);
     /// // A measured refill at or above W still cuts by 5 %.
     /// let later = Nanos::from_secs(500);

@@ -28,8 +28,8 @@ use crate::Nanos;
 /// ```
 /// use tollgate_core::{Nanos, ThrottleRefill};
 ///
-/// // A client sends a call every 0.8 s; the provider refills 70 a minute and throttles the
-/// // calls numbered 100 and 600 (the next throttles after them).
+/// // A client sends a call every 0.8 s; the provider throttles the calls numbered 100 and 600,
+/// // 400 s apart, and admits the 499 in between.
 /// let mut t = ThrottleRefill::new();
 /// let at = |place: u64| Nanos::from_millis(place * 800);
 /// assert_eq!(t.observe(100, at(100)), None); // the first says nothing yet
