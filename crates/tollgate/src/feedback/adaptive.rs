@@ -133,11 +133,11 @@ impl Adaptive {
     /// provider refilled at since the earliest kept throttle (the middle of its bounds), when
     /// the adaptive rate counts requests.
     pub(crate) fn throttled(&mut self, place: u64, at: Nanos) -> Option<f64> {
-        if place == 0 {
+        if place == 0 || self.dimension != Dimension::Requests {
             return None;
         }
         let (lower, upper) = self.throttles.observe(place, at)?;
-        (self.dimension == Dimension::Requests).then_some((lower + upper) / 2.0)
+        Some((lower + upper) / 2.0)
     }
 
     /// The slowest rate, per second, at which the answers allow that the provider refills

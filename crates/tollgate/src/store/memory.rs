@@ -61,6 +61,36 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// Header sync of `scope` under one lock: each report applied as read at `now`, but a
+    /// report of requests, with `since`, as of the reported call's admission
+    /// ([`Store::sync_reported_since`]).
+    fn sync(
+        &self,
+        scope: &ScopeRef,
+        now: Nanos,
+        since: Option<ReportedSince>,
+        reported: &[ProviderLimit],
+    ) {
+        let mut table = self.table();
+        let cell = Self::current(&mut table, scope, now);
+        for l in reported {
+            let bucket = cell.limits.bucket_of(l.dimension);
+            let (at, remaining) = match (since, l.dimension, bucket) {
+                (Some(since), Dimension::Requests, Some(i)) => {
+                    let g = &cell.limits.gcras()[i];
+                    // A whole burst available at the bound: full no earlier than it.
+                    (super::reported_tat(g, since, now, l), g.burst())
+                }
+                _ => (now, l.remaining),
+            };
+            // Under the lock: not retired.
+            let synced = cell
+                .state
+                .sync_remaining(&cell.limits, at, l.dimension, remaining);
+            debug_assert!(synced.is_ok(), "a current cell is never retired");
+        }
+    }
+
     fn table(&self) -> MutexGuard<'_, Vec<Option<Arc<Cell>>>> {
         self.cells.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -310,15 +340,7 @@ impl Store for MemoryStore {
     }
 
     fn sync_reported(&self, scope: &ScopeRef, now: Nanos, reported: &[ProviderLimit]) {
-        let mut table = self.table();
-        let cell = Self::current(&mut table, scope, now);
-        for l in reported {
-            // Under the lock: not retired.
-            let synced = cell
-                .state
-                .sync_remaining(&cell.limits, now, l.dimension, l.remaining);
-            debug_assert!(synced.is_ok(), "a current cell is never retired");
-        }
+        self.sync(scope, now, None, reported);
     }
 
     fn sync_reported_since(
@@ -328,24 +350,7 @@ impl Store for MemoryStore {
         since: ReportedSince,
         reported: &[ProviderLimit],
     ) {
-        let mut table = self.table();
-        let cell = Self::current(&mut table, scope, now);
-        for l in reported {
-            let bucket = cell.limits.bucket_of(l.dimension);
-            let (at, remaining) = match (l.dimension, bucket) {
-                (Dimension::Requests, Some(i)) => {
-                    let g = &cell.limits.gcras()[i];
-                    // A whole burst available at the bound: full no earlier than it.
-                    (super::reported_tat(g, since, now, l), g.burst())
-                }
-                _ => (now, l.remaining),
-            };
-            // Under the lock: not retired.
-            let synced = cell
-                .state
-                .sync_remaining(&cell.limits, at, l.dimension, remaining);
-            debug_assert!(synced.is_ok(), "a current cell is never retired");
-        }
+        self.sync(scope, now, Some(since), reported);
     }
 
     fn evict(&self, scope: &ScopeRef, since: Nanos) -> bool {
